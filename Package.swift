@@ -1,0 +1,43 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Data flows one way: RWKVFormats reads and writes files (tensors in, tensors out),
+// RWKVModel knows what an RWKV checkpoint is and runs it, RWKVConvert plans and performs
+// conversions, RWKVVerify compares logits. The executables are thin argument-parser shells.
+let package = Package(
+    name: "rwkv-tools",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "rwkv-convert", targets: ["rwkv-convert"]),
+        .executable(name: "rwkv-upgrade", targets: ["rwkv-upgrade"]),
+        .executable(name: "rwkv-verify", targets: ["rwkv-verify"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CZip", pkgConfig: "libzip", providers: [.apt(["libzip-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // Half-float conversion kernels: F16C turns f16<->f32 into one instruction per 8 values,
+        // which Swift's Float16 does not use on a generic x86-64 target.
+        .target(name: "CHalf", cSettings: [.unsafeFlags(["-O3", "-mf16c"])]),
+
+        .target(name: "RWKVFormats", dependencies: ["CZip", "CHalf"]),
+        .target(name: "RWKVModel", dependencies: ["RWKVFormats", "COpenBLAS"]),
+        .target(name: "RWKVConvert", dependencies: ["RWKVFormats", "RWKVModel"],
+                resources: [.copy("Resources/rwkv_vocab_v20230424.txt")]),
+        .target(name: "RWKVVerify", dependencies: ["RWKVFormats", "RWKVModel"]),
+
+        .executableTarget(name: "rwkv-convert", dependencies: [
+            "RWKVConvert", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(name: "rwkv-upgrade", dependencies: [
+            "RWKVConvert", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(name: "rwkv-verify", dependencies: [
+            "RWKVVerify", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+
+        .testTarget(name: "RWKVFormatsTests", dependencies: ["RWKVFormats"]),
+        .testTarget(name: "RWKVModelTests", dependencies: ["RWKVModel"]),
+        .testTarget(name: "RWKVConvertTests", dependencies: ["RWKVConvert"]),
+        .testTarget(name: "RWKVVerifyTests", dependencies: ["RWKVVerify"]),
+    ]
+)

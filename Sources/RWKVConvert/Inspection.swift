@@ -1,0 +1,73 @@
+import Foundation
+import RWKVFormats
+import RWKVModel
+
+/// What `rwkv-convert inspect` reports: the format, the architecture when it is an RWKV
+/// checkpoint, and every tensor. Reading it touches headers only, never tensor data.
+public struct InspectReport: Codable, Sendable {
+    public struct Tensor: Codable, Sendable {
+        public let name: String
+        public let dtype: String
+        public let shape: [Int]
+        public let bytes: Int
+    }
+
+    public let file: String
+    public let format: String
+    public let config: RWKVConfig?
+    /// Why no architecture was detected (not an RWKV model, or a tensor missing or mis-shaped).
+    public let architectureError: String?
+    public let tensors: [Tensor]
+    public let totalBytes: Int
+
+    public init(source: TensorSource) {
+        file = source.path
+        format = source.formatName
+        do {
+            config = try RWKVConfig.detect(source)
+            architectureError = nil
+        } catch let e as RWKVError {
+            config = nil
+            architectureError = e.message
+        } catch {
+            config = nil
+            architectureError = "\(error)"
+        }
+        tensors = source.tensors.map { Tensor(name: $0.name, dtype: $0.dtype.rawValue, shape: $0.shape, bytes: $0.byteCount) }
+        totalBytes = tensors.reduce(0) { $0 + $1.bytes }
+    }
+
+    /// A human-readable summary and table.
+    public var text: String {
+        var lines = ["file:    \(file)", "format:  \(format)"]
+        if let c = config {
+            var arch = "RWKV-\(c.version.rawValue): \(c.layerCount) layers, n_embd \(c.embeddingSize), head size \(c.headSize) (\(c.headCount) heads), vocab \(c.vocabSize), FFN \(c.ffnSize)"
+            switch c.version {
+            case .v7: arch += ", LoRA ranks decay \(c.decayRank) iclr \(c.iclrRank) value-residual \(c.valueResidualRank) gate \(c.gateRank)"
+            case .v6: arch += ", LoRA ranks token-shift \(c.tokenShiftRank) decay \(c.decayRank)"
+            }
+            lines.append("model:   \(arch)")
+        } else if let e = architectureError {
+            lines.append("model:   not a usable RWKV-6/7 checkpoint: \(e)")
+        }
+        lines.append("tensors: \(tensors.count), \(formatBytes(totalBytes))")
+        let nameWidth = max(4, tensors.map(\.name.count).max() ?? 0)
+        lines.append("")
+        lines.append("name".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  dtype  shape                 bytes")
+        for t in tensors {
+            let shape = "[" + t.shape.map(String.init).joined(separator: ", ") + "]"
+            lines.append(t.name.padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  "
+                         + t.dtype.padding(toLength: 5, withPad: " ", startingAt: 0) + "  "
+                         + shape.padding(toLength: max(20, shape.count), withPad: " ", startingAt: 0) + "  \(t.bytes)")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// "1.5 MB" style sizes for people.
+public func formatBytes(_ n: Int) -> String {
+    let units = ["bytes", "KB", "MB", "GB", "TB"]
+    var v = Double(n), u = 0
+    while v >= 1000, u < units.count - 1 { v /= 1000; u += 1 }
+    return u == 0 ? "\(n) bytes" : String(format: "%.1f %@", v, units[u])
+}

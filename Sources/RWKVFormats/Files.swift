@@ -1,0 +1,183 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A regular file opened for reading with positioned reads. Every read is bounds-checked
+/// against the size seen at open, so a lying header cannot make us allocate or read past the end.
+/// (We use pread rather than mmap: a file truncated under a live mapping raises SIGBUS.)
+public final class InputFile: @unchecked Sendable {
+    public let path: String
+    public let size: Int
+    private let fd: Int32
+
+    public init(_ path: String) throws {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw RWKVError(path, "cannot open: \(String(cString: strerror(errno)))")
+        }
+        if (st.st_mode & S_IFMT) == S_IFDIR { throw RWKVError(path, "is a directory, not a model file") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw RWKVError(path, "is not a regular file") }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw RWKVError(path, "cannot open: \(String(cString: strerror(errno)))") }
+        self.fd = fd
+        self.path = path
+        self.size = Int(st.st_size)
+    }
+
+    deinit { close(fd) }
+
+    /// Reads exactly `count` bytes at `offset`, or throws naming `what` was being read.
+    public func read(at offset: Int, count: Int, what: String = "data") throws -> [UInt8] {
+        guard offset >= 0, count >= 0, offset <= size, count <= size - offset else {
+            throw RWKVError(path, "\(what) at offset \(offset) (\(count) bytes) runs past the end of the file (\(size) bytes)")
+        }
+        var buf = [UInt8](repeating: 0, count: count)
+        var done = 0
+        try buf.withUnsafeMutableBytes { raw in
+            while done < count {
+                let n = pread(fd, raw.baseAddress! + done, count - done, off_t(offset + done))
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { throw RWKVError(path, "read error in \(what): file shorter than expected") }
+                done += n
+            }
+        }
+        return buf
+    }
+
+    /// The first bytes of the file (fewer if it is shorter), for format sniffing.
+    public func prefix(_ count: Int) throws -> [UInt8] {
+        try read(at: 0, count: min(count, size))
+    }
+}
+
+/// An output written to a temporary file beside its destination and renamed into place only by
+/// `commit()`. Dropped without commit (an error, Ctrl-C), the temporary file is removed, so a
+/// half-written output never appears under the final name.
+public final class AtomicOutputFile {
+    public let path: String
+    public let temporaryPath: String
+    private var fd: Int32
+    private var committed = false
+    public private(set) var bytesWritten = 0
+
+    /// - Parameter inputs: paths that must not be overwritten (the files being converted).
+    public init(_ path: String, refusingToOverwrite inputs: [String] = []) throws {
+        let target = Self.canonical(path)
+        for input in inputs where Self.canonical(input) == target {
+            throw RWKVError(path, "refusing to overwrite the input file")
+        }
+        var st = stat()
+        if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
+            throw RWKVError(path, "is a directory; give an output file name")
+        }
+        let dir = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+        var template = Array("\(dir.isEmpty ? "/" : dir)/.\(path.split(separator: "/").last ?? "out").tmp-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else {
+            throw RWKVError(path, "cannot create a temporary file in \(dir): \(String(cString: strerror(errno)))")
+        }
+        self.fd = fd
+        self.path = path
+        self.temporaryPath = String(cString: template)
+        fchmod(fd, 0o644)
+        CleanupOnSignal.shared.register(temporaryPath)
+    }
+
+    deinit {
+        if !committed { abandon() }
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw RWKVError(path, "write failed: \(String(cString: strerror(errno)))") }
+            done += n
+        }
+        bytesWritten += bytes.count
+    }
+
+    public func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try write($0) }
+    }
+
+    /// Writes `count` zero bytes (alignment padding).
+    public func pad(_ count: Int) throws {
+        if count > 0 { try write([UInt8](repeating: 0, count: count)) }
+    }
+
+    /// Flushes, closes and renames into place.
+    public func commit() throws {
+        guard !committed else { return }
+        guard fsync(fd) == 0, close(fd) == 0 else {
+            throw RWKVError(path, "cannot finish writing: \(String(cString: strerror(errno)))")
+        }
+        fd = -1
+        guard rename(temporaryPath, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temporaryPath)
+            throw RWKVError(path, "cannot rename the finished output into place: \(reason)")
+        }
+        committed = true
+        CleanupOnSignal.shared.unregister(temporaryPath)
+    }
+
+    /// Removes the temporary file; the destination is left as it was.
+    public func abandon() {
+        if fd >= 0 { close(fd); fd = -1 }
+        unlink(temporaryPath)
+        CleanupOnSignal.shared.unregister(temporaryPath)
+    }
+
+    static func canonical(_ path: String) -> String {
+        guard let resolved = realpath(path, nil) else { return path }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+}
+
+/// Removes registered temporary files when the process is interrupted (SIGINT, SIGTERM).
+final class CleanupOnSignal: @unchecked Sendable {
+    static let shared = CleanupOnSignal()
+    private var paths: Set<String> = []
+    private let lock = NSLockLite()
+    private var installed = false
+
+    func register(_ path: String) {
+        lock.withLock {
+            paths.insert(path)
+            if !installed {
+                installed = true
+                for sig in [SIGINT, SIGTERM, SIGHUP] {
+                    signal(sig) { sig in
+                        CleanupOnSignal.shared.removeAll()
+                        signal(sig, SIG_DFL)
+                        raise(sig)
+                    }
+                }
+            }
+        }
+    }
+
+    func unregister(_ path: String) { lock.withLock { _ = paths.remove(path) } }
+
+    fileprivate func removeAll() {
+        // Async-signal context: unlink is safe; we accept the lock not being taken here.
+        for p in paths { unlink(p) }
+    }
+}
+
+/// A pthread mutex, so this module needs no Foundation.
+final class NSLockLite: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    init() { pthread_mutex_init(&mutex, nil) }
+    deinit { pthread_mutex_destroy(&mutex) }
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return try body()
+    }
+}

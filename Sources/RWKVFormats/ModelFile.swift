@@ -1,0 +1,38 @@
+/// What a file is, judged by its first bytes, and the reader that opens it.
+public enum ModelFormat: String, Sendable {
+    case torchZip = "torch zip (.pth)"
+    case legacyTorch = "legacy torch pickle (.pth before torch 1.6)"
+    case safetensors = "safetensors"
+    case gguf = "GGUF"
+
+    /// Sniffs the format from the file's first bytes.
+    public static func detect(_ file: InputFile) throws -> ModelFormat {
+        let head = try file.prefix(16)
+        if head.isEmpty { throw RWKVError(file.path, "file is empty") }
+        if head.starts(with: [0x50, 0x4b, 0x03, 0x04]) || head.starts(with: [0x50, 0x4b, 0x05, 0x06]) { return .torchZip }
+        if head.starts(with: Array("GGUF".utf8)) { return .gguf }
+        // Protocol-2 pickle whose first value is torch's legacy magic number 0x1950a86a20f9469cfc6c.
+        if head.starts(with: [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]) {
+            return .legacyTorch
+        }
+        if head.count >= 9, head[8] == UInt8(ascii: "{") { return .safetensors }
+        throw RWKVError(file.path, "unrecognised file format (not a torch zip .pth, safetensors or GGUF file)")
+    }
+}
+
+public enum ModelFile {
+    /// Opens any supported checkpoint with the reader its format needs.
+    public static func open(_ path: String) throws -> TensorSource {
+        let file = try InputFile(path)
+        switch try ModelFormat.detect(file) {
+        case .safetensors:
+            return try SafetensorsReader(path: path)
+        case .legacyTorch:
+            throw RWKVError(path, "legacy (pre-zip) torch file: re-save it with torch >= 1.6 (torch.save with the default zip format)")
+        case .torchZip:
+            throw RWKVError(path, "torch zip reading is not available yet")
+        case .gguf:
+            throw RWKVError(path, "GGUF reading is not available yet")
+        }
+    }
+}

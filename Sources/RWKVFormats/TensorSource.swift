@@ -1,0 +1,42 @@
+/// Name, element type and shape of one stored tensor. Shapes are row-major, outermost
+/// dimension first (torch order) in every format, GGUF included.
+public struct TensorInfo: Sendable, Equatable {
+    public let name: String
+    public let dtype: DType
+    public let shape: [Int]
+
+    public init(name: String, dtype: DType, shape: [Int]) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+    }
+
+    public var elementCount: Int { shape.reduce(1, *) }
+    public var byteCount: Int { dtype.byteCount(elements: elementCount) ?? 0 }
+}
+
+/// A reader of a checkpoint file: it lists tensors up front and reads the data of one tensor
+/// at a time, so memory stays bounded by the largest tensor whatever the file size.
+public protocol TensorSource: AnyObject {
+    /// The path as the user gave it, used in error messages.
+    var path: String { get }
+    /// Human-readable format name, e.g. "torch zip (.pth)".
+    var formatName: String { get }
+    /// Every tensor, in file order.
+    var tensors: [TensorInfo] { get }
+    /// The tensor's elements, contiguous row-major little-endian bytes in `info.dtype`.
+    func data(_ name: String) throws -> [UInt8]
+}
+
+extension TensorSource {
+    public func info(_ name: String) -> TensorInfo? {
+        tensors.first { $0.name == name }
+    }
+
+    /// The tensor's values as Float (widened, or dequantized for block types).
+    public func floats(_ name: String) throws -> [Float] {
+        guard let info = info(name) else { throw RWKVError(path, "no tensor named \(name)") }
+        let bytes = try data(name)
+        return try ElementCodec.decode(bytes, as: info.dtype, count: info.elementCount, context: "\(path): \(name)")
+    }
+}

@@ -1,0 +1,26 @@
+import Foundation
+import Testing
+import RWKVFormats
+@testable import RWKVConvert
+
+@Suite struct InspectionTests {
+    @Test func reportsTensorsAndArchitectureErrors() throws {
+        let dir = NSTemporaryDirectory() + "rwkv-inspect-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/x.safetensors"
+        let t = TensorInfo(name: "emb.weight", dtype: .f16, shape: [4, 8])
+        try SafetensorsWriter.write(to: path, tensors: [t]) { _ in [UInt8](repeating: 0, count: 64) }
+        let report = InspectReport(source: try ModelFile.open(path))
+        #expect(report.format == "safetensors")
+        #expect(report.config == nil)
+        #expect(report.architectureError == "not an RWKV checkpoint (no emb.weight and blocks.* tensors)")
+        #expect(report.tensors.map(\.bytes) == [64])
+        #expect(report.text.contains("emb.weight  f16    [4, 8]"))
+    }
+
+    @Test func formatsSizesForPeople() {
+        #expect(formatBytes(999) == "999 bytes")
+        #expect(formatBytes(1_500_000) == "1.5 MB")
+    }
+}
