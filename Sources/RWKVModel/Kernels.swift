@@ -89,4 +89,53 @@ enum Kernels {
     static func multiply(_ x: UnsafeMutablePointer<Float>, by y: UnsafePointer<Float>, count: Int) {
         for i in 0..<count { x[i] *= y[i] }
     }
+
+    // MARK: state recurrence (the only sequential part)
+    //
+    // Swift does not reassociate float sums, so a plain `for j { s += a[j] * b[j] }` stays a
+    // serial chain. Eight independent partial sums let LLVM's SLP vectoriser use one 8-wide
+    // (or two 4-wide) register in release builds, and stay plain scalar code in debug builds
+    // (SIMD8 would be an order of magnitude slower there, which the test suite would feel).
+
+    /// Σ a[j] b[j].
+    @inline(__always)
+    static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count n: Int) -> Float {
+        var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0, s4: Float = 0, s5: Float = 0, s6: Float = 0, s7: Float = 0
+        var j = 0
+        while j + 8 <= n {
+            s0 += a[j] * b[j]; s1 += a[j + 1] * b[j + 1]; s2 += a[j + 2] * b[j + 2]; s3 += a[j + 3] * b[j + 3]
+            s4 += a[j + 4] * b[j + 4]; s5 += a[j + 5] * b[j + 5]; s6 += a[j + 6] * b[j + 6]; s7 += a[j + 7] * b[j + 7]
+            j += 8
+        }
+        var s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+        while j < n { s += a[j] * b[j]; j += 1 }
+        return s
+    }
+
+    /// RWKV-7 state row update and read-out, fused:
+    /// row[j] ← row[j]·w[j] + sa·b[j] + v·k[j];  returns Σ row[j]·r[j] (new row).
+    @inline(__always)
+    static func updateRow(_ row: UnsafeMutablePointer<Float>, decay w: UnsafePointer<Float>, _ sa: Float, _ b: UnsafePointer<Float>,
+                          _ v: Float, _ k: UnsafePointer<Float>, readOut r: UnsafePointer<Float>, count n: Int) -> Float {
+        var j = 0
+        while j < n {
+            row[j] = row[j] * w[j] + sa * b[j] + v * k[j]
+            j += 1
+        }
+        return dot(row, r, count: n)
+    }
+
+    /// RWKV-6 state row i (key i) read-out and update, fused:
+    /// y[j] += r·row[j] + bonus·v[j];  row[j] ← k·v[j] + w·row[j].
+    @inline(__always)
+    static func updateRowV6(_ row: UnsafeMutablePointer<Float>, readOut y: UnsafeMutablePointer<Float>, r: Float, bonus: Float,
+                            k: Float, decay w: Float, values v: UnsafePointer<Float>, count n: Int) {
+        var j = 0
+        while j < n {
+            let s = row[j]
+            y[j] += r * s + bonus * v[j]
+            row[j] = k * v[j] + w * s
+            j += 1
+        }
+    }
 }

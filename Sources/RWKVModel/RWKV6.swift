@@ -172,15 +172,10 @@ public final class RWKV6Model: LayerStack {
                 let o = t * C + h * N
                 let S = matrices + h * N * N
                 let rt = r + o, kt = k + o, vt = v + o, wt = w + o, yt = y + o, ut = u + h * N
-                for j in 0..<N { yt[j] = 0 }
+                yt.update(repeating: 0, count: N)
                 for i in 0..<N {
-                    let row = S + i * N
-                    let ri = rt[i], ki = kt[i], wi = wt[i], rui = ri * ut[i] * ki
-                    for j in 0..<N {
-                        let kv = ki * vt[j]
-                        yt[j] += ri * row[j] + rui * vt[j]
-                        row[j] = kv + wi * row[j]
-                    }
+                    let ri = rt[i], ki = kt[i]
+                    Kernels.updateRowV6(S + i * N, readOut: yt, r: ri, bonus: ri * ut[i] * ki, k: ki, decay: wt[i], values: vt, count: N)
                 }
             }
         }

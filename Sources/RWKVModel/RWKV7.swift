@@ -184,16 +184,8 @@ public final class RWKV7Model: LayerStack {
                 let rt = r + o, kt = k + o, vt = v + o, wt = w + o, bt = b + o, kkt = kk + o
                 for i in 0..<N {
                     let row = S + i * N
-                    var sa: Float = 0
-                    for j in 0..<N { sa -= row[j] * kkt[j] }
-                    let vi = vt[i]
-                    var yi: Float = 0
-                    for j in 0..<N {
-                        let s = row[j] * wt[j] + sa * bt[j] + vi * kt[j]
-                        row[j] = s
-                        yi += s * rt[j]
-                    }
-                    y[o + i] = yi
+                    let sa = -Kernels.dot(row, kkt, count: N)
+                    y[o + i] = Kernels.updateRow(row, decay: wt, sa, bt, vt[i], kt, readOut: rt, count: N)
                 }
             }
         }

@@ -109,6 +109,9 @@ struct Bench: ParsableCommand {
 
     @OptionGroup var tokenOptions: TokenOptions
 
+    @Option(help: "rnn, seq or both.")
+    var mode: ModeChoice = .both
+
     @Option(help: "Timed runs per mode after a warm-up; the fastest counts.")
     var repeats: Int = 3
 
@@ -122,7 +125,7 @@ struct Bench: ParsableCommand {
             let loaded = ContinuousClock.now - start
             let tokens = try tokenOptions.resolve(vocab: subject.config.vocabSize, defaultCount: 64)
             let load = Double(loaded.components.seconds) + Double(loaded.components.attoseconds) * 1e-18
-            let result = try ForwardBenchmark.run(subject, tokens: tokens, repeats: repeats, loadSeconds: load)
+            let result = try ForwardBenchmark.run(subject, tokens: tokens, modes: mode.modes, repeats: repeats, loadSeconds: load)
             print(json ? try verifyJSON(result) : result.text)
             return true
         }
