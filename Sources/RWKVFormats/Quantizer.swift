@@ -56,10 +56,10 @@ public enum Quantizer {
                         counts[0] = quantizeBlocks(type, x, UnsafeMutableRawPointer(y), 0..<blocks)
                         return
                     }
-                    // Each worker writes its own contiguous slice of blocks and its own count.
+                    let job = SharedBuffers(x: x, y: UnsafeMutableRawPointer(y), counts: counts)
                     DispatchQueue.concurrentPerform(iterations: workers) { w in
                         let slice = blocks * w / workers ..< blocks * (w + 1) / workers
-                        counts[w] = quantizeBlocks(type, x, UnsafeMutableRawPointer(y), slice)
+                        job.counts[w] = quantizeBlocks(type, job.x, job.y, slice)
                     }
                 }
             }
@@ -67,6 +67,14 @@ public enum Quantizer {
         }
         overflowCount += counts.reduce(0, +)
         return bytes
+    }
+
+    /// The buffers the workers of `quantizeRows` share. Each worker reads its own slice of x,
+    /// writes the same blocks of y and its own slot of counts: no two touch the same memory.
+    private struct SharedBuffers: @unchecked Sendable {
+        let x: UnsafePointer<Float>
+        let y: UnsafeMutableRawPointer
+        let counts: UnsafeMutableBufferPointer<Int>
     }
 
     // MARK: block loops, specialised per format

@@ -9,7 +9,7 @@
 // otherwise; both round to nearest even and give identical bits (tested on every f16 and a
 // sweep of f32 inputs).
 
-/// IEEE half -> float, exact.
+/// IEEE half -> float, exact (a NaN comes out quiet, payload kept).
 void chalf_f16_to_f32(const uint16_t *src, float *dst, size_t n);
 /// float -> IEEE half, round to nearest even, NaN stays NaN (quiet); returns how many finite
 /// inputs overflowed to infinity.
@@ -61,7 +61,8 @@ static inline float chalf_float_from_half(uint16_t h) {
             bits = sign | (e << 23) | ((man & 0x3ff) << 13);
         }
     } else if (exp == 31) {
-        bits = sign | 0x7f800000 | (man << 13);  // inf and NaN (payload kept)
+        // inf, or NaN made quiet with its payload kept, as vcvtph2ps does
+        bits = sign | 0x7f800000 | (man << 13) | (man ? 0x00400000u : 0);
     } else {
         bits = sign | ((exp + 112) << 23) | (man << 13);
     }
