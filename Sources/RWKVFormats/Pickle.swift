@@ -518,8 +518,9 @@ private struct Unpickler {
         }
         guard case let .string(key) = f[2], !key.isEmpty, !key.contains("/") else { throw fail("persistent id has a bad storage key") }
         guard case let .string(location) = f[3] else { throw fail("persistent id location is a \(f[3].kind)") }
-        guard case let .int(numel) = f[4], numel >= 0, dtype.byteCount(elements: numel) != nil else {
-            throw fail("persistent id for \(symbol) has a bad element count")
+        guard case let .int(numel) = f[4], numel >= 0 else { throw fail("persistent id for \(symbol) has no element count") }
+        guard dtype.byteCount(elements: numel) != nil else {
+            throw fail("persistent id for \(symbol) claims \(numel) elements, more bytes than can be addressed")
         }
         return TorchStorageRef(dtype: dtype, key: key, location: location, elementCount: numel)
     }
@@ -529,7 +530,10 @@ private struct Unpickler {
         guard items.count <= limits.maxTensorRank else { throw fail("tensor \(what) has \(items.count) dimensions (limit \(limits.maxTensorRank))") }
         var out: [Int] = []
         for item in items {
-            guard case let .int(n) = item, n >= 0 else { throw fail("tensor \(what) holds \(item) instead of a non-negative integer") }
+            guard case let .int(n) = item, n >= 0 else {
+                let shown = if case let .int(n) = item { String(n) } else { "a \(item.kind)" }
+                throw fail("tensor \(what) holds \(shown), not a non-negative integer")
+            }
             out.append(n)
         }
         return out

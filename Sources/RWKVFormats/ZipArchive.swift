@@ -33,7 +33,7 @@ final class ZipArchive {
         self.path = path
         var code: Int32 = 0
         guard let za = zip_open(path, ZIP_RDONLY, &code) else {
-            throw RWKVError(path, "not a readable zip archive: \(Self.message(code: code))")
+            throw RWKVError(path, "damaged or truncated zip archive (libzip: \(Self.message(code: code)))")
         }
         handle = za
         let n = zip_get_num_entries(za, 0)
