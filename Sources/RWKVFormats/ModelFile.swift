@@ -32,7 +32,7 @@ public enum ModelFile {
         case .torchZip:
             throw RWKVError(path, "torch zip reading is not available yet")
         case .gguf:
-            throw RWKVError(path, "GGUF reading is not available yet")
+            return try GGUFReader(path: path)
         }
     }
 }
