@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Writes a GGUF v3 file in one streaming pass: the metadata and every tensor info (with offsets
 /// computed up front from the planned shapes and types) first, then the tensors' data one at a
 /// time in plan order, each padded to the alignment. Only one tensor needs to be in memory at a
@@ -9,6 +15,8 @@ public final class GGUFWriter {
     public let tensors: [TensorInfo]
     private let out: AtomicOutputFile
     private var next = 0
+    /// Where each string metadata value's bytes sit in the file, for `patchString`.
+    private let stringValueRanges: [String: Range<Int>]
 
     /// - Parameters:
     ///   - metadata: key-value pairs in the order to write them. `general.alignment` is added
@@ -38,9 +46,14 @@ public final class GGUFWriter {
         header.u32(GGUF.version)
         header.u64(UInt64(tensors.count))
         header.u64(UInt64(kvs.count))
+        var stringValueRanges: [String: Range<Int>] = [:]
         for kv in kvs {
             header.string(kv.key)
             header.u32(kv.value.type.rawValue)
+            if case .string(let s) = kv.value {
+                let start = header.data.count + 8
+                stringValueRanges[kv.key] = start..<start + s.utf8.count
+            }
             try header.value(kv.value, path: path, key: kv.key)
         }
         var names = Set<String>()
@@ -70,6 +83,7 @@ public final class GGUFWriter {
         self.path = path
         self.alignment = alignment
         self.tensors = tensors
+        self.stringValueRanges = stringValueRanges
         self.out = try AtomicOutputFile(path, refusingToOverwrite: inputs)
         try out.write(header.data)
     }
@@ -90,6 +104,23 @@ public final class GGUFWriter {
 
     public func writeTensor(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try writeTensor($0) }
+    }
+
+    /// Overwrites a string metadata value already written with another of the same byte length.
+    /// This lets a value known only at the end (the source file's SHA-256, computed while the
+    /// tensors are converted) be reserved up front and filled in before `finish()`.
+    public func patchString(_ key: String, _ value: String) throws {
+        guard let range = stringValueRanges[key] else { throw RWKVError(path, "no string metadata \(key) to patch") }
+        let bytes = Array(value.utf8)
+        guard bytes.count == range.count else {
+            throw RWKVError(path, "metadata \(key): patch is \(bytes.count) bytes, the reserved value \(range.count)")
+        }
+        guard !bytes.isEmpty else { return }
+        let fd = open(out.temporaryPath, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw RWKVError(path, "cannot reopen the output to patch \(key): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress!, $0.count, off_t(range.lowerBound)) }
+        guard n == bytes.count else { throw RWKVError(path, "cannot patch \(key): \(String(cString: strerror(errno)))") }
     }
 
     /// Checks every planned tensor was written and moves the file into place.
