@@ -75,7 +75,13 @@ public enum Converter {
             let command = format == .safetensors ? "safetensors-to-native" : format == .torchZip ? "pth-to-native" : nil
             throw RWKVError(input, "is a \(format.rawValue) file, not \(expected.rawValue)" + (command.map { "; use \($0)" } ?? ""))
         }
-        let source = try ModelFile.open(input)
+        return try convert(source: try ModelFile.open(input), format: format, output: output, options: options, started: started)
+    }
+
+    /// Converts an opened checkpoint (`source.path` is the input file, hashed for provenance).
+    static func convert(source: TensorSource, format: ModelFormat, output: String, options: ConversionOptions,
+                        started: Date = Date()) throws -> ConversionReport {
+        let input = source.path
         let config = try RWKVConfig.detect(source)
         let plan = ConversionPlan(config: config, type: options.type, keepF32: options.keepF32)
         for (name, _) in plan.sourceShapes.sorted(by: { $0.key < $1.key }) {

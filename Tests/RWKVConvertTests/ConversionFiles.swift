@@ -1,0 +1,52 @@
+import Foundation
+import Synchronization
+@testable import RWKVConvert
+import RWKVFormats
+
+/// Paths of the committed fixtures and a scratch directory for conversion outputs.
+enum ConversionFiles {
+    static let root = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    static func fixture(_ name: String) -> String { root + "/fixtures/models/" + name }
+
+    /// A fresh directory; removed by `ScratchDirectory.deinit`.
+    final class ScratchDirectory {
+        let path: String
+        init() throws {
+            path = NSTemporaryDirectory() + "rwkv-convert-tests-" + UUID().uuidString
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        }
+        deinit { try? FileManager.default.removeItem(atPath: path) }
+        var files: [String] { (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] }
+    }
+
+    /// Each fixture converted once per test process to each type (conversions are shared by
+    /// the tests that only read them; the debug build makes each take a fraction of a second).
+    static func converted(_ model: String, _ type: OutputType) throws -> String {
+        try conversion(model, type).path
+    }
+
+    static func conversion(_ model: String, _ type: OutputType) throws -> (path: String, report: ConversionReport) {
+        try cache.withLock { outputs in
+            let key = "\(model).\(type)"
+            if let done = outputs[key] { return done }
+            let p = sharedDirectory.path + "/" + key + ".gguf"
+            let done = (p, try convert(fixture(model), to: p, type: type))
+            outputs[key] = done
+            return done
+        }
+    }
+    nonisolated(unsafe) private static let sharedDirectory = try! ScratchDirectory()
+    private static let cache = Mutex<[String: (path: String, report: ConversionReport)]>([:])
+
+    /// Converts quietly (no progress bar) with the given type.
+    static func convert(_ input: String, to output: String, type: OutputType, keepF32: [String] = [],
+                        vocabulary: String? = nil) throws -> ConversionReport {
+        var options = ConversionOptions()
+        options.type = type
+        options.keepF32 = keepF32
+        options.vocabularyPath = vocabulary
+        options.showProgress = false
+        return try Converter.convert(input: input, output: output, options: options)
+    }
+}
