@@ -1,69 +1,86 @@
 #include "chalf.h"
 #include <math.h>
-#include <string.h>
-#if defined(__F16C__)
-#include <immintrin.h>
-#endif
 
-void chalf_f16_to_f32(const uint16_t *src, float *dst, size_t n) {
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <immintrin.h>
+#define CHALF_X86 1
+
+// F16C needs AVX state, so check CPUID (F16C, AVX, OSXSAVE) and that the OS saves YMM (XCR0).
+static int detect_f16c(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    const unsigned osxsave = 1u << 27, avx = 1u << 28, f16c = 1u << 29;
+    if ((c & (osxsave | avx | f16c)) != (osxsave | avx | f16c)) return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & 6) == 6;
+}
+
+// Compiled for F16C only inside these functions: the rest of the library stays baseline x86-64.
+__attribute__((target("avx,f16c")))
+static size_t f16_to_f32_f16c(const uint16_t *src, float *dst, size_t n) {
     size_t i = 0;
-#if defined(__F16C__)
     for (; i + 8 <= n; i += 8) {
         __m128i h = _mm_loadu_si128((const __m128i *)(src + i));
         _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
     }
-#endif
-    for (; i < n; i++) {
-        uint16_t h = src[i];
-        uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-        uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-        if (exp == 0) {
-            if (man == 0) bits = sign;
-            else { // subnormal: normalise
-                int e = -1;
-                do { e++; man <<= 1; } while ((man & 0x400) == 0);
-                bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
-            }
-        } else if (exp == 31) bits = sign | 0x7f800000 | (man << 13);
-        else bits = sign | ((exp + 112) << 23) | (man << 13);
-        memcpy(dst + i, &bits, 4);
-    }
+    return i;
 }
 
-static uint16_t f32_to_f16_one(float f) {
-    uint32_t x; memcpy(&x, &f, 4);
-    uint16_t sign = (x >> 16) & 0x8000;
-    uint32_t ax = x & 0x7fffffff;
-    if (ax > 0x7f800000) return sign | 0x7e00 | ((ax >> 13) & 0x3ff);   // NaN stays NaN
-    if (ax >= 0x477ff000) return sign | 0x7c00;                           // rounds to inf
-    if (ax < 0x38800000) {                                               // subnormal or zero
-        if (ax < 0x33000000) return sign;                                  // below half the smallest subnormal
-        uint32_t e = ax >> 23, m = (ax & 0x7fffff) | 0x800000;
-        uint32_t shift = 126 - e;                                          // 14..24
-        uint32_t q = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
-        if (rem > half || (rem == half && (q & 1))) q++;
-        return sign | (uint16_t)q;
-    }
-    uint32_t q = (ax - 0x38000000) >> 13, rem = ax & 0x1fff;
-    if (rem > 0x1000 || (rem == 0x1000 && (q & 1))) q++;
-    return sign | (uint16_t)q;
-}
-
-size_t chalf_f32_to_f16(const float *src, uint16_t *dst, size_t n) {
-    size_t overflow = 0, i = 0;
-#if defined(__F16C__)
+__attribute__((target("avx,f16c")))
+static size_t f32_to_f16_f16c(const float *src, uint16_t *dst, size_t n) {
+    size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 v = _mm256_loadu_ps(src + i);
         _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
     }
-    for (size_t j = 0; j < i; j++)
-        if ((dst[j] & 0x7fff) == 0x7c00 && isfinite(src[j])) overflow++;
+    return i;
+}
 #endif
-    for (; i < n; i++) {
-        dst[i] = f32_to_f16_one(src[i]);
+
+int chalf_has_f16c(void) {
+#ifdef CHALF_X86
+    static int cached = -1;  // benign race: every thread computes the same value
+    if (cached < 0) cached = detect_f16c();
+    return cached;
+#else
+    return 0;
+#endif
+}
+
+void chalf_f16_to_f32_scalar(const uint16_t *src, float *dst, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = chalf_float_from_half(src[i]);
+}
+
+// A finite input whose half is infinite overflowed.
+static size_t count_f16_overflows(const float *src, const uint16_t *dst, size_t n) {
+    size_t overflow = 0;
+    for (size_t i = 0; i < n; i++)
         if ((dst[i] & 0x7fff) == 0x7c00 && isfinite(src[i])) overflow++;
-    }
     return overflow;
+}
+
+size_t chalf_f32_to_f16_scalar(const float *src, uint16_t *dst, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = chalf_half_from_float(src[i]);
+    return count_f16_overflows(src, dst, n);
+}
+
+void chalf_f16_to_f32(const uint16_t *src, float *dst, size_t n) {
+    size_t done = 0;
+#ifdef CHALF_X86
+    if (chalf_has_f16c()) done = f16_to_f32_f16c(src, dst, n);
+#endif
+    chalf_f16_to_f32_scalar(src + done, dst + done, n - done);
+}
+
+size_t chalf_f32_to_f16(const float *src, uint16_t *dst, size_t n) {
+    size_t done = 0;
+#ifdef CHALF_X86
+    if (chalf_has_f16c()) done = f32_to_f16_f16c(src, dst, n);
+#endif
+    for (size_t i = done; i < n; i++) dst[i] = chalf_half_from_float(src[i]);
+    return count_f16_overflows(src, dst, n);
 }
 
 void chalf_bf16_to_f32(const uint16_t *src, float *dst, size_t n) {
@@ -73,11 +90,16 @@ void chalf_bf16_to_f32(const uint16_t *src, float *dst, size_t n) {
     }
 }
 
-void chalf_f32_to_bf16(const float *src, uint16_t *dst, size_t n) {
+size_t chalf_f32_to_bf16(const float *src, uint16_t *dst, size_t n) {
+    size_t overflow = 0;
     for (size_t i = 0; i < n; i++) {
-        uint32_t x; memcpy(&x, src + i, 4);
-        if ((x & 0x7fffffff) > 0x7f800000) { dst[i] = (uint16_t)((x >> 16) | 0x40); continue; }
-        x += 0x7fff + ((x >> 16) & 1);
-        dst[i] = (uint16_t)(x >> 16);
+        uint32_t x;
+        memcpy(&x, src + i, 4);
+        uint32_t ax = x & 0x7fffffff;
+        // Plain rounding would carry a NaN's payload into the exponent (NaN -> inf): quiet it.
+        uint32_t rounded = ax > 0x7f800000 ? (x | 0x00400000) : x + 0x7fff + ((x >> 16) & 1);
+        dst[i] = (uint16_t)(rounded >> 16);
+        overflow += (ax < 0x7f800000) & ((dst[i] & 0x7fff) == 0x7f80);
     }
+    return overflow;
 }

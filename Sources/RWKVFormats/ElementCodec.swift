@@ -38,7 +38,8 @@ public enum ElementCodec {
     }
 
     /// Encodes Float values as `dtype`. `overflowCount` counts finite values that became
-    /// infinite (narrowing to f16), so callers can report them instead of hiding them.
+    /// infinite (narrowing to f16 or bf16, or a block whose fp16 scale overflowed), so callers
+    /// can report them instead of hiding them.
     public static func encode(_ values: [Float], as dtype: DType, overflowCount: inout Int) throws -> [UInt8] {
         guard dtype.isFloatingPoint, dtype != .f64 else {
             throw RWKVError(nil, "cannot encode values as \(dtype.rawValue)")
@@ -55,9 +56,9 @@ public enum ElementCodec {
                 case .f16:
                     overflowCount += chalf_f32_to_f16(src.baseAddress!, raw.baseAddress!.assumingMemoryBound(to: UInt16.self), src.count)
                 case .bf16:
-                    chalf_f32_to_bf16(src.baseAddress!, raw.baseAddress!.assumingMemoryBound(to: UInt16.self), src.count)
+                    overflowCount += chalf_f32_to_bf16(src.baseAddress!, raw.baseAddress!.assumingMemoryBound(to: UInt16.self), src.count)
                 case .q8_0, .q4_0, .q4_1, .q5_0, .q5_1:
-                    Quantizer.quantize(src, type: dtype, into: raw)
+                    overflowCount += Quantizer.quantize(src, type: dtype, into: raw)
                 default:
                     break // excluded by the guard above
                 }
