@@ -29,7 +29,8 @@ public struct ConversionReport: Codable, Sendable {
         public let bytes: Int
         public let sources: [String]
         public let note: String?
-        /// Finite values that became infinite when narrowed (f16).
+        /// Finite values that became infinite: out of f16's range, or (quantized types) in a
+        /// block whose f16 scale overflowed.
         public let overflowCount: Int
     }
 
@@ -58,7 +59,7 @@ public struct ConversionReport: Codable, Sendable {
         ]
         for n in notes { lines.append("note:       \(n)") }
         if overflowCount > 0 {
-            lines.append("warning:    \(overflowCount) values overflowed to infinity when narrowed to f16, in \(overflowTensors.joined(separator: ", ")); consider --type bf16 or --keep-f32")
+            lines.append("warning:    \(overflowCount) finite values became infinite (out of \(type)'s range) in \(overflowTensors.joined(separator: ", ")); consider --type bf16 or --keep-f32")
         }
         return lines.joined(separator: "\n")
     }

@@ -33,7 +33,8 @@ extension ElementCodec {
     }
 
     /// Encodes `src` as `dtype` into `dst` (exactly their byte size; for block types `src.count`
-    /// is a whole number of blocks). Returns how many finite values overflowed to infinity.
+    /// is a whole number of blocks). Returns how many finite values overflowed to infinity (for
+    /// block types: values in blocks whose scale overflowed).
     public static func encodeChunk(_ src: UnsafeBufferPointer<Float>, as dtype: DType, into dst: UnsafeMutableRawBufferPointer) -> Int {
         guard src.count > 0 else { return 0 }
         switch dtype {
@@ -43,11 +44,10 @@ extension ElementCodec {
         case .f16:
             return chalf_f32_to_f16(src.baseAddress!, dst.baseAddress!.assumingMemoryBound(to: UInt16.self), src.count)
         case .bf16:
-            chalf_f32_to_bf16(src.baseAddress!, dst.baseAddress!.assumingMemoryBound(to: UInt16.self), src.count)
-            return 0
+            return chalf_f32_to_bf16(src.baseAddress!, dst.baseAddress!.assumingMemoryBound(to: UInt16.self), src.count)
         case .q8_0, .q4_0, .q4_1, .q5_0, .q5_1:
-            Quantizer.quantize(src, type: dtype, into: dst)
-            return 0
+            // Counts values in blocks whose fp16 scale overflowed (they would load as inf/NaN).
+            return Quantizer.quantize(src, type: dtype, into: dst)
         case .f64, .i64, .i32, .i16, .i8, .u8, .bool:
             preconditionFailure("encodeChunk: \(dtype) is not an output type")   // callers choose the type
         }

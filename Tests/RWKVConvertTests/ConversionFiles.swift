@@ -27,17 +27,27 @@ enum ConversionFiles {
     }
 
     static func conversion(_ model: String, _ type: OutputType) throws -> (path: String, report: ConversionReport) {
-        try cache.withLock { outputs in
-            let key = "\(model).\(type)"
-            if let done = outputs[key] { return done }
+        let key = "\(model).\(type)"
+        // One slot per output, so different conversions run in parallel and each runs once.
+        let slot = slots.withLock { slots in
+            if let s = slots[key] { return s }
+            let s = Slot()
+            slots[key] = s
+            return s
+        }
+        return try slot.done.withLock { done in
+            if let done { return done }
             let p = sharedDirectory.path + "/" + key + ".gguf"
-            let done = (p, try convert(fixture(model), to: p, type: type))
-            outputs[key] = done
-            return done
+            let result = (p, try convert(fixture(model), to: p, type: type))
+            done = result
+            return result
         }
     }
+    private final class Slot: Sendable {
+        let done = Mutex<(path: String, report: ConversionReport)?>(nil)
+    }
     nonisolated(unsafe) private static let sharedDirectory = try! ScratchDirectory()
-    private static let cache = Mutex<[String: (path: String, report: ConversionReport)]>([:])
+    private static let slots = Mutex<[String: Slot]>([:])
 
     /// Converts quietly (no progress bar) with the given type.
     static func convert(_ input: String, to output: String, type: OutputType, keepF32: [String] = [],

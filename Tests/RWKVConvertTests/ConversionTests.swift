@@ -80,9 +80,7 @@ let rwkv7Table = LlamaLoaderTable.rwkv7(L: 2, C: 128, V: 256, F: 512, Dw: 32, Da
 let rwkv6Table = LlamaLoaderTable.rwkv6(L: 2, C: 128, V: 256, F: 448, N: 64, Dm: 32, Dd: 64)
 
 @Suite struct ConversionTests {
-    static let unquantizedTypes: [OutputType] = [.f32, .f16, .bf16]
-
-    @Test(arguments: [("rwkv7-tiny.safetensors", "rwkv7"), ("rwkv6-tiny.safetensors", "rwkv6")], unquantizedTypes)
+    @Test(arguments: [("rwkv7-tiny.safetensors", "rwkv7"), ("rwkv6-tiny.safetensors", "rwkv6")], OutputType.allCases)
     func tensorsMatchTheLlamaLoader(model: (file: String, arch: String), type: OutputType) throws {
         let (out, report) = try ConversionFiles.conversion(model.file, type)
         let gguf = try GGUFReader(path: out)
@@ -174,6 +172,43 @@ let rwkv6Table = LlamaLoaderTable.rwkv6(L: 2, C: 128, V: 256, F: 448, N: 64, Dm:
                 #expect(maxError <= (type == .bf16 ? 0 : 0x1p-25), "\(type) \(t.name): max error \(maxError)")
             }
         }
+    }
+
+    /// Quantized conversions read back within the error bound of each ggml block format,
+    /// computed per 32-value block from the source values (ggml-quants.c `quantize_row_*_ref`):
+    /// q8_0 rounds x/d with d = amax/127, so |error| <= d/2; q4_0 / q5_0 use d = max/-8 (/-16)
+    /// and clamp the top code, so the value at -max is off by a whole d = amax/8 (amax/16);
+    /// q4_1 / q5_1 round (x-min)/d with d = (max-min)/15 (/31), so |error| <= d/2. The scales are
+    /// stored as f16 (relative error 2^-11, times at most 16 or 127 steps): the slack covers that.
+    @Test(arguments: ["rwkv7-tiny.safetensors", "rwkv6-tiny.safetensors"], [OutputType.q8_0, .q5_1, .q5_0, .q4_1, .q4_0])
+    func quantizedConversionsStayWithinBlockBounds(model: String, type: OutputType) throws {
+        let source = try ModelFile.open(ConversionFiles.fixture(model))
+        let view = try GGUFCanonicalSource(path: try ConversionFiles.converted(model, type))
+        var largest = 0.0 as Float
+        for t in view.tensors where layer0ValueResidual(t.name) == nil {
+            let a = try view.floats(t.name), b = try source.floats(t.name)
+            guard GGUFLayout.tensors(for: view.config).contains(where: { $0.isLargeMatrix && $0.sources == [t.name] }) else {
+                #expect(a == b, "\(t.name) is F32 and must be exact")
+                continue
+            }
+            for start in stride(from: 0, to: b.count, by: 32) {
+                let block = b[start..<start + 32]
+                let lo = block.min()!, hi = block.max()!, amax = max(-lo, hi)
+                let bound: Float
+                switch type {
+                case .q8_0: bound = amax / 127 / 2 + amax * 0x1p-10
+                case .q4_0: bound = amax / 8 + amax * 0x1p-7
+                case .q5_0: bound = amax / 16 + amax * 0x1p-7
+                case .q4_1: bound = (hi - lo) / 15 / 2 + (hi - lo) * 0x1p-8 + abs(lo) * 0x1p-10
+                case .q5_1: bound = (hi - lo) / 31 / 2 + (hi - lo) * 0x1p-8 + abs(lo) * 0x1p-10
+                default: bound = 0
+                }
+                let error = zip(a[start..<start + 32], block).map { abs($0 - $1) }.max()!
+                largest = max(largest, error / max(bound, .leastNormalMagnitude))
+                #expect(error <= bound, "\(type) \(t.name) block \(start / 32): error \(error) > bound \(bound)")
+            }
+        }
+        #expect(largest > 0.3, "the bound is not vacuous: the worst block uses \(largest) of it")
     }
 
     private func layer0ValueResidual(_ name: String) -> Int? {
