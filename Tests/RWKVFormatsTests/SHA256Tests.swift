@@ -1,4 +1,5 @@
 import Testing
+import CSHA256
 import RWKVFormats
 
 @Suite struct SHA256Tests {
@@ -31,5 +32,15 @@ import RWKVFormats
             }
             #expect(h.finalize() == whole, "pieces of \(split)")
         }
+    }
+
+    /// The SHA-extension path (used when the CPU has it) and the portable path agree.
+    @Test func extensionAndPortablePathsAgree() {
+        let data = (0..<64 * 1000).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 7) }
+        var a: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
+        var b = a
+        csha256_compress(&a, data, 1000)
+        csha256_compress_portable(&b, data, 1000)
+        #expect(a == b)
     }
 }
