@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Conversion speed and memory on a real-shaped RWKV-7 (the 0.1B World shapes: 12 x 768, vocab
+# 65536, bf16, ~380 MB, random weights from scripts/make-bench-checkpoint.py), against copying the
+# same file with cp in the same run. Targets: f16 within 3x the copy's time, q8_0 within 5x, peak
+# RSS under 2x the largest tensor + 100 MB. Needs the release build (make build) and, once, the
+# venv to generate the checkpoint (scripts/venv.sh). Everything goes to bench/out/ (git-ignored).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.build/release/rwkv-convert
+OUT=bench/out
+STEM=$OUT/rwkv7-0.1b-bench
+PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo /work/main/.venv/bin/python )}
+[ -x "$BIN" ] || { echo "bench-convert: $BIN missing; run: swift build -c release" >&2; exit 1; }
+mkdir -p "$OUT"
+[ -f "$STEM.safetensors" ] || "$PY" scripts/make-bench-checkpoint.py "$STEM" >/dev/null
+IN=$STEM.safetensors
+# The largest tensor is emb.weight / head.weight: 65536 x 768 bf16.
+LARGEST=$((65536 * 768 * 2))
+RUNS=${RUNS:-3}
+
+cat "$IN" > /dev/null   # warm the page cache so every run reads from memory
+
+# best of $RUNS: "seconds peak_kb"
+measure() {
+    local best_s="" best_kb=""
+    for _ in $(seq "$RUNS"); do
+        /usr/bin/time -f "%e %M" -o "$OUT/time.txt" "$@" > /dev/null
+        read -r s kb < "$OUT/time.txt"
+        if [ -z "$best_s" ] || awk "BEGIN{exit !($s < $best_s)}"; then best_s=$s; fi
+        if [ -z "$best_kb" ] || [ "$kb" -gt "$best_kb" ]; then best_kb=$kb; fi
+    done
+    echo "$best_s $best_kb"
+}
+
+read -r cp_s cp_kb < <(measure cp "$IN" "$OUT/copy.bin")
+# A copy that also flushes to disk, as the converter does before renaming its output into place.
+read -r cps_s cps_kb < <(measure dd if="$IN" of="$OUT/copy.bin" bs=4M conv=fsync status=none)
+read -r f16_s f16_kb < <(measure "$BIN" safetensors-to-native "$IN" "$OUT/bench-f16.gguf" --type f16)
+read -r q8_s q8_kb < <(measure "$BIN" safetensors-to-native "$IN" "$OUT/bench-q8_0.gguf" --type q8_0)
+rm -f "$OUT/copy.bin"
+
+limit_kb=$(( (2 * LARGEST + 100 * 1000 * 1000) / 1024 ))
+printf 'input: %s (%d MB), largest tensor %d MB, best of %d runs\n' "$IN" $(( $(stat -c %s "$IN") / 1000000 )) $((LARGEST / 1000000)) "$RUNS"
+printf '%-22s %8s %10s %8s\n' "" "seconds" "peak RSS" "x cp"
+printf '%-22s %8.2f %7d MB %8s\n' "cp" "$cp_s" $((cp_kb / 1024)) "1.00"
+printf '%-22s %8.2f %7d MB %8.2f\n' "dd conv=fsync" "$cps_s" $((cps_kb / 1024)) "$(awk "BEGIN{print $cps_s / $cp_s}")"
+printf '%-22s %8.2f %7d MB %8.2f   (target <= 3)\n' "convert --type f16" "$f16_s" $((f16_kb / 1024)) "$(awk "BEGIN{print $f16_s / $cp_s}")"
+printf '%-22s %8.2f %7d MB %8.2f   (target <= 5)\n' "convert --type q8_0" "$q8_s" $((q8_kb / 1024)) "$(awk "BEGIN{print $q8_s / $cp_s}")"
+printf 'peak RSS limit (2 x largest tensor + 100 MB): %d MB; f16 %s, q8_0 %s\n' $((limit_kb / 1024)) \
+    "$([ "$f16_kb" -le "$limit_kb" ] && echo within || echo OVER)" "$([ "$q8_kb" -le "$limit_kb" ] && echo within || echo OVER)"

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Interoperability of rwkv-convert's GGUF files with gguf-py and llama.cpp (not part of make test).
+# Converts the fixture models in every type, then:
+#   - scripts/interop.py: gguf-py reads every tensor; stored bytes equal gguf-py's own encoding of
+#     the source values; llama.cpp (llama-cpp-python) loads every file and its logits on the
+#     fixture tokens are compared with the official package's;
+#   - GGUFInteropTests (Swift, opt-in): our reader's values equal gguf.quants.dequantize's.
+# Needs the venv with llama-cpp-python: scripts/venv.sh, then
+#   .venv/bin/pip install llama-cpp-python==0.3.36   (compiles llama.cpp: slow)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo /work/main/.venv/bin/python )}
+OUT=${OUT:-$(mktemp -d /tmp/rwkv-interop.XXXXXX)}
+"$PY" -c 'import gguf, llama_cpp' || { echo "interop: the venv needs gguf and llama-cpp-python==0.3.36" >&2; exit 1; }
+swift build --product rwkv-convert >/dev/null
+MODELS="rwkv7-tiny rwkv6-tiny"
+for m in $MODELS; do
+    for t in f32 f16 bf16 q8_0 q5_1 q5_0 q4_1 q4_0; do
+        .build/debug/rwkv-convert safetensors-to-native "fixtures/models/$m.safetensors" "$OUT/$m.$t.gguf" --type "$t" >/dev/null
+    done
+done
+status=0
+"$PY" scripts/interop.py "$OUT" $MODELS || status=1
+swift build --build-tests >/dev/null
+RWKV_INTEROP_DIR="$OUT" swift test --skip-build --filter GGUFInteropTests 2>&1 | grep -E "GGUFInteropTests:|✘|Test run" || status=1
+echo "interop outputs in $OUT"
+exit $status
