@@ -20,10 +20,14 @@ RUNS=${RUNS:-3}
 
 cat "$IN" > /dev/null   # warm the page cache so every run reads from memory
 
-# best of $RUNS: "seconds peak_kb"
+# best of $RUNS: "seconds peak_kb". $1 is the output, removed before each run (outside the timing)
+# so no run pays for deleting the previous one's file.
 measure() {
-    local best_s="" best_kb=""
+    local out=$1 best_s="" best_kb=""
+    shift
     for _ in $(seq "$RUNS"); do
+        rm -f "$out"
+        sync -f "$OUT" 2>/dev/null || true
         /usr/bin/time -f "%e %M" -o "$OUT/time.txt" "$@" > /dev/null
         read -r s kb < "$OUT/time.txt"
         if [ -z "$best_s" ] || awk "BEGIN{exit !($s < $best_s)}"; then best_s=$s; fi
@@ -32,15 +36,16 @@ measure() {
     echo "$best_s $best_kb"
 }
 
-read -r cp_s cp_kb < <(measure cp "$IN" "$OUT/copy.bin")
+read -r cp_s cp_kb < <(measure "$OUT/copy.bin" cp "$IN" "$OUT/copy.bin")
 # A copy that also flushes to disk, as the converter does before renaming its output into place.
-read -r cps_s cps_kb < <(measure dd if="$IN" of="$OUT/copy.bin" bs=4M conv=fsync status=none)
-read -r f16_s f16_kb < <(measure "$BIN" safetensors-to-native "$IN" "$OUT/bench-f16.gguf" --type f16)
-read -r q8_s q8_kb < <(measure "$BIN" safetensors-to-native "$IN" "$OUT/bench-q8_0.gguf" --type q8_0)
+read -r cps_s cps_kb < <(measure "$OUT/copy.bin" dd if="$IN" of="$OUT/copy.bin" bs=4M conv=fsync status=none)
+read -r f16_s f16_kb < <(measure "$OUT/bench-f16.gguf" "$BIN" safetensors-to-native "$IN" "$OUT/bench-f16.gguf" --type f16)
+read -r q8_s q8_kb < <(measure "$OUT/bench-q8_0.gguf" "$BIN" safetensors-to-native "$IN" "$OUT/bench-q8_0.gguf" --type q8_0)
 rm -f "$OUT/copy.bin"
 
 limit_kb=$(( (2 * LARGEST + 100 * 1000 * 1000) / 1024 ))
-printf 'input: %s (%d MB), largest tensor %d MB, best of %d runs\n' "$IN" $(( $(stat -c %s "$IN") / 1000000 )) $((LARGEST / 1000000)) "$RUNS"
+printf 'input: %s (%d MB), largest tensor %d MB, best of %d runs, load average %s\n' "$IN" \
+    $(( $(stat -c %s "$IN") / 1000000 )) $((LARGEST / 1000000)) "$RUNS" "$(cut -d' ' -f1 /proc/loadavg)"
 printf '%-22s %8s %10s %8s\n' "" "seconds" "peak RSS" "x cp"
 printf '%-22s %8.2f %7d MB %8s\n' "cp" "$cp_s" $((cp_kb / 1024)) "1.00"
 printf '%-22s %8.2f %7d MB %8.2f\n' "dd conv=fsync" "$cps_s" $((cps_kb / 1024)) "$(awk "BEGIN{print $cps_s / $cp_s}")"
