@@ -58,6 +58,13 @@ public struct InspectReport: Codable, Sendable {
         return "\(v.type)"
     }
 
+    /// The error `inspect` exits with when the file opened but is not a usable RWKV-6/7 model
+    /// (nil when it is): bad input for every command, so scripts can tell from the exit status.
+    public var unusableModelError: RWKVError? {
+        guard config == nil, let e = architectureError else { return nil }
+        return RWKVError(file, "not a usable RWKV-6/7 model: \(e)")
+    }
+
     /// A human-readable summary and table.
     public var text: String {
         var lines = ["file:    \(file)", "format:  \(format)"]

@@ -24,6 +24,8 @@ struct Inspect: ParsableCommand {
         try runReportingErrors {
             let report = InspectReport(source: try ModelFile.open(file))
             print(json ? try jsonString(report) : report.text)
+            // The report is still printed, but a file that is no RWKV model is bad input (exit 2).
+            if let error = report.unusableModelError { throw error }
         }
     }
 }
