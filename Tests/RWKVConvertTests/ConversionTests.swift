@@ -158,6 +158,32 @@ let rwkv6Table = LlamaLoaderTable.rwkv6(L: 2, C: 128, V: 256, F: 448, N: 64, Dm:
         }
     }
 
+    /// The official .pth layout: an fp32 checkpoint converted to f32 reads back exactly, and the
+    /// bf16 .pth (same values as the .safetensors) gives the same tensor bytes as the .safetensors.
+    @Test(arguments: ["rwkv7-tiny", "rwkv6-tiny"])
+    func pthCheckpoints(model: String) throws {
+        let dir = try ConversionFiles.ScratchDirectory()
+        let fp32 = ConversionFiles.fixture(model + "-fp32.pth")
+        var options = ConversionOptions()
+        options.type = .f32
+        options.showProgress = false
+        options.expectedFormat = .torchZip
+        _ = try Converter.convert(input: fp32, output: dir.path + "/fp32.gguf", options: options)
+        let source = try ModelFile.open(fp32)
+        let view = try GGUFCanonicalSource(path: dir.path + "/fp32.gguf")
+        for t in view.tensors {
+            let original = layer0ValueResidual(t.name).map { "blocks.0.att.a\($0)" } ?? t.name
+            #expect(try view.floats(t.name) == source.floats(original), "\(t.name)")
+        }
+
+        options.type = .q4_1
+        _ = try Converter.convert(input: ConversionFiles.fixture(model + "-bf16.pth"), output: dir.path + "/pth.gguf", options: options)
+        let fromPth = try GGUFReader(path: dir.path + "/pth.gguf")
+        let fromSafetensors = try GGUFReader(path: try ConversionFiles.converted(model + ".safetensors", .q4_1))
+        #expect(fromPth.tensors == fromSafetensors.tensors)
+        for t in fromPth.tensors { #expect(try fromPth.data(t.name) == fromSafetensors.data(t.name), "\(t.name)") }
+    }
+
     /// bf16 checkpoints: storing bf16 is lossless; f16 loses only what bf16 values below f16's
     /// normal range (6.1e-5) cannot keep: a subnormal f16 has a spacing of 2^-24 (6e-8), so each
     /// value is off by at most half of that.
