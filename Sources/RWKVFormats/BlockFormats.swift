@@ -12,8 +12,9 @@ import CHalf
 // Nibbles: byte j holds element j in its low half and element j+16 in its high half; bit j of
 // qh is bit 4 of element j.
 //
-// Exactness: ggml computes in float32, one rounding per operation, never fused (Swift does not
-// contract a*b+c, and no code here uses FMA). Each format has two paths that give the same bits:
+// Exactness: ggml's reference rounds every float32 operation on its own (a compiler that fuses
+// x*id + 8.5 into an FMA changes rare q4_0/q5_0 codes; gguf does not fuse, nor does Swift, and no
+// code here uses FMA). Each format has two paths that give the same bits:
 // `reference`, a line-by-line transcription of ggml's C loop, and a fast path for blocks whose
 // values are all finite and whose inverse scale is finite (every block of a real model), which
 // replaces roundf/truncf (library calls on baseline x86-64) by exact float tricks and
@@ -86,9 +87,9 @@ enum Q4_0: BlockFormat {
     @inline(__always)
     static func quantize(_ x: UnsafePointer<Float>, into y: UnsafeMutableRawPointer) -> Bool {
         var q = CodeBlock()
-        guard let d = symmetricCodes(x, levels: 16, into: &q) else { return reference(x, into: y) }
+        guard let d = q.withCodes({ symmetricCodes(x, levels: 16, into: $0) }) else { return reference(x, into: y) }
         storeHalf(d, y)
-        packNibbles(q, into: y.advanced(by: 2))
+        q.packNibbles(into: y + 2)
         return scaleOverflowed(y)
     }
 
@@ -99,10 +100,12 @@ enum Q4_0: BlockFormat {
         let id: Float = d != 0 ? 1 / d : 0
         storeHalf(d, y)
         var q = CodeBlock()
-        for j in 0..<32 {
-            q[j] = UInt8(truncatingIfNeeded: min(15, Int8(truncatingIfNeeded: cTruncate(x[j] * id + 8.5))))
+        q.withCodes { q in
+            for j in 0..<32 {
+                q[j] = UInt8(truncatingIfNeeded: min(15, Int8(truncatingIfNeeded: cTruncate(x[j] * id + 8.5))))
+            }
         }
-        packNibbles(q, into: y.advanced(by: 2))
+        q.packNibbles(into: y + 2)
         return finite && scaleOverflowed(y)
     }
 
@@ -124,9 +127,9 @@ enum Q5_0: BlockFormat {
     @inline(__always)
     static func quantize(_ x: UnsafePointer<Float>, into y: UnsafeMutableRawPointer) -> Bool {
         var q = CodeBlock()
-        guard let d = symmetricCodes(x, levels: 32, into: &q) else { return reference(x, into: y) }
+        guard let d = q.withCodes({ symmetricCodes(x, levels: 32, into: $0) }) else { return reference(x, into: y) }
         storeHalf(d, y)
-        packFiveBits(q, into: y.advanced(by: 2))
+        q.packFiveBits(into: y + 2)
         return scaleOverflowed(y)
     }
 
@@ -137,10 +140,12 @@ enum Q5_0: BlockFormat {
         let id: Float = d != 0 ? 1 / d : 0
         storeHalf(d, y)
         var q = CodeBlock()
-        for j in 0..<32 {
-            q[j] = UInt8(truncatingIfNeeded: min(31, Int8(truncatingIfNeeded: cTruncate(x[j] * id + 16.5))))
+        q.withCodes { q in
+            for j in 0..<32 {
+                q[j] = UInt8(truncatingIfNeeded: min(31, Int8(truncatingIfNeeded: cTruncate(x[j] * id + 16.5))))
+            }
         }
-        packFiveBits(q, into: y.advanced(by: 2))
+        q.packFiveBits(into: y + 2)
         return finite && scaleOverflowed(y)
     }
 
@@ -167,10 +172,10 @@ enum Q4_1: BlockFormat {
     @inline(__always)
     static func quantize(_ x: UnsafePointer<Float>, into y: UnsafeMutableRawPointer) -> Bool {
         var q = CodeBlock()
-        guard let (d, m) = affineCodes(x, levels: 16, into: &q) else { return reference(x, into: y) }
+        guard let (d, m) = q.withCodes({ affineCodes(x, levels: 16, into: $0) }) else { return reference(x, into: y) }
         storeHalf(d, y)
         storeHalf(m, y + 2)
-        packNibbles(q, into: y.advanced(by: 4))
+        q.packNibbles(into: y + 4)
         return scaleOverflowed(y) || scaleOverflowed(y + 2)
     }
 
@@ -182,10 +187,12 @@ enum Q4_1: BlockFormat {
         storeHalf(d, y)
         storeHalf(min, y + 2)
         var q = CodeBlock()
-        for j in 0..<32 {
-            q[j] = UInt8(truncatingIfNeeded: Swift.min(15, Int8(truncatingIfNeeded: cTruncate((x[j] - min) * id + 0.5))))
+        q.withCodes { q in
+            for j in 0..<32 {
+                q[j] = UInt8(truncatingIfNeeded: Swift.min(15, Int8(truncatingIfNeeded: cTruncate((x[j] - min) * id + 0.5))))
+            }
         }
-        packNibbles(q, into: y.advanced(by: 4))
+        q.packNibbles(into: y + 4)
         return allFinite(x) && (scaleOverflowed(y) || scaleOverflowed(y + 2))
     }
 
@@ -207,10 +214,10 @@ enum Q5_1: BlockFormat {
     @inline(__always)
     static func quantize(_ x: UnsafePointer<Float>, into y: UnsafeMutableRawPointer) -> Bool {
         var q = CodeBlock()
-        guard let (d, m) = affineCodes(x, levels: 32, into: &q) else { return reference(x, into: y) }
+        guard let (d, m) = q.withCodes({ affineCodes(x, levels: 32, into: $0) }) else { return reference(x, into: y) }
         storeHalf(d, y)
         storeHalf(m, y + 2)
-        packFiveBits(q, into: y.advanced(by: 4))
+        q.packFiveBits(into: y + 4)
         return scaleOverflowed(y) || scaleOverflowed(y + 2)
     }
 
@@ -222,10 +229,12 @@ enum Q5_1: BlockFormat {
         storeHalf(d, y)
         storeHalf(min, y + 2)
         var q = CodeBlock()
-        for j in 0..<32 {
-            q[j] = UInt8(truncatingIfNeeded: cTruncate((x[j] - min) * id + 0.5))
+        q.withCodes { q in
+            for j in 0..<32 {
+                q[j] = UInt8(truncatingIfNeeded: cTruncate((x[j] - min) * id + 0.5))
+            }
         }
-        packFiveBits(q, into: y.advanced(by: 4))
+        q.packFiveBits(into: y + 4)
         return allFinite(x) && (scaleOverflowed(y) || scaleOverflowed(y + 2))
     }
 
@@ -245,13 +254,48 @@ enum Q5_1: BlockFormat {
 
 // MARK: fast paths shared by the 4- and 5-bit formats
 
-/// 32 codes (0..<levels) before packing, kept on the stack.
-typealias CodeBlock = SIMD32<UInt8>
+/// The 32 codes (0..<levels) of a block before packing, on the stack. (A SIMD32<UInt8> written
+/// one lane at a time goes through memory on every store and was 5x slower.)
+struct CodeBlock {
+    private var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+
+    @inline(__always)
+    mutating func withCodes<R>(_ body: (UnsafeMutablePointer<UInt8>) -> R) -> R {
+        withUnsafeMutableBytes(of: &words) { body($0.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
+    }
+
+    /// Element j in the low nibble of byte j, element j+16 in the high nibble.
+    @inline(__always)
+    func packNibbles(into qs: UnsafeMutableRawPointer) {
+        let (lo, hi) = halves
+        qs.storeBytes(of: lo | (hi &<< 4), as: SIMD16<UInt8>.self)
+    }
+
+    /// qh (bit j = bit 4 of element j), then the low nibbles as in `packNibbles`.
+    @inline(__always)
+    func packFiveBits(into p: UnsafeMutableRawPointer) {
+        // Gather bit 4 of 8 codes into one byte: isolate it as 0 or 1 per byte, then one
+        // multiply moves byte i's bit to bit 56 + i without carries. (Byte i of a word is code
+        // i of that word on little-endian machines, all Swift targets we build for.)
+        func fifthBits(_ w: UInt64) -> UInt32 {
+            UInt32(truncatingIfNeeded: (((w >> 4) & 0x0101_0101_0101_0101) &* 0x0102_0408_1020_4080) >> 56)
+        }
+        let w = words
+        let qh = fifthBits(w.0) | fifthBits(w.1) << 8 | fifthBits(w.2) << 16 | fifthBits(w.3) << 24
+        p.storeBytes(of: qh.littleEndian, as: UInt32.self)
+        let (lo, hi) = halves
+        p.advanced(by: 4).storeBytes(of: (lo & 0x0f) | (hi &<< 4), as: SIMD16<UInt8>.self)
+    }
+
+    private var halves: (SIMD16<UInt8>, SIMD16<UInt8>) {
+        withUnsafeBytes(of: words) { ($0.loadUnaligned(as: SIMD16<UInt8>.self), $0.loadUnaligned(fromByteOffset: 16, as: SIMD16<UInt8>.self)) }
+    }
+}
 
 /// q4_0 / q5_0 codes: `min(levels-1, trunc(x*id + levels/2 + 0.5))` with d = max / -(levels/2).
 /// Returns d, or nil when the block needs the reference path.
 @inline(__always)
-private func symmetricCodes(_ x: UnsafePointer<Float>, levels: Int, into q: inout CodeBlock) -> Float? {
+private func symmetricCodes(_ x: UnsafePointer<Float>, levels: Int, into q: UnsafeMutablePointer<UInt8>) -> Float? {
     let amaxBits = maxMagnitudeBits(x, 32)
     guard amaxBits < infinityBits else { return nil }
     // ggml keeps the first value of largest magnitude, starting from max = +0.0: an all-zero
@@ -277,11 +321,11 @@ private func symmetricCodes(_ x: UnsafePointer<Float>, levels: Int, into q: inou
     return d
 }
 
-/// q4_1 / q5_1 codes: `trunc((x - min)*id + 0.5)` with d = (max - min) / (levels - 1); q4_1
-/// clamps to 15, q5_1 needs no clamp (its codes never exceed 31). Returns (d, min), or nil when
-/// the block needs the reference path.
+/// q4_1 / q5_1 codes: `trunc((x - min)*id + 0.5)` with d = (max - min) / (levels - 1). ggml
+/// clamps q4_1 to 15 and not q5_1, whose codes never exceed 31 anyway, so both clamp here.
+/// Returns (d, min), or nil when the block needs the reference path.
 @inline(__always)
-private func affineCodes(_ x: UnsafePointer<Float>, levels: Int, into q: inout CodeBlock) -> (Float, Float)? {
+private func affineCodes(_ x: UnsafePointer<Float>, levels: Int, into q: UnsafeMutablePointer<UInt8>) -> (Float, Float)? {
     guard maxMagnitudeBits(x, 32) < infinityBits else { return nil }
     // Sequential as in ggml, so ties between +0.0 and -0.0 resolve to the same zero.
     let (min, max) = referenceMinMax(x)
@@ -401,23 +445,4 @@ private func loadHalf(_ p: UnsafeRawPointer, _ offset: Int) -> Float {
 @inline(__always)
 private func scaleOverflowed(_ p: UnsafeMutableRawPointer) -> Bool {
     p.loadUnaligned(as: UInt16.self) & 0x7fff == 0x7c00
-}
-
-/// Element j in the low nibble of byte j, element j+16 in the high nibble.
-@inline(__always)
-private func packNibbles(_ q: CodeBlock, into qs: UnsafeMutableRawPointer) {
-    let lo = q.lowHalf, hi = q.highHalf
-    qs.storeBytes(of: lo | (hi &<< 4), as: SIMD16<UInt8>.self)
-}
-
-/// qh (bit j = bit 4 of element j) then the low nibbles as in `packNibbles`.
-@inline(__always)
-private func packFiveBits(_ q: CodeBlock, into p: UnsafeMutableRawPointer) {
-    var qh: UInt32 = 0
-    for j in 0..<32 {
-        qh |= UInt32((q[j] >> 4) & 1) << UInt32(j)
-    }
-    p.storeBytes(of: qh.littleEndian, as: UInt32.self)
-    let lo = q.lowHalf & 0x0f, hi = q.highHalf
-    p.advanced(by: 4).storeBytes(of: lo | (hi &<< 4), as: SIMD16<UInt8>.self)
 }

@@ -6,8 +6,9 @@ import Dispatch
 public enum Quantizer {
     /// Quantizes `src`, a whole number of blocks, into `dst`, exactly their bytes. Returns how
     /// many values lie in blocks whose fp16 scale (or minimum) overflowed to infinity although
-    /// the values were finite (|values| beyond about 8.3e6 for q8_0, 5.2e5 for q4_0): such
-    /// blocks dequantize to inf/NaN, and callers should say so.
+    /// the values were finite (|x| beyond about 8.3e6 for q8_0 and 5.2e5 for q4_0; for q4_1 and
+    /// q5_1 already a minimum below -65504): such blocks dequantize to inf/NaN, and callers
+    /// should say so.
     /// Sizes are the caller's contract (`ElementCodec` checks them); a mismatch is a bug.
     @discardableResult
     public static func quantize(_ src: UnsafeBufferPointer<Float>, type: DType, into dst: UnsafeMutableRawBufferPointer) -> Int {
@@ -44,32 +45,39 @@ public enum Quantizer {
         guard values.count % rowLength == 0, let size = type.byteCount(elements: values.count) else {
             throw RWKVError(nil, "\(values.count) values are not a whole number of rows of \(rowLength)")
         }
-        let blocks = values.count / type.blockSize
-        // Slices of at least 1024 blocks (32K values) keep thread start-up costs negligible.
-        let workers = max(1, min(threads, blocks / 1024))
-        var counts = [Int](repeating: 0, count: workers)
+        var overflowed = 0
         let bytes = [UInt8](unsafeUninitializedCapacity: size) { out, initialized in
             values.withUnsafeBufferPointer { src in
-                counts.withUnsafeMutableBufferPointer { counts in
-                    guard let x = src.baseAddress, let y = out.baseAddress else { return }
-                    if workers == 1 {
-                        counts[0] = quantizeBlocks(type, x, UnsafeMutableRawPointer(y), 0..<blocks)
-                        return
-                    }
-                    let job = SharedBuffers(x: x, y: UnsafeMutableRawPointer(y), counts: counts)
-                    DispatchQueue.concurrentPerform(iterations: workers) { w in
-                        let slice = blocks * w / workers ..< blocks * (w + 1) / workers
-                        job.counts[w] = quantizeBlocks(type, job.x, job.y, slice)
-                    }
-                }
+                overflowed = quantize(src, type: type, into: UnsafeMutableRawBufferPointer(out), threads: threads)
             }
             initialized = size
         }
-        overflowCount += counts.reduce(0, +)
+        overflowCount += overflowed
         return bytes
     }
 
-    /// The buffers the workers of `quantizeRows` share. Each worker reads its own slice of x,
+    /// `quantize` on up to `threads` threads, into a buffer the caller may reuse between tensors
+    /// (a fresh output array costs page faults comparable to the quantization itself).
+    @discardableResult
+    public static func quantize(_ src: UnsafeBufferPointer<Float>, type: DType, into dst: UnsafeMutableRawBufferPointer,
+                                threads: Int) -> Int {
+        let blocks = checkedBlockCount(values: src.count, bytes: dst.count, type: type)
+        // Slices of at least 1024 blocks (32K values) keep thread start-up costs negligible.
+        let workers = max(1, min(threads, blocks / 1024))
+        guard workers > 1, let x = src.baseAddress, let y = dst.baseAddress else {
+            return quantize(src, type: type, into: dst)
+        }
+        return withUnsafeTemporaryAllocation(of: Int.self, capacity: workers) { counts in
+            let job = SharedBuffers(x: x, y: y, counts: counts)
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                let slice = blocks * w / workers ..< blocks * (w + 1) / workers
+                job.counts[w] = quantizeBlocks(type, job.x, job.y, slice)
+            }
+            return counts.reduce(0, +)
+        }
+    }
+
+    /// The buffers the workers of the threaded `quantize` share. Each worker reads its own slice of x,
     /// writes the same blocks of y and its own slot of counts: no two touch the same memory.
     private struct SharedBuffers: @unchecked Sendable {
         let x: UnsafePointer<Float>
