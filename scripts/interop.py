@@ -11,7 +11,11 @@
 3. llama.cpp (llama-cpp-python, logits_all=True) loads every output and evaluates the fixture's
    tokens; its logits are compared with the official rwkv package's logits for the same weights.
 
+4. (--tokenizer FILE.gguf) llama.cpp's RWKV tokenizer over the World token list we write gives
+   the same token ids as the official package's TRIE_TOKENIZER, and detokenizes back.
+
 Usage: interop.py OUT_DIR MODEL_NAME... (expects OUT_DIR/<model>.<type>.gguf from interop.sh)
+       interop.py --tokenizer WORLD_MODEL.gguf
 Prints a Markdown table and writes OUT_DIR/interop.json.
 """
 import json
@@ -29,6 +33,15 @@ QTYPE = {"f32": gguf.GGMLQuantizationType.F32, "f16": gguf.GGMLQuantizationType.
          "bf16": gguf.GGMLQuantizationType.BF16, "q8_0": gguf.GGMLQuantizationType.Q8_0,
          "q5_1": gguf.GGMLQuantizationType.Q5_1, "q5_0": gguf.GGMLQuantizationType.Q5_0,
          "q4_1": gguf.GGMLQuantizationType.Q4_1, "q4_0": gguf.GGMLQuantizationType.Q4_0}
+
+
+# Accepted max |logit difference| between llama.cpp and the official package, per type. f32 is
+# arithmetic noise (different summation order; 1e-4 is what rwkv-verify accepts for fp32).
+# The others are set at about twice what was measured on these fixtures (docs/formats.md): they
+# include llama.cpp's own rounding of activations (its CPU matmul converts them to f16/bf16/q8
+# to match the weight type), and the tiny random-weight fixtures are far more sensitive to
+# weight quantization than trained models, so they catch regressions, not quality.
+MAX_ABS = {"f32": 1e-4, "f16": 1e-2, "bf16": 5e-2, "q8_0": 0.3, "q5_1": 1.5, "q5_0": 2.0, "q4_1": 3.5, "q4_0": 3.5}
 
 
 def large_matrix_source(name):
@@ -98,7 +111,35 @@ def llama_logits(path, tokens, vocab):
     return logits
 
 
+TOKENIZER_TEXTS = ["Hello world!\n\nUser: what is RWKV?\n\nAssistant:", "café ½ — 日本語のテキスト 🙂\t\\x00 'quoted' \"double\"",
+                   "".join(chr(c) for c in range(1, 128)), "  leading spaces, trailing tab\t\r\n"]
+
+
+def check_world_tokenizer(path):
+    """llama.cpp's RWKV tokenizer over our World token list must tokenize like the official one."""
+    import llama_cpp
+    from rwkv.rwkv_tokenizer import TRIE_TOKENIZER
+    import rwkv
+    official = TRIE_TOKENIZER(os.path.join(os.path.dirname(rwkv.__file__), "rwkv_vocab_v20230424.txt"))
+    llm = llama_cpp.Llama(model_path=path, n_ctx=64, vocab_only=True, verbose=False)
+    problems = []
+    for text in TOKENIZER_TEXTS:
+        ours = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        theirs = official.encode(text)
+        if ours != theirs:
+            problems.append(f"{text[:20]!r}: llama.cpp {ours[:8]}... official {theirs[:8]}...")
+        elif llm.detokenize(ours).decode("utf-8") != text:
+            problems.append(f"{text[:20]!r}: llama.cpp does not detokenize back")
+    del llm
+    return problems
+
+
 def main():
+    if sys.argv[1] == "--tokenizer":
+        problems = check_world_tokenizer(sys.argv[2])
+        print(f"World tokenizer in llama.cpp vs official: {len(TOKENIZER_TEXTS)} texts, "
+              + ("all identical" if not problems else "; ".join(problems)))
+        sys.exit(1 if problems else 0)
     out_dir, models = sys.argv[1], sys.argv[2:]
     results = []
     failures = 0
@@ -116,18 +157,20 @@ def main():
                 row.update(compare_logits(llama_logits(path, tokens, ref_logits.shape[1]), ref_logits))
             except Exception as e:  # a load failure is a result to report, not a crash
                 row["llama_error"] = repr(e)
-            failures += bool(problems) or "llama_error" in row
+            row["within_bound"] = "max_abs" in row and row["max_abs"] <= MAX_ABS[typ]
+            failures += bool(problems) or not row["within_bound"]
             results.append(row)
     with open(os.path.join(out_dir, "interop.json"), "w") as f:
         json.dump(results, f, indent=1)
-    print("| model | type | gguf-py: tensors read, bytes == gguf-py encoding | llama.cpp max abs dlogit | max KL | top-1 |")
+    print("| model | type | gguf-py: tensors read, bytes == gguf-py encoding | llama.cpp max abs dlogit (bound) | max KL | top-1 |")
     print("|---|---|---|---|---|---|")
     for r in results:
         g = f"{r['tensors']}, " + ("all equal" if not r["gguf_py_problems"] else "; ".join(r["gguf_py_problems"][:3]))
         if "llama_error" in r:
             print(f"| {r['model']} | {r['type']} | {g} | load failed: {r['llama_error']} | | |")
         else:
-            print(f"| {r['model']} | {r['type']} | {g} | {r['max_abs']:.2e} | {r['max_kl']:.2e} | {r['top1']:.3f} |")
+            mark = "" if r["within_bound"] else " OVER"
+            print(f"| {r['model']} | {r['type']} | {g} | {r['max_abs']:.2e} ({MAX_ABS[r['type']]:g}){mark} | {r['max_kl']:.2e} | {r['top1']:.3f} |")
     print(f"interop: {len(results) - failures} passed, {failures} failed")
     sys.exit(1 if failures else 0)
 

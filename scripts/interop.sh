@@ -21,6 +21,12 @@ for m in $MODELS; do
 done
 status=0
 "$PY" scripts/interop.py "$OUT" $MODELS || status=1
+# A World-vocabulary model (65536 rows): llama.cpp must tokenize like the official package.
+# (In its own folder: the Swift check below compares every .gguf in $OUT.)
+mkdir -p "$OUT/world"
+"$PY" scripts/make-bench-checkpoint.py --world-tiny "$OUT/world/world-tiny" >/dev/null
+.build/debug/rwkv-convert safetensors-to-native "$OUT/world/world-tiny.safetensors" "$OUT/world/world-tiny.gguf" --type q8_0 >/dev/null
+"$PY" scripts/interop.py --tokenizer "$OUT/world/world-tiny.gguf" 2>/dev/null || status=1
 swift build --build-tests >/dev/null
 RWKV_INTEROP_DIR="$OUT" swift test --skip-build --filter GGUFInteropTests 2>&1 | grep -E "GGUFInteropTests:|✘|Test run" || status=1
 echo "interop outputs in $OUT"

@@ -5,6 +5,8 @@ value-residual 32, gate 128), BlinkDL names, bf16, random values (about 380 MB).
 noise: it measures speed and memory, not quality.
 
     .venv/bin/python scripts/make-bench-checkpoint.py bench/out/rwkv7-0.1b-bench   # writes .safetensors and .pth
+    .venv/bin/python scripts/make-bench-checkpoint.py --world-tiny /tmp/x      # 1 x 64, vocab 65536 (16 MB):
+                                                                              # for the World tokenizer interop check
 """
 import sys
 
@@ -13,6 +15,9 @@ from safetensors.torch import save_file
 
 L, C, N, V, F = 12, 768, 64, 65536, 3072
 DW, DA, DV, DG = 64, 64, 32, 128
+if "--world-tiny" in sys.argv:
+    sys.argv.remove("--world-tiny")
+    L, C, F, DW, DA, DV, DG = 1, 64, 256, 32, 32, 32, 32
 H = C // N
 
 
