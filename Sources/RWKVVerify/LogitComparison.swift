@@ -66,3 +66,33 @@ public struct LogitComparison: Codable, Sendable {
         return max(s, 0)
     }
 }
+
+extension LogitComparison {
+    /// The figures over all positions, as reports print them.
+    public struct Summary: Codable, Sendable, Equatable {
+        public let positions: Int
+        /// Largest |Δlogit| anywhere (NaN if any logit is NaN).
+        public let maxAbsDelta: Float
+        /// Root mean square of Δlogit over every position and vocabulary entry.
+        public let rmsDelta: Float
+        /// Fraction of positions whose arg-max token agrees.
+        public let top1Agreement: Double
+        /// Mean |top-5 ∩ top-5|, 0...5.
+        public let meanTop5Overlap: Double
+        /// KL(reference ‖ model) in nats, mean and worst over positions.
+        public let meanKL: Double
+        public let maxKL: Double
+    }
+
+    public var summary: Summary {
+        Summary(positions: positions.count,
+                maxAbsDelta: positions.contains { $0.maxAbsDelta.isNaN } ? .nan : maxAbsDelta,
+                rmsDelta: rmsDelta, top1Agreement: top1Agreement, meanTop5Overlap: meanTop5Overlap,
+                meanKL: meanKL, maxKL: maxKL)
+    }
+
+    /// Every logit within `tolerance` of the reference; NaN anywhere fails.
+    public func isWithin(_ tolerance: Float) -> Bool {
+        positions.allSatisfy { $0.maxAbsDelta <= tolerance }
+    }
+}

@@ -1,8 +1,142 @@
 import ArgumentParser
+import Foundation
+import RWKVFormats
+import RWKVModel
+import RWKVVerify
 
-struct Command: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "rwkv-verify", abstract: "Work in progress.")
-    func run() throws { throw ValidationError("rwkv-verify is not implemented yet") }
+struct RWKVVerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rwkv-verify",
+        abstract: "Run the Swift reference forward pass and compare its logits with the official implementation's or another model's.",
+        discussion: "Exit status: 0 within tolerance, 1 outside, 2 bad input.",
+        subcommands: [Verify.self, Bench.self],
+        defaultSubcommand: Verify.self)
 }
 
-Command.main()
+/// `rnn`, `seq` or `both`.
+enum ModeChoice: String, ExpressibleByArgument {
+    case rnn, seq, both
+    var modes: [ForwardMode] {
+        switch self {
+        case .rnn: return [.rnn]
+        case .seq: return [.sequence]
+        case .both: return [.rnn, .sequence]
+        }
+    }
+}
+
+struct TokenOptions: ParsableArguments {
+    @Option(help: "Comma-separated token ids.")
+    var tokens: String?
+
+    @Option(help: "Use N random token ids instead of --tokens.")
+    var random: Int?
+
+    @Option(help: "Seed of --random (the same ids on every machine).")
+    var seed: UInt64 = 1
+
+    func resolve(vocab: Int, defaultCount: Int) throws -> [Int] {
+        if tokens != nil && random != nil { throw RWKVError(nil, "give either --tokens or --random, not both") }
+        if let tokens { return try TokenList.parse(tokens) }
+        let count = random ?? defaultCount
+        guard count > 0, count <= 1_000_000 else { throw RWKVError(nil, "--random needs a count between 1 and 1000000") }
+        return TokenList.random(count: count, vocab: vocab, seed: seed)
+    }
+}
+
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compare a model's logits with a fixture (--fixture) or with another model (--against).",
+        usage: """
+            rwkv-verify MODEL --fixture EXPECTED.safetensors [--tolerance X] [--mode rnn|seq|both] [--json]
+            rwkv-verify MODEL --against OTHER [--tokens 1,2,3 | --random N] [--seed S] [--tolerance X] [--json]
+            """)
+
+    @Argument(help: "The model to check: .pth, .safetensors or .gguf.")
+    var model: String
+
+    @Option(help: "Expected logits: safetensors with `tokens` [T] and `logits` [T, V] from the official package.")
+    var fixture: String?
+
+    @Option(help: "Another model (any RWKV version, same vocabulary) to compare with on the same tokens.")
+    var against: String?
+
+    @OptionGroup var tokenOptions: TokenOptions
+
+    @Option(help: "Maximum |Δlogit| accepted against the reference (default 1e-4, fp32 arithmetic noise).")
+    var tolerance: Float = Tolerance.fp32
+
+    @Option(help: "Maximum |Δlogit| accepted between RNN and sequence mode.")
+    var modeTolerance: Float = Tolerance.modes
+
+    @Option(help: "rnn (token by token), seq (blocks of tokens, GEMMs) or both (also checks they agree).")
+    var mode: ModeChoice = .both
+
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
+    func run() throws {
+        runVerification {
+            guard (fixture == nil) != (against == nil) else { throw RWKVError(nil, "give exactly one of --fixture or --against") }
+            guard tolerance >= 0, modeTolerance >= 0 else { throw RWKVError(nil, "tolerances must be non-negative") }
+            let subject = try RWKVModelLoader.load(path: model)
+            let report: VerificationReport
+            if let fixture {
+                if tokenOptions.tokens != nil || tokenOptions.random != nil {
+                    throw RWKVError(nil, "--tokens and --random go with --against; a fixture brings its own tokens")
+                }
+                report = try Verifier.verify(subject, fixture: try LogitFixture(path: fixture), modes: mode.modes,
+                                             tolerance: tolerance, modeTolerance: modeTolerance)
+            } else {
+                let reference = try RWKVModelLoader.load(path: against!)
+                let tokens = try tokenOptions.resolve(vocab: min(subject.config.vocabSize, reference.config.vocabSize), defaultCount: 32)
+                report = try Verifier.compare(subject, against: reference, tokens: tokens, modes: mode.modes,
+                                              tolerance: tolerance, modeTolerance: modeTolerance)
+            }
+            print(json ? try verifyJSON(report) : report.text)
+            return report.passed
+        }
+    }
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time prompt processing in RNN and sequence mode (used by bench/bench-forward.sh).",
+        shouldDisplay: false)
+
+    @Argument(help: "The model.")
+    var model: String
+
+    @OptionGroup var tokenOptions: TokenOptions
+
+    @Option(help: "rnn, seq or both.")
+    var mode: ModeChoice = .both
+
+    @Option(help: "Timed runs per mode after a warm-up; the fastest counts.")
+    var repeats: Int = 3
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func run() throws {
+        runVerification {
+            let start = ContinuousClock.now
+            let subject = try RWKVModelLoader.load(path: model)
+            let loaded = ContinuousClock.now - start
+            let tokens = try tokenOptions.resolve(vocab: subject.config.vocabSize, defaultCount: 64)
+            let load = Double(loaded.components.seconds) + Double(loaded.components.attoseconds) * 1e-18
+            let result = try ForwardBenchmark.run(subject, tokens: tokens, modes: mode.modes, repeats: repeats, loadSeconds: load)
+            print(json ? try verifyJSON(result) : result.text)
+            return true
+        }
+    }
+}
+
+// Bad arguments are bad input: one line on stderr and exit status 2, like a bad file.
+do {
+    var command = try RWKVVerifyCommand.parseAsRoot()
+    try command.run()
+} catch {
+    if RWKVVerifyCommand.exitCode(for: error) == .success { RWKVVerifyCommand.exit(withError: error) }   // --help
+    reportBadInput(RWKVVerifyCommand.message(for: error).split(separator: "\n").first.map(String.init) ?? "bad arguments")
+}

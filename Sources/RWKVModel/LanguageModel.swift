@@ -1,0 +1,149 @@
+import RWKVFormats
+
+/// How the tokens of one call go through the layers.
+public enum ForwardMode: String, CaseIterable, Sendable, Codable {
+    /// One token at a time, as generation runs: matrix-vector products.
+    case rnn
+    /// Blocks of tokens at once, as prompt processing runs: every matrix product is a GEMM over
+    /// the block; only the state recurrence walks token by token.
+    case sequence
+}
+
+/// Which positions' logits a call returns.
+public enum LogitPositions: Sendable {
+    case all
+    /// Only the last token's (prompt processing before generation).
+    case last
+}
+
+/// Logits, one row of `vocabSize` values per returned position.
+public struct Logits: Sendable {
+    public let vocabSize: Int
+    /// Row-major [positions][vocabSize].
+    public let values: [Float]
+
+    public var count: Int { vocabSize == 0 ? 0 : values.count / vocabSize }
+    public func row(_ i: Int) -> ArraySlice<Float> { values[i * vocabSize ..< (i + 1) * vocabSize] }
+    public var rows: [[Float]] { (0..<count).map { Array(row($0)) } }
+}
+
+/// An RWKV model that turns tokens into logits; the verifier and benchmarks see only this.
+public protocol RWKVLanguageModel: AnyObject {
+    var config: RWKVConfig { get }
+    /// The model file, for messages.
+    var path: String { get }
+    /// Runs `tokens` from `state` (updated to include them) and returns logits.
+    /// Throws when a token is outside the vocabulary or the state belongs to another shape.
+    func forward(_ tokens: [Int], state: inout RWKVState, mode: ForwardMode, positions: LogitPositions) throws -> Logits
+}
+
+extension RWKVLanguageModel {
+    public func makeState() -> RWKVState { RWKVState(config: config) }
+
+    /// Logits of every position, from the zero state.
+    public func logits(_ tokens: [Int], mode: ForwardMode) throws -> Logits {
+        var state = makeState()
+        return try forward(tokens, state: &state, mode: mode, positions: .all)
+    }
+}
+
+public enum RWKVModelLoader {
+    /// Builds the model its weights describe (RWKV-6 or RWKV-7).
+    public static func load(_ loader: WeightLoader) throws -> RWKVLanguageModel {
+        switch loader.config.version {
+        case .v7: return try RWKV7Model(loader)
+        case .v6: return try RWKV6Model(loader)
+        }
+    }
+
+    /// Opens a checkpoint file (any format `ModelFile` reads) and builds its model.
+    public static func load(path: String) throws -> RWKVLanguageModel {
+        try load(WeightLoader(source: try ModelFile.open(path)))
+    }
+}
+
+// MARK: - The part both versions share
+
+/// What the shared driver needs from a model version: the embedding (ln0 already applied), the
+/// output norm and head, and the layers.
+protocol LayerStack: RWKVLanguageModel {
+    var embedding: FloatBuffer { get }
+    var outputNorm: NormWeights { get }
+    var head: Linear { get }
+    /// Scratch space for blocks of up to `rows` tokens, kept between calls.
+    func workspace(rows: Int) -> Workspace
+    /// Runs every layer over the residual rows `work.x[0..<rows]`, updating the state.
+    func runLayers(rows: Int, work: Workspace, state: StatePointers)
+}
+
+/// Scratch buffers of a forward pass, each `rows` × its width, allocated once and reused.
+final class Workspace {
+    let rows: Int
+    let x, xn, shift, y: FloatBuffer                 // residual, normalised input, token-shift delta, attention output
+    let mixes: [FloatBuffer]                         // interpolated inputs (v7: r w k v a g, v6: x w k v r g)
+    let r, k, v, w, a, g, kk, vFirst, vGate: FloatBuffer
+    let lora: FloatBuffer                            // LoRA hidden activations (widest rank)
+    let ffn: FloatBuffer                             // channel-mix hidden layer (F wide)
+    let ffnGate: FloatBuffer                         // v6 channel-mix receptance
+
+    init(rows: Int, config c: RWKVConfig) {
+        self.rows = rows
+        let C = rows * c.embeddingSize
+        func make(_ n: Int) -> FloatBuffer { FloatBuffer(count: n) }
+        x = make(C); xn = make(C); shift = make(C); y = make(C)
+        mixes = (0..<6).map { _ in make(C) }
+        r = make(C); k = make(C); v = make(C); w = make(C); a = make(C); g = make(C)
+        kk = make(C); vFirst = make(C); vGate = make(C)
+        let rank = [c.decayRank, c.iclrRank, c.valueResidualRank, c.gateRank, 5 * c.tokenShiftRank].max() ?? 0
+        lora = make(rows * rank)
+        ffn = make(rows * c.ffnSize)
+        ffnGate = make(C)
+    }
+}
+
+extension LayerStack {
+    /// Tokens per block in sequence mode: big enough for efficient GEMMs, small enough to keep
+    /// the scratch space modest on large models.
+    static var sequenceBlockSize: Int { 128 }
+
+    func runForward(_ tokens: [Int], state: inout RWKVState, mode: ForwardMode, positions: LogitPositions) throws -> Logits {
+        let V = config.vocabSize, C = config.embeddingSize
+        guard state.matches(config) else {
+            throw RWKVError(path, "state shape (\(state.layerCount) layers × \(state.embeddingSize), head \(state.headSize)) does not match the model")
+        }
+        if let bad = tokens.first(where: { $0 < 0 || $0 >= V }) {
+            throw RWKVError(path, "token id \(bad) is outside the vocabulary (0..<\(V))")
+        }
+        let T = tokens.count
+        let wanted = positions == .all ? T : min(T, 1)
+        var out = [Float](repeating: 0, count: wanted * V)
+        guard T > 0 else { return Logits(vocabSize: V, values: out) }
+
+        let block = mode == .rnn ? 1 : Self.sequenceBlockSize
+        let work = workspace(rows: min(block, T))
+        state.withPointers { ptrs in
+            out.withUnsafeMutableBufferPointer { logits in
+                var start = 0
+                while start < T {
+                    let rows = min(block, T - start)
+                    for i in 0..<rows {
+                        (work.x.base + i * C).update(from: embedding.base + tokens[start + i] * C, count: C)
+                    }
+                    runLayers(rows: rows, work: work, state: ptrs)
+                    // Only the rows whose logits are wanted go through ln_out and the head.
+                    let first = positions == .all ? 0 : (start + rows == T ? rows - 1 : rows)
+                    if first < rows {
+                        let n = rows - first
+                        Kernels.normalize(work.x.base + first * C, rows: n, width: C, outputNorm,
+                                          eps: Kernels.layerNormEpsilon, into: work.xn.base)
+                        let dst = logits.baseAddress! + (positions == .all ? (start + first) * V : 0)
+                        head.apply(work.xn.base, rows: n, to: dst)
+                    }
+                    start += rows
+                }
+            }
+        }
+        state.tokenCount += T
+        return Logits(vocabSize: V, values: out)
+    }
+}

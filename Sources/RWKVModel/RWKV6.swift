@@ -1,0 +1,183 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import RWKVFormats
+
+/// The weights of an RWKV-6 model in f32, as the forward pass uses them.
+public struct RWKV6Weights: @unchecked Sendable {
+    struct Layer {
+        let ln1, ln2, lnX: NormWeights
+        /// time_maa_x, and the base lerps time_maa_w, _k, _v, _r, _g (the order of the LoRA's five outputs).
+        let maaX: FloatBuffer
+        let maa: [FloatBuffer]
+        /// time_maa_w1 (C → 5·Dm) and the five (Dm → C) matrices of time_maa_w2.
+        let maaW1: Linear
+        let maaW2: [Linear]
+        let decay: FloatBuffer
+        let decayW1, decayW2: Linear
+        /// time_faaaa, the bonus u of the current token.
+        let first: FloatBuffer
+        let receptance, key, value, gate, output: Linear
+        let ffnMaaK, ffnMaaR: FloatBuffer
+        let ffnKey, ffnReceptance, ffnValue: Linear
+    }
+
+    public let config: RWKVConfig
+    public let path: String
+    /// `emb.weight` with `blocks.0.ln0` applied. When the checkpoint stores the embedding and
+    /// ln0 in bf16 (or all in fp16), the official package runs that LayerNorm in the stored
+    /// type, so the rows are rounded to it; we reproduce that rounding to match its logits.
+    let embedding: FloatBuffer
+    let layers: [Layer]
+    let outputNorm: NormWeights
+    let head: Linear
+
+    public init(_ loader: WeightLoader) throws {
+        let c = loader.config
+        guard c.version == .v6 else { throw RWKVError(loader.path, "not an RWKV-6 model") }
+        config = c
+        path = loader.path
+        embedding = try normalizedEmbedding(loader, roundTo: Self.embeddingRounding(loader))
+        let C = c.embeddingSize, Dm = c.tokenShiftRank
+        layers = try (0..<c.layerCount).map { i in
+            let att = "blocks.\(i).att.", ffn = "blocks.\(i).ffn."
+            let w2 = try loader.tensor(att + "time_maa_w2")
+            return Layer(
+                ln1: try loader.norm("blocks.\(i).ln1"), ln2: try loader.norm("blocks.\(i).ln2"),
+                lnX: try loader.norm(att + "ln_x"),
+                maaX: try loader.tensor(att + "time_maa_x"),
+                maa: try ["time_maa_w", "time_maa_k", "time_maa_v", "time_maa_r", "time_maa_g"].map { try loader.tensor(att + $0) },
+                maaW1: try loader.lora(att + "time_maa_w1"),
+                maaW2: (0..<5).map { Linear(inputs: Dm, outputs: C, layout: .inputsByOutputs, weights: w2, offset: $0 * Dm * C) },
+                decay: try loader.tensor(att + "time_decay"),
+                decayW1: try loader.lora(att + "time_decay_w1"), decayW2: try loader.lora(att + "time_decay_w2"),
+                first: try loader.tensor(att + "time_faaaa"),
+                receptance: try loader.linear(att + "receptance.weight"), key: try loader.linear(att + "key.weight"),
+                value: try loader.linear(att + "value.weight"), gate: try loader.linear(att + "gate.weight"),
+                output: try loader.linear(att + "output.weight"),
+                ffnMaaK: try loader.tensor(ffn + "time_maa_k"), ffnMaaR: try loader.tensor(ffn + "time_maa_r"),
+                ffnKey: try loader.linear(ffn + "key.weight"), ffnReceptance: try loader.linear(ffn + "receptance.weight"),
+                ffnValue: try loader.linear(ffn + "value.weight"))
+        }
+        outputNorm = try loader.norm("ln_out")
+        head = try loader.linear("head.weight")
+    }
+
+    /// The official package applies ln0 to the embedding before widening anything to fp32
+    /// (`F.layer_norm(w['emb.weight'], ...)` on the stored tensors, falling back to float only if
+    /// that fails). torch's LayerNorm on bf16/fp16 tensors computes in float and rounds the result
+    /// to the input type; with mixed types it fails and the float fallback runs.
+    static func embeddingRounding(_ loader: WeightLoader) -> DType? {
+        let types = ["emb.weight", "blocks.0.ln0.weight", "blocks.0.ln0.bias"].map { loader.storedDType($0) }
+        guard let first = types[0], first == .bf16 || first == .f16, types.allSatisfy({ $0 == first }) else { return nil }
+        return first
+    }
+}
+
+/// RWKV-6 ("Finch") forward pass, matching the official `rwkv` package's v6.0 path (cpu fp32).
+/// Not thread-safe: one forward call at a time per instance (it reuses its scratch space).
+public final class RWKV6Model: LayerStack {
+    public let weights: RWKV6Weights
+    public var config: RWKVConfig { weights.config }
+    public var path: String { weights.path }
+    var embedding: FloatBuffer { weights.embedding }
+    var outputNorm: NormWeights { weights.outputNorm }
+    var head: Linear { weights.head }
+    private var cachedWorkspace: Workspace?
+
+    public init(weights: RWKV6Weights) { self.weights = weights }
+    public convenience init(_ loader: WeightLoader) throws { self.init(weights: try RWKV6Weights(loader)) }
+
+    public func forward(_ tokens: [Int], state: inout RWKVState, mode: ForwardMode, positions: LogitPositions) throws -> Logits {
+        try runForward(tokens, state: &state, mode: mode, positions: positions)
+    }
+
+    func workspace(rows: Int) -> Workspace {
+        if let w = cachedWorkspace, w.rows >= rows { return w }
+        let w = Workspace(rows: rows, config: config)
+        cachedWorkspace = w
+        return w
+    }
+
+    func runLayers(rows T: Int, work: Workspace, state: StatePointers) {
+        let C = config.embeddingSize, Dm = config.tokenShiftRank
+        let x = work.x.base, xn = work.xn.base, shift = work.shift.base, y = work.y.base
+        let r = work.r.base, k = work.k.base, v = work.v.base, w = work.w.base, g = work.g.base
+        let lora = work.lora.base
+        // mixes[0] holds xxx, then mixes[1...5] the w, k, v, r, g inputs.
+        let xxx = work.mixes[0].base
+        let xw = work.mixes[1].base, xk = work.mixes[2].base, xv = work.mixes[3].base
+        let xr = work.mixes[4].base, xg = work.mixes[5].base
+
+        for (l, L) in weights.layers.enumerated() {
+            // Time mix with data-dependent token shift: lerp(x, prev, maa + LoRA(x)).
+            Kernels.normalize(x, rows: T, width: C, L.ln1, eps: Kernels.layerNormEpsilon, into: xn)
+            Kernels.tokenShift(xn, rows: T, width: C, previous: state.timeMix(l), into: shift)
+            Kernels.lerp(xn, shift, mix: L.maaX.base, rows: T, width: C, into: xxx)
+            L.maaW1.apply(xxx, rows: T, to: lora)
+            Kernels.applyTanh(lora, count: T * 5 * Dm)
+            for i in 0..<5 {
+                let out = work.mixes[i + 1].base
+                L.maaW2[i].apply(lora + i * Dm, rows: T, xStride: 5 * Dm, to: out)
+                let maa = L.maa[i].base
+                for t in 0..<T {
+                    let o = t * C
+                    for c in 0..<C { out[o + c] = xn[o + c] + shift[o + c] * (maa[c] + out[o + c]) }
+                }
+            }
+            L.receptance.apply(xr, rows: T, to: r)
+            L.key.apply(xk, rows: T, to: k)
+            L.value.apply(xv, rows: T, to: v)
+            L.gate.apply(xg, rows: T, to: g)
+            for i in 0..<T * C { g[i] = g[i] * Kernels.sigmoid(g[i]) }   // silu
+            L.decayW1.apply(xw, rows: T, to: lora)
+            Kernels.applyTanh(lora, count: T * config.decayRank)
+            L.decayW2.apply(lora, rows: T, to: w)
+            let decay = L.decay.base
+            for t in 0..<T {
+                for c in 0..<C { w[t * C + c] = expf(-expf(decay[c] + w[t * C + c])) }
+            }
+            recurrence(L, layer: l, rows: T, work: work, state: state)
+
+            Kernels.normalize(y, rows: T, width: C, groups: config.headCount, L.lnX, eps: Kernels.groupNormEpsilon, into: y)
+            Kernels.multiply(y, by: g, count: T * C)
+            L.output.apply(y, rows: T, to: x, accumulate: true)
+
+            // Channel mix: sigmoid(xr · Rᵀ) ⊙ (relu(xk · Kᵀ)² · Vᵀ).
+            Kernels.normalize(x, rows: T, width: C, L.ln2, eps: Kernels.layerNormEpsilon, into: xn)
+            Kernels.tokenShift(xn, rows: T, width: C, previous: state.channelMix(l), into: shift)
+            Kernels.lerp(xn, shift, mix: L.ffnMaaK.base, rows: T, width: C, into: xk)
+            Kernels.lerp(xn, shift, mix: L.ffnMaaR.base, rows: T, width: C, into: xr)
+            L.ffnReceptance.apply(xr, rows: T, to: work.ffnGate.base)
+            Kernels.applySigmoid(work.ffnGate.base, count: T * C)
+            L.ffnKey.apply(xk, rows: T, to: work.ffn.base)
+            Kernels.applySquaredReLU(work.ffn.base, count: T * config.ffnSize)
+            L.ffnValue.apply(work.ffn.base, rows: T, to: y)
+            Kernels.multiply(y, by: work.ffnGate.base, count: T * C)
+            Kernels.add(y, to: x, count: T * C)
+        }
+    }
+
+    /// Per token and head, with S[i][j] (key i, value j):
+    /// y_j = Σ_i r_i (u_i k_i v_j + S_ij);  S_ij ← k_i v_j + w_i S_ij.
+    private func recurrence(_ L: RWKV6Weights.Layer, layer: Int, rows T: Int, work: Workspace, state: StatePointers) {
+        let C = config.embeddingSize, N = config.headSize
+        let r = work.r.base, k = work.k.base, v = work.v.base, w = work.w.base, y = work.y.base
+        let u = L.first.base
+        let matrices = state.matrices(layer)
+        for t in 0..<T {
+            for h in 0..<config.headCount {
+                let o = t * C + h * N
+                let S = matrices + h * N * N
+                let rt = r + o, kt = k + o, vt = v + o, wt = w + o, yt = y + o, ut = u + h * N
+                yt.update(repeating: 0, count: N)
+                for i in 0..<N {
+                    let ri = rt[i], ki = kt[i]
+                    Kernels.updateRowV6(S + i * N, readOut: yt, r: ri, bonus: ri * ut[i] * ki, k: ki, decay: wt[i], values: vt, count: N)
+                }
+            }
+        }
+    }
+}

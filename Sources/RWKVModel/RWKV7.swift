@@ -1,0 +1,222 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import RWKVFormats
+
+/// The weights of an RWKV-7 model in f32, as the forward pass uses them.
+public struct RWKV7Weights: @unchecked Sendable {
+    struct Layer {
+        let ln1, ln2, lnX: NormWeights
+        /// x_r, x_w, x_k, x_v, x_a, x_g.
+        let lerps: [FloatBuffer]
+        let w0, a0, kK, kA, rK: FloatBuffer
+        let w1, w2, a1, a2, g1, g2: Linear
+        /// v0, v1, v2; nil in layer 0, whose value-residual tensors the official package ignores.
+        let valueResidual: (v0: FloatBuffer, v1: Linear, v2: Linear)?
+        let receptance, key, value, output: Linear
+        let ffnLerp: FloatBuffer
+        let ffnKey, ffnValue: Linear
+    }
+
+    public let config: RWKVConfig
+    public let path: String
+    /// `emb.weight` with `blocks.0.ln0` already applied, as the official package precomputes it.
+    let embedding: FloatBuffer
+    let layers: [Layer]
+    let outputNorm: NormWeights
+    let head: Linear
+
+    public init(_ loader: WeightLoader) throws {
+        let c = loader.config
+        guard c.version == .v7 else { throw RWKVError(loader.path, "not an RWKV-7 model") }
+        config = c
+        path = loader.path
+        embedding = try normalizedEmbedding(loader, roundTo: nil)
+        layers = try (0..<c.layerCount).map { i in
+            let att = "blocks.\(i).att.", ffn = "blocks.\(i).ffn."
+            return Layer(
+                ln1: try loader.norm("blocks.\(i).ln1"), ln2: try loader.norm("blocks.\(i).ln2"),
+                lnX: try loader.norm(att + "ln_x"),
+                lerps: try ["x_r", "x_w", "x_k", "x_v", "x_a", "x_g"].map { try loader.tensor(att + $0) },
+                w0: try loader.tensor(att + "w0"), a0: try loader.tensor(att + "a0"),
+                kK: try loader.tensor(att + "k_k"), kA: try loader.tensor(att + "k_a"), rK: try loader.tensor(att + "r_k"),
+                w1: try loader.lora(att + "w1"), w2: try loader.lora(att + "w2"),
+                a1: try loader.lora(att + "a1"), a2: try loader.lora(att + "a2"),
+                g1: try loader.lora(att + "g1"), g2: try loader.lora(att + "g2"),
+                valueResidual: i == 0 ? nil : (try loader.tensor(att + "v0"), try loader.lora(att + "v1"), try loader.lora(att + "v2")),
+                receptance: try loader.linear(att + "receptance.weight"), key: try loader.linear(att + "key.weight"),
+                value: try loader.linear(att + "value.weight"), output: try loader.linear(att + "output.weight"),
+                ffnLerp: try loader.tensor(ffn + "x_k"),
+                ffnKey: try loader.linear(ffn + "key.weight"), ffnValue: try loader.linear(ffn + "value.weight"))
+        }
+        outputNorm = try loader.norm("ln_out")
+        head = try loader.linear("head.weight")
+    }
+}
+
+/// RWKV-7 ("Goose") forward pass, matching the official `rwkv` package's `RWKV_x070` (cpu fp32).
+/// Not thread-safe: one forward call at a time per instance (it reuses its scratch space).
+public final class RWKV7Model: LayerStack {
+    public let weights: RWKV7Weights
+    public var config: RWKVConfig { weights.config }
+    public var path: String { weights.path }
+    var embedding: FloatBuffer { weights.embedding }
+    var outputNorm: NormWeights { weights.outputNorm }
+    var head: Linear { weights.head }
+    private var cachedWorkspace: Workspace?
+
+    /// The decay's scale: w = exp(-0.606531 · sigmoid(·)), the literal the official code uses (≈ e^-0.5).
+    static let decayScale: Float = 0.606531
+    /// `F.normalize` eps for kk.
+    static let normalizeEpsilon: Float = 1e-12
+
+    public init(weights: RWKV7Weights) { self.weights = weights }
+    public convenience init(_ loader: WeightLoader) throws { self.init(weights: try RWKV7Weights(loader)) }
+
+    public func forward(_ tokens: [Int], state: inout RWKVState, mode: ForwardMode, positions: LogitPositions) throws -> Logits {
+        try runForward(tokens, state: &state, mode: mode, positions: positions)
+    }
+
+    func workspace(rows: Int) -> Workspace {
+        if let w = cachedWorkspace, w.rows >= rows { return w }
+        let w = Workspace(rows: rows, config: config)
+        cachedWorkspace = w
+        return w
+    }
+
+    func runLayers(rows T: Int, work: Workspace, state: StatePointers) {
+        let C = config.embeddingSize
+        let x = work.x.base, xn = work.xn.base, shift = work.shift.base, y = work.y.base
+        let r = work.r.base, k = work.k.base, v = work.v.base, w = work.w.base, a = work.a.base, g = work.g.base
+        let lora = work.lora.base
+        let xr = work.mixes[0].base, xw = work.mixes[1].base, xk = work.mixes[2].base
+        let xv = work.mixes[3].base, xa = work.mixes[4].base, xg = work.mixes[5].base
+
+        for (l, L) in weights.layers.enumerated() {
+            // Time mix: token-shifted interpolations, then every projection as one GEMM over the block.
+            Kernels.normalize(x, rows: T, width: C, L.ln1, eps: Kernels.layerNormEpsilon, into: xn)
+            Kernels.tokenShift(xn, rows: T, width: C, previous: state.timeMix(l), into: shift)
+            for (i, mix) in L.lerps.enumerated() {
+                Kernels.lerp(xn, shift, mix: mix.base, rows: T, width: C, into: work.mixes[i].base)
+            }
+            L.receptance.apply(xr, rows: T, to: r)
+            L.key.apply(xk, rows: T, to: k)
+            L.value.apply(xv, rows: T, to: v)
+            L.w1.apply(xw, rows: T, to: lora)
+            Kernels.applyTanh(lora, count: T * L.w1.outputs)
+            L.w2.apply(lora, rows: T, to: w)
+            L.a1.apply(xa, rows: T, to: lora)
+            L.a2.apply(lora, rows: T, to: a)
+            L.g1.apply(xg, rows: T, to: lora)
+            Kernels.applySigmoid(lora, count: T * L.g1.outputs)
+            L.g2.apply(lora, rows: T, to: g)
+            if let vr = L.valueResidual {
+                vr.v1.apply(xv, rows: T, to: lora)
+                vr.v2.apply(lora, rows: T, to: work.vGate.base)
+            }
+            prepareKeysAndValues(L, rows: T, work: work)
+            recurrence(layer: l, rows: T, work: work, state: state)
+
+            Kernels.normalize(y, rows: T, width: C, groups: config.headCount, L.lnX, eps: Kernels.groupNormEpsilon, into: y)
+            addBonus(L, rows: T, work: work)
+            Kernels.multiply(y, by: g, count: T * C)
+            L.output.apply(y, rows: T, to: x, accumulate: true)
+
+            // Channel mix: relu(lerp · Kᵀ)² · Vᵀ.
+            Kernels.normalize(x, rows: T, width: C, L.ln2, eps: Kernels.layerNormEpsilon, into: xn)
+            Kernels.tokenShift(xn, rows: T, width: C, previous: state.channelMix(l), into: shift)
+            Kernels.lerp(xn, shift, mix: L.ffnLerp.base, rows: T, width: C, into: xr)
+            L.ffnKey.apply(xr, rows: T, to: work.ffn.base)
+            Kernels.applySquaredReLU(work.ffn.base, count: T * config.ffnSize)
+            L.ffnValue.apply(work.ffn.base, rows: T, to: x, accumulate: true)
+        }
+    }
+
+    /// Per channel: in-context learning rate a, decay w, normalised removal key kk, the key
+    /// scaled by a, and the value residual mixed towards layer 0's values.
+    /// Leaves `a` holding kk·a, the "replacement" vector of the state update.
+    private func prepareKeysAndValues(_ L: RWKV7Weights.Layer, rows T: Int, work: Workspace) {
+        let C = config.embeddingSize, N = config.headSize
+        let k = work.k.base, v = work.v.base, w = work.w.base, a = work.a.base, kk = work.kk.base
+        let vFirst = work.vFirst.base, vGate = work.vGate.base
+        let w0 = L.w0.base, a0 = L.a0.base, kK = L.kK.base, kA = L.kA.base
+        let v0 = L.valueResidual?.v0.base
+        for t in 0..<T {
+            let o = t * C
+            for c in 0..<C {
+                let ac = Kernels.sigmoid(a0[c] + a[o + c])
+                w[o + c] = expf(-Self.decayScale * Kernels.sigmoid(w0[c] + w[o + c]))
+                kk[o + c] = k[o + c] * kK[c]
+                k[o + c] = k[o + c] * (1 + (ac - 1) * kA[c])
+                a[o + c] = ac
+                if let v0 {
+                    v[o + c] = v[o + c] + (vFirst[o + c] - v[o + c]) * Kernels.sigmoid(v0[c] + vGate[o + c])
+                } else {
+                    vFirst[o + c] = v[o + c]   // layer 0: its values are the residual every later layer mixes in
+                }
+            }
+            // kk = F.normalize(k * k_k) per head: x / max(‖x‖₂, eps).
+            for h in stride(from: o, to: o + C, by: N) {
+                var sq: Float = 0
+                for j in 0..<N { sq += kk[h + j] * kk[h + j] }
+                let inv = 1 / max(sq.squareRoot(), Self.normalizeEpsilon)
+                for j in 0..<N {
+                    kk[h + j] *= inv
+                    a[h + j] *= kk[h + j]
+                }
+            }
+        }
+    }
+
+    /// Per token and head, with S[i][j] (value i, key j):
+    /// S ← S·diag(w) + (S·(-kk)) (kk·a)ᵀ + v kᵀ;  y = S r.
+    private func recurrence(layer: Int, rows T: Int, work: Workspace, state: StatePointers) {
+        let C = config.embeddingSize, N = config.headSize
+        let r = work.r.base, k = work.k.base, v = work.v.base, w = work.w.base, b = work.a.base
+        let kk = work.kk.base, y = work.y.base
+        let matrices = state.matrices(layer)
+        for t in 0..<T {
+            for h in 0..<config.headCount {
+                let o = t * C + h * N
+                let S = matrices + h * N * N
+                let rt = r + o, kt = k + o, vt = v + o, wt = w + o, bt = b + o, kkt = kk + o
+                for i in 0..<N {
+                    let row = S + i * N
+                    let sa = -Kernels.dot(row, kkt, count: N)
+                    y[o + i] = Kernels.updateRow(row, decay: wt, sa, bt, vt[i], kt, readOut: rt, count: N)
+                }
+            }
+        }
+    }
+
+    /// y += (Σ_j r_j k_j r_k_j) v per head: the current token's direct contribution.
+    private func addBonus(_ L: RWKV7Weights.Layer, rows T: Int, work: Workspace) {
+        let C = config.embeddingSize, N = config.headSize
+        let r = work.r.base, k = work.k.base, v = work.v.base, y = work.y.base, rK = L.rK.base
+        for t in 0..<T {
+            for h in 0..<config.headCount {
+                let o = t * C + h * N
+                var s: Float = 0
+                for j in 0..<N { s += r[o + j] * k[o + j] * rK[h * N + j] }
+                for j in 0..<N { y[o + j] += s * v[o + j] }
+            }
+        }
+    }
+}
+
+/// `emb.weight` normalised by `blocks.0.ln0`, optionally rounded to a half type (see RWKV-6).
+func normalizedEmbedding(_ loader: WeightLoader, roundTo half: DType?) throws -> FloatBuffer {
+    let c = loader.config
+    let emb = try loader.tensor("emb.weight")
+    let ln0 = try loader.norm("blocks.0.ln0")
+    Kernels.normalize(emb.base, rows: c.vocabSize, width: c.embeddingSize, ln0, eps: Kernels.layerNormEpsilon, into: emb.base)
+    if let half {
+        var overflow = 0
+        let rounded = try ElementCodec.decode(try ElementCodec.encode(emb.array, as: half, overflowCount: &overflow),
+                                              as: half, count: emb.count, context: loader.path)
+        return FloatBuffer(rounded)
+    }
+    return emb
+}

@@ -1,0 +1,74 @@
+import RWKVFormats
+
+/// Where the forward pass gets its weights: canonical BlinkDL tensor names ("blocks.3.att.w1")
+/// mapped to values in the BlinkDL shape and row-major order, widened to Float.
+///
+/// A checkpoint that already uses those names (.pth, .safetensors) is served by
+/// `init(source:)`. A file that renames, fuses or transposes tensors (GGUF: `blk.3.time_mix_w1`,
+/// `time_mix_lerp_fused`, ...) plugs in through `init(path:config:storedType:fetch:)` with a
+/// `fetch` that undoes its layout and returns the canonical tensor; nothing else changes.
+public struct WeightLoader {
+    /// The model file, for error messages.
+    public let path: String
+    public let config: RWKVConfig
+    private let fetch: (String) throws -> [Float]
+    private let storedType: (String) -> DType?
+    private let expectedShapes: [String: [Int]]
+
+    /// - Parameters:
+    ///   - fetch: the canonical tensor's values (BlinkDL shape, row-major).
+    ///   - storedType: the element type the file stores the canonical tensor in, when it has one
+    ///     (nil for quantized or re-laid-out tensors). Only used to reproduce the official
+    ///     package's rounding of the RWKV-6 embedding (see `RWKV6Weights`).
+    public init(path: String, config: RWKVConfig, storedType: @escaping (String) -> DType? = { _ in nil },
+                fetch: @escaping (String) throws -> [Float]) throws {
+        // OpenBLAS takes 32-bit dimensions (blasint); refuse anything that would not fit.
+        let dims = [config.embeddingSize, config.vocabSize, config.ffnSize, config.decayRank, config.iclrRank,
+                    config.valueResidualRank, config.gateRank, 5 * config.tokenShiftRank, config.layerCount]
+        guard dims.allSatisfy({ $0 >= 0 && $0 < Int(Int32.max) }), config.layerCount > 0, config.headSize > 0,
+              config.embeddingSize > 0, config.embeddingSize % config.headSize == 0 else {
+            throw RWKVError(path, "model dimensions out of range: \(config)")
+        }
+        self.path = path
+        self.config = config
+        self.fetch = fetch
+        self.storedType = storedType
+        expectedShapes = Dictionary(config.expectedShapes.map { ($0.name, $0.shape) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// A checkpoint with BlinkDL tensor names; the architecture is detected from its shapes.
+    public init(source: TensorSource) throws {
+        try self.init(path: source.path, config: try RWKVConfig.detect(source),
+                      storedType: { source.info($0)?.dtype }, fetch: { try source.floats($0) })
+    }
+
+    /// The element type `name` is stored in, when the file keeps it as a plain tensor.
+    public func storedDType(_ name: String) -> DType? { storedType(name) }
+
+    /// The tensor's values, checked against the element count its canonical shape requires.
+    func tensor(_ name: String) throws -> FloatBuffer {
+        guard let shape = expectedShapes[name] else { throw RWKVError(path, "no tensor named \(name) in an \(config.version) model") }
+        let values = try fetch(name)
+        let expected = shape.reduce(1, *)
+        guard values.count == expected else {
+            throw RWKVError(path, "tensor \(name) has \(values.count) values, expected \(expected) (shape \(shape))")
+        }
+        return FloatBuffer(values)
+    }
+
+    func norm(_ prefix: String) throws -> NormWeights {
+        NormWeights(weight: try tensor(prefix + ".weight"), bias: try tensor(prefix + ".bias"))
+    }
+
+    /// A `(out, in)` torch Linear weight.
+    func linear(_ name: String) throws -> Linear {
+        guard let shape = expectedShapes[name], shape.count == 2 else { throw RWKVError(path, "no matrix named \(name)") }
+        return Linear(inputs: shape[1], outputs: shape[0], layout: .outputsByInputs, weights: try tensor(name))
+    }
+
+    /// An `(in, out)` LoRA factor.
+    func lora(_ name: String) throws -> Linear {
+        guard let shape = expectedShapes[name], shape.count == 2 else { throw RWKVError(path, "no matrix named \(name)") }
+        return Linear(inputs: shape[0], outputs: shape[1], layout: .inputsByOutputs, weights: try tensor(name))
+    }
+}
