@@ -102,6 +102,17 @@ def compare_logits(got, ref):
             "top1": float(np.mean(np.argmax(got, -1) == np.argmax(ref, -1)))}
 
 
+def ours(path, fixture):
+    """rwkv-verify (our forward pass on the dequantized weights) against the same official logits."""
+    import subprocess
+    verify = os.environ.get("RWKV_VERIFY")
+    if not verify:
+        return None
+    run = subprocess.run([verify, path, "--fixture", fixture, "--mode", "rnn", "--json"], capture_output=True, text=True)
+    s = json.loads(run.stdout)["checks"][0]["summary"]
+    return {"max_abs": s["maxAbsDelta"], "max_kl": s["maxKL"], "top1": s["top1Agreement"]}
+
+
 def llama_logits(path, tokens, vocab):
     import llama_cpp
     llm = llama_cpp.Llama(model_path=path, n_ctx=256, n_batch=256, logits_all=True, n_threads=2, verbose=False)
@@ -147,7 +158,8 @@ def main():
         source = source_tensors(model)
         # The fixture safetensors hold the bf16 weights; the official logits for exactly those
         # weights computed in fp32 are the "-bf16.upcast" fixture.
-        ref = load_file(os.path.join(ROOT, "fixtures/expected", model + "-bf16.upcast.logits.safetensors"))
+        fixture = os.path.join(ROOT, "fixtures/expected", model + "-bf16.upcast.logits.safetensors")
+        ref = load_file(fixture)
         tokens, ref_logits = [int(t) for t in ref["tokens"]], ref["logits"]
         for typ in TYPES:
             path = os.path.join(out_dir, f"{model}.{typ}.gguf")
@@ -158,19 +170,22 @@ def main():
             except Exception as e:  # a load failure is a result to report, not a crash
                 row["llama_error"] = repr(e)
             row["within_bound"] = "max_abs" in row and row["max_abs"] <= MAX_ABS[typ]
+            row["ours"] = ours(path, fixture)
             failures += bool(problems) or not row["within_bound"]
             results.append(row)
     with open(os.path.join(out_dir, "interop.json"), "w") as f:
         json.dump(results, f, indent=1)
-    print("| model | type | gguf-py: tensors read, bytes == gguf-py encoding | llama.cpp max abs dlogit (bound) | max KL | top-1 |")
-    print("|---|---|---|---|---|---|")
+    print("| model | type | gguf-py: tensors read, bytes == gguf-py encoding | llama.cpp max abs dlogit (bound) | max KL | top-1 | rwkv-verify max abs dlogit | max KL | top-1 |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         g = f"{r['tensors']}, " + ("all equal" if not r["gguf_py_problems"] else "; ".join(r["gguf_py_problems"][:3]))
         if "llama_error" in r:
             print(f"| {r['model']} | {r['type']} | {g} | load failed: {r['llama_error']} | | |")
         else:
             mark = "" if r["within_bound"] else " OVER"
-            print(f"| {r['model']} | {r['type']} | {g} | {r['max_abs']:.2e} ({MAX_ABS[r['type']]:g}){mark} | {r['max_kl']:.2e} | {r['top1']:.3f} |")
+            o = r["ours"]
+            mine = f"{o['max_abs']:.2e} | {o['max_kl']:.2e} | {o['top1']:.3f}" if o else "(set RWKV_VERIFY) | |"
+            print(f"| {r['model']} | {r['type']} | {g} | {r['max_abs']:.2e} ({MAX_ABS[r['type']]:g}){mark} | {r['max_kl']:.2e} | {r['top1']:.3f} | {mine} |")
     print(f"interop: {len(results) - failures} passed, {failures} failed")
     sys.exit(1 if failures else 0)
 

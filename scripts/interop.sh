@@ -4,7 +4,8 @@
 #   - scripts/interop.py: gguf-py reads every tensor; stored bytes equal gguf-py's own encoding of
 #     the source values; llama.cpp (llama-cpp-python) loads every file and its logits on the
 #     fixture tokens are compared with the official package's;
-#   - GGUFInteropTests (Swift, opt-in): our reader's values equal gguf.quants.dequantize's.
+#   - GGUFInteropTests (Swift, opt-in): our reader's values equal gguf.quants.dequantize's;
+#   - rwkv-verify (our forward pass) on the same files and tokens, for comparison.
 # Needs the venv with llama-cpp-python: scripts/venv.sh, then
 #   .venv/bin/pip install llama-cpp-python==0.3.36   (compiles llama.cpp: slow)
 set -euo pipefail
@@ -13,6 +14,8 @@ PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo /work/m
 OUT=${OUT:-$(mktemp -d /tmp/rwkv-interop.XXXXXX)}
 "$PY" -c 'import gguf, llama_cpp' || { echo "interop: the venv needs gguf and llama-cpp-python==0.3.36" >&2; exit 1; }
 swift build --product rwkv-convert >/dev/null
+swift build --product rwkv-verify >/dev/null
+export RWKV_VERIFY=.build/debug/rwkv-verify   # our forward pass on the same files, for comparison
 MODELS="rwkv7-tiny rwkv6-tiny"
 for m in $MODELS; do
     for t in f32 f16 bf16 q8_0 q5_1 q5_0 q4_1 q4_0; do

@@ -112,7 +112,8 @@ public final class GGUFCanonicalSource: TensorSource {
         self.origin = origin
         let order = Dictionary(uniqueKeysWithValues: config.expectedShapes.enumerated().map { ($1.name, $0) })
         tensors = infos.sorted { (order[$0.name] ?? .max) < (order[$1.name] ?? .max) }
-        let rescale = reader.value("\(GGUFLayout.architecture(config.version)).rescale_every_n_layers")?.integer ?? 0
+        // Only llama.cpp's RWKV-6 graph rescales (rwkv6.cpp); RWKV-7 files never carry the key.
+        let rescale = config.version == .v6 ? reader.value("rwkv6.rescale_every_n_layers")?.integer ?? 0 : 0
         rescaleEvery = max(0, rescale)
     }
 
@@ -125,7 +126,7 @@ public final class GGUFCanonicalSource: TensorSource {
     public func canonicalFloats(_ name: String) throws -> [Float] {
         guard let (layout, part) = origin[name] else { throw RWKVError(path, "no tensor named \(name)") }
         var values = GGUFLayout.invert(layout, try gguf.floats(layout.name))[part]
-        // Files from llama.cpp's converter may store att.output / ffn.value divided by
+        // RWKV-6 files from llama.cpp's converter may store att.output / ffn.value divided by
         // 2^(layer / rescale_every_n_layers) (the graph halves the residual to match);
         // multiplying back by a power of two is exact.
         if rescaleEvery > 0, let layer = Self.layerIndex(name), layer / rescaleEvery > 0,
@@ -141,5 +142,14 @@ public final class GGUFCanonicalSource: TensorSource {
     static func layerIndex(_ name: String) -> Int? {
         guard name.hasPrefix("blocks.") else { return nil }
         return Int(name.dropFirst(7).prefix { $0 != "." })
+    }
+}
+
+extension WeightLoader {
+    /// A GGUF file (ours, or llama.cpp's converter's) read back under canonical names, so the
+    /// forward pass runs on it unchanged; quantized tensors come back dequantized.
+    public init(gguf: GGUFReader) throws {
+        let view = try GGUFCanonicalSource(gguf)
+        try self.init(path: gguf.path, config: view.config, fetch: { try view.canonicalFloats($0) })
     }
 }
