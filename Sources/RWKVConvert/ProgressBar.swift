@@ -25,11 +25,11 @@ public final class ProgressBar: @unchecked Sendable {
 
     /// Sets the work done so far and what is being worked on.
     public func update(_ done: Int, detail: String? = nil) {
-        guard enabled else { return }
         lock.lock()
         defer { lock.unlock() }
         self.done = min(done, total)
         if let detail { self.detail = detail }
+        guard enabled else { return }
         let now = Date().timeIntervalSince(start)
         if now - lastDraw >= 0.1 || self.done == total {
             lastDraw = now

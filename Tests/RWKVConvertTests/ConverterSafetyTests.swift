@@ -70,6 +70,38 @@ import RWKVModel
         #expect(dir.files.isEmpty)
     }
 
+    /// bf16 values beyond f16's range become infinite in an f16 file: counted and named, not silent.
+    @Test func f16OverflowIsReported() throws {
+        let dir = try ConversionFiles.ScratchDirectory()
+        let good = try SafetensorsReader(path: ConversionFiles.fixture("rwkv7-tiny.safetensors"))
+        let input = dir.path + "/big.safetensors"
+        try SafetensorsWriter.write(to: input, tensors: good.tensors) { t in
+            var bytes = try good.data(t.name)
+            if t.name == "blocks.1.ffn.value.weight" {     // bf16 0x4780 = 65536, 0xc7c0 = -98304
+                bytes[0] = 0x80; bytes[1] = 0x47; bytes[2] = 0xc0; bytes[3] = 0xc7
+            }
+            return bytes
+        }
+        let report = try ConversionFiles.convert(input, to: dir.path + "/out.gguf", type: .f16)
+        #expect(report.overflowCount == 2)
+        #expect(report.overflowTensors == ["blk.1.channel_mix_value.weight"])
+        #expect(report.text.contains("warning:    2 finite values became infinite (out of f16's range) in blk.1.channel_mix_value.weight"))
+        let values = try GGUFReader(path: dir.path + "/out.gguf").floats("blk.1.channel_mix_value.weight")
+        #expect(values[0] == .infinity && values[1] == -.infinity)
+        // bf16 keeps them.
+        #expect(try ConversionFiles.convert(input, to: dir.path + "/bf16.gguf", type: .bf16).overflowCount == 0)
+    }
+
+    @Test func progressLine() {
+        let bar = ProgressBar(total: 200, label: "converting", enabled: false)   // not drawn: no terminal
+        #expect(bar.line() == "converting [..............................]   0%")
+        bar.update(50, detail: "blk.0.time_mix_key.weight")
+        #expect(bar.line() == "converting [#######.......................]  25%  blk.0.time_mix_key.weight")
+        #expect(bar.line(columns: 20) == "converting [#######.")
+        bar.advance(by: 500)
+        #expect(bar.line().hasPrefix("converting [##############################] 100%"))
+    }
+
     @Test func wrongInputFormatSaysWhichCommand() throws {
         let input = ConversionFiles.fixture("rwkv7-tiny.safetensors")
         var options = ConversionOptions()
