@@ -37,13 +37,13 @@ struct ConversionArguments: ParsableArguments {
     @Argument(help: "The GGUF file to write.")
     var output: String
 
-    @Option(help: "Type of the large matrices: \(OutputType.allCases.map(\.rawValue).joined(separator: ", ")).")
+    @Option(help: "Type of the large matrices (everything else stays F32, as llama.cpp expects).")
     var type: OutputType = .f16
 
     @Option(help: "A World-format vocabulary file (default: the bundled World vocabulary for 65536-row models, byte tokens otherwise).")
     var vocab: String?
 
-    @Option(help: "Threads for encoding (default: all cores).")
+    @Option(help: "Threads for encoding (the default is the number of cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     @Option(name: .customLong("keep-f32"), help: "Keep matching GGUF tensors in F32 (a glob, or a substring of the name). Repeatable.")
