@@ -112,7 +112,7 @@ public enum Converter {
         for t in plan.tensors {
             bar.update(done, detail: t.layout.name)
             let (bytes, overflow) = try encode(t, from: source, with: encoder)
-            try writer.writeTensor(bytes)
+            try writer.writeTensor(bytes)   // valid until the next encode
             done += bytes.count
             reports.append(.init(name: t.layout.name, type: t.dtype.rawValue, shape: t.layout.shape, bytes: bytes.count,
                                  sources: t.layout.sources, note: t.note, overflowCount: overflow))
@@ -137,7 +137,7 @@ public enum Converter {
     /// One planned tensor's encoded bytes. A tensor copied as is (the large matrices) is decoded
     /// straight from the source bytes piece by piece; the small transformed ones are built as
     /// floats first.
-    static func encode(_ t: PlannedTensor, from source: TensorSource, with encoder: ParallelEncoder) throws -> ([UInt8], Int) {
+    static func encode(_ t: PlannedTensor, from source: TensorSource, with encoder: ParallelEncoder) throws -> (UnsafeRawBufferPointer, Int) {
         let layout = t.layout
         if layout.transform == .reshape, layout.sources.count == 1, let info = source.info(layout.sources[0]) {
             let raw = try source.data(layout.sources[0])
@@ -158,50 +158,58 @@ public enum Converter {
     }
 }
 
-/// Encodes a tensor's values in pieces of whole blocks on several threads.
-struct ParallelEncoder {
+/// Encodes a tensor's values in pieces of whole blocks on several threads, into an output buffer
+/// kept from one tensor to the next (so the large tensors do not each map and fault in fresh
+/// pages).
+final class ParallelEncoder {
     let threads: Int
     /// Elements per piece: a multiple of every block size, small enough to stay in cache.
     static let pieceElements = 1 << 15
+    private var buffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+
+    init(threads: Int) { self.threads = threads }
+    deinit { buffer.deallocate() }
 
     /// `values(range, scratch)` gives the values of `range`, either in `scratch` (room for one
-    /// piece, owned by the calling thread) or from wherever they already are.
+    /// piece, owned by the calling thread) or from wherever they already are. Returns the encoded
+    /// bytes (valid until the next call) and how many values overflowed to infinity.
     func encode(count: Int, as dtype: DType,
-                values: (Range<Int>, UnsafeMutableBufferPointer<Float>) -> UnsafeBufferPointer<Float>) -> ([UInt8], Int) {
+                values: (Range<Int>, UnsafeMutableBufferPointer<Float>) -> UnsafeBufferPointer<Float>) -> (UnsafeRawBufferPointer, Int) {
         let size = dtype.byteCount(elements: count) ?? 0
+        if buffer.count < size {
+            buffer.deallocate()
+            buffer = .allocate(byteCount: size, alignment: 64)
+        }
         let pieces = (count + Self.pieceElements - 1) / Self.pieceElements
         let workers = max(1, min(threads, pieces))
         var overflow = [Int](repeating: 0, count: workers)
-        let bytes = withoutActuallyEscaping(values) { values in
-            [UInt8](unsafeUninitializedCapacity: size) { out, initialized in
-                overflow.withUnsafeMutableBufferPointer { counts in
-                    let outBase = out.baseAddress.map { UnsafeMutableRawPointer($0) }
-                    let countsBase = counts.baseAddress!
-                    // Each worker takes every `workers`-th piece; pieces write disjoint bytes.
-                    let work = UnsafeSendable { (worker: Int) in
-                        let scratch = UnsafeMutableBufferPointer<Float>.allocate(capacity: Self.pieceElements)
-                        defer { scratch.deallocate() }
-                        var piece = worker
-                        while piece < pieces {
-                            let range = piece * Self.pieceElements..<min(count, (piece + 1) * Self.pieceElements)
-                            let src = values(range, scratch)
-                            let byteStart = range.lowerBound / dtype.blockSize * dtype.blockBytes
-                            let byteCount = range.count / dtype.blockSize * dtype.blockBytes
-                            let dst = UnsafeMutableRawBufferPointer(start: outBase.map { $0 + byteStart }, count: byteCount)
-                            countsBase[worker] += ElementCodec.encodeChunk(src, as: dtype, into: dst)
-                            piece += workers
-                        }
-                    }
-                    if workers == 1 {
-                        work.value(0)
-                    } else {
-                        DispatchQueue.concurrentPerform(iterations: workers) { work.value($0) }
+        withoutActuallyEscaping(values) { values in
+            overflow.withUnsafeMutableBufferPointer { counts in
+                let outBase = buffer.baseAddress
+                let countsBase = counts.baseAddress!
+                // Each worker takes every `workers`-th piece; pieces write disjoint bytes.
+                let work = UnsafeSendable { (worker: Int) in
+                    let scratch = UnsafeMutableBufferPointer<Float>.allocate(capacity: Self.pieceElements)
+                    defer { scratch.deallocate() }
+                    var piece = worker
+                    while piece < pieces {
+                        let range = piece * Self.pieceElements..<min(count, (piece + 1) * Self.pieceElements)
+                        let src = values(range, scratch)
+                        let byteStart = range.lowerBound / dtype.blockSize * dtype.blockBytes
+                        let byteCount = range.count / dtype.blockSize * dtype.blockBytes
+                        let dst = UnsafeMutableRawBufferPointer(start: outBase.map { $0 + byteStart }, count: byteCount)
+                        countsBase[worker] += ElementCodec.encodeChunk(src, as: dtype, into: dst)
+                        piece += workers
                     }
                 }
-                initialized = size
+                if workers == 1 {
+                    work.value(0)
+                } else {
+                    DispatchQueue.concurrentPerform(iterations: workers) { work.value($0) }
+                }
             }
         }
-        return (bytes, overflow.reduce(0, +))
+        return (UnsafeRawBufferPointer(rebasing: buffer[0..<size]), overflow.reduce(0, +))
     }
 }
 
