@@ -4,6 +4,9 @@
 # same file with cp in the same run. Targets: f16 within 3x the copy's time, q8_0 within 5x, peak
 # RSS under 2x the largest tensor + 100 MB. Needs the release build (make build) and, once, the
 # venv to generate the checkpoint (scripts/venv.sh). Everything goes to bench/out/ (git-ignored).
+# Note: cp copies in the kernel (copy_file_range) and does not flush; the converter reads and
+# writes through user space and fsyncs before renaming its output into place (AtomicOutputFile),
+# so "dd conv=fsync" (a user-space copy that flushes) is printed as a second baseline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.build/release/rwkv-convert
@@ -46,10 +49,13 @@ rm -f "$OUT/copy.bin"
 limit_kb=$(( (2 * LARGEST + 100 * 1000 * 1000) / 1024 ))
 printf 'input: %s (%d MB), largest tensor %d MB, best of %d runs, load average %s\n' "$IN" \
     $(( $(stat -c %s "$IN") / 1000000 )) $((LARGEST / 1000000)) "$RUNS" "$(cut -d' ' -f1 /proc/loadavg)"
-printf '%-22s %8s %10s %8s\n' "" "seconds" "peak RSS" "x cp"
-printf '%-22s %8.2f %7d MB %8s\n' "cp" "$cp_s" $((cp_kb / 1024)) "1.00"
-printf '%-22s %8.2f %7d MB %8.2f\n' "dd conv=fsync" "$cps_s" $((cps_kb / 1024)) "$(awk "BEGIN{print $cps_s / $cp_s}")"
-printf '%-22s %8.2f %7d MB %8.2f   (target <= 3)\n' "convert --type f16" "$f16_s" $((f16_kb / 1024)) "$(awk "BEGIN{print $f16_s / $cp_s}")"
-printf '%-22s %8.2f %7d MB %8.2f   (target <= 5)\n' "convert --type q8_0" "$q8_s" $((q8_kb / 1024)) "$(awk "BEGIN{print $q8_s / $cp_s}")"
+ratio() { awk "BEGIN{printf \"%.2f\", $1 / $2}"; }
+printf '%-22s %8s %10s %8s %12s\n' "" "seconds" "peak RSS" "x cp" "x dd+fsync"
+printf '%-22s %8.2f %7d MB %8s %12s\n' "cp" "$cp_s" $((cp_kb / 1024)) "1.00" ""
+printf '%-22s %8.2f %7d MB %8s %12s\n' "dd conv=fsync" "$cps_s" $((cps_kb / 1024)) "$(ratio "$cps_s" "$cp_s")" "1.00"
+printf '%-22s %8.2f %7d MB %8s %12s   (target: <= 3 x cp)\n' "convert --type f16" "$f16_s" $((f16_kb / 1024)) \
+    "$(ratio "$f16_s" "$cp_s")" "$(ratio "$f16_s" "$cps_s")"
+printf '%-22s %8.2f %7d MB %8s %12s   (target: <= 5 x cp)\n' "convert --type q8_0" "$q8_s" $((q8_kb / 1024)) \
+    "$(ratio "$q8_s" "$cp_s")" "$(ratio "$q8_s" "$cps_s")"
 printf 'peak RSS limit (2 x largest tensor + 100 MB): %d MB; f16 %s, q8_0 %s\n' $((limit_kb / 1024)) \
     "$([ "$f16_kb" -le "$limit_kb" ] && echo within || echo OVER)" "$([ "$q8_kb" -le "$limit_kb" ] && echo within || echo OVER)"
