@@ -25,9 +25,15 @@ public struct Vocabulary: Sendable {
 
     public static let normal: Int32 = 1, control: Int32 = 3, unused: Int32 = 5
 
-    /// The bundled World vocabulary file (rwkv_vocab_v20230424.txt, from the `rwkv` package).
+    /// The bundled World vocabulary file (rwkv_vocab_v20230424.txt, from the `rwkv` package), in
+    /// the resource bundle SwiftPM puts next to the program. Looked up by hand rather than with
+    /// `Bundle.module`, whose accessor stops the program when the bundle is missing (a binary
+    /// copied without it): we want an error that says to use --vocab instead.
     public static var bundledWorldPath: String? {
-        Bundle.module.path(forResource: "rwkv_vocab_v20230424", ofType: "txt")
+        let relative = "rwkv-tools_RWKVConvert.resources/rwkv_vocab_v20230424.txt"
+        let places = [Bundle.main.executableURL?.deletingLastPathComponent(), Bundle.main.resourceURL, Bundle.main.bundleURL]
+        return places.compactMap { $0?.appendingPathComponent(relative).path }
+            .first { FileManager.default.isReadableFile(atPath: $0) }
     }
 
     /// 65529 tokens plus id 0: the number of embedding rows of every World model.
@@ -35,8 +41,11 @@ public struct Vocabulary: Sendable {
 
     /// The vocabulary a model gets when none is given: the World one for 65536 rows, bytes otherwise.
     public static func automatic(rows: Int) throws -> Vocabulary {
-        if rows == worldRows, let path = bundledWorldPath { return try world(path: path, rows: rows) }
-        return bytes(rows: rows)
+        guard rows == worldRows else { return bytes(rows: rows) }
+        guard let path = bundledWorldPath else {
+            throw RWKVError(nil, "the bundled World vocabulary (rwkv-tools_RWKVConvert.resources) is not next to the program; give it with --vocab rwkv_vocab_v20230424.txt")
+        }
+        return try world(path: path, rows: rows)
     }
 
     /// Reads a World-format vocabulary file.
