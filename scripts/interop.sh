@@ -6,13 +6,14 @@
 #     fixture tokens are compared with the official package's;
 #   - GGUFInteropTests (Swift, opt-in): our reader's values equal gguf.quants.dequantize's;
 #   - rwkv-verify (our forward pass) on the same files and tokens, for comparison.
-# Needs the venv with llama-cpp-python: scripts/venv.sh, then
-#   .venv/bin/pip install llama-cpp-python==0.3.36   (compiles llama.cpp: slow)
+# Needs the venv (scripts/venv.sh) plus llama-cpp-python (scripts/interop-requirements.txt:
+# compiles llama.cpp, slow). Writes to $OUT (default: a new folder in /tmp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo /work/main/.venv/bin/python )}
 OUT=${OUT:-$(mktemp -d /tmp/rwkv-interop.XXXXXX)}
-"$PY" -c 'import gguf, llama_cpp' || { echo "interop: the venv needs gguf and llama-cpp-python==0.3.36" >&2; exit 1; }
+"$PY" -c 'import gguf, llama_cpp' || {
+    echo "interop: the venv needs gguf and llama-cpp-python: $PY -m pip install -r scripts/interop-requirements.txt" >&2; exit 1; }
 swift build --product rwkv-convert >/dev/null
 swift build --product rwkv-verify >/dev/null
 export RWKV_VERIFY=.build/debug/rwkv-verify   # our forward pass on the same files, for comparison
