@@ -30,7 +30,7 @@ public enum ModelFile {
         case .legacyTorch:
             throw RWKVError(path, "legacy (pre-zip) torch file: re-save it with torch >= 1.6 (torch.save with the default zip format)")
         case .torchZip:
-            throw RWKVError(path, "torch zip reading is not available yet")
+            return try TorchArchive(path: path)
         case .gguf:
             throw RWKVError(path, "GGUF reading is not available yet")
         }

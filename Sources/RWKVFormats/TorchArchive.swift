@@ -1,0 +1,242 @@
+/// Reader for torch zip checkpoints (`torch.save`, torch >= 1.6): a stored zip whose records sit
+/// under one top folder (any name: torch uses the file's basename, or `archive`):
+///
+///     <top>/data.pkl       protocol-2 pickle of the state dict (read with `Pickle`)
+///     <top>/data/<key>     one record per storage, raw little-endian elements
+///     <top>/byteorder      "little" or "big" (absent in old files: little)
+///     <top>/version, <top>/.format_version, <top>/.storage_alignment, <top>/.data/serialization_id
+///
+/// Opening reads the directory and data.pkl only; tensor data is read one tensor at a time by
+/// `data(_:)`, so memory stays bounded by the largest tensor (twice that for a strided view).
+/// Each tensor is a view of a storage: offset and strides in elements. Views are checked to lie
+/// inside their storage, storages against their record's size, and every read checks the record's
+/// CRC-32 (see `ZipArchive`). Strided views and shared storages are gathered into contiguous
+/// row-major data; big-endian files are byte-swapped.
+public final class TorchArchive: TensorSource {
+    public let path: String
+    public let formatName = ModelFormat.torchZip.rawValue
+    public let tensors: [TensorInfo]
+    /// Entries of the checkpoint that are not tensors (an epoch counter, a config string, an
+    /// optimizer state ...), as "name (kind)"; they are ignored.
+    public let nonTensorEntries: [String]
+    /// The folder every record lives in.
+    public let topFolder: String
+    public let isBigEndian: Bool
+
+    /// data.pkl larger than this is refused before it is read (real ones are well under 1 MB).
+    public static let maxPickleBytes = 64 << 20
+    /// Keys under which training scripts nest the state dict, unwrapped in this order.
+    public static let wrapperKeys = ["state_dict", "model", "module"]
+
+    private let zip: ZipArchive
+    private let views: [String: TorchTensorRef]
+    private let storageRecords: [String: ZipArchive.Record]
+    private let lock = NSLockLite()
+
+    public init(path: String) throws {
+        let file = try InputFile(path)
+        let zip = try ZipArchive(path: path)
+        self.path = path
+        self.zip = zip
+        guard let first = zip.records.first else { throw RWKVError(path, "empty zip archive: not a torch checkpoint") }
+        guard let slash = first.name.firstIndex(of: "/") else {
+            throw RWKVError(path, "zip record \(first.name) is not inside a folder: not a torch checkpoint")
+        }
+        let top = String(first.name[..<slash])
+        topFolder = top
+        var byName: [String: ZipArchive.Record] = [:]
+        for r in zip.records {
+            guard r.name.hasPrefix(top + "/") else {
+                throw RWKVError(path, "zip record \(r.name) is outside the archive folder \(top)/: not a torch checkpoint")
+            }
+            byName[String(r.name.dropFirst(top.count + 1))] = r
+        }
+        if byName["constants.pkl"] != nil || byName.keys.contains(where: { $0.hasPrefix("code/") }) {
+            throw RWKVError(path, "TorchScript archive (torch.jit.save: code/ and constants.pkl), not a torch.save checkpoint; "
+                + "load it in Python and save model.state_dict() with torch.save")
+        }
+        guard let pickleRecord = byName["data.pkl"] else {
+            throw RWKVError(path, "zip archive without \(top)/data.pkl: not a torch checkpoint")
+        }
+        for r in zip.records {
+            guard !r.encrypted else { throw RWKVError(path, "record \(r.name) is encrypted") }
+            guard r.isStored else {
+                throw RWKVError(path, "record \(r.name) is compressed (method \(r.method)); torch.save stores records uncompressed, "
+                    + "so it is refused as a possible zip bomb")
+            }
+            // Stored: compressed size == size, and both lie inside the file (libzip checks the
+            // record ends before the central directory); this caps every allocation below.
+            guard r.compressedSize == r.size, r.size <= file.size else {
+                throw RWKVError(path, "record \(r.name) claims \(r.size) bytes in a \(file.size)-byte file")
+            }
+        }
+
+        isBigEndian = try Self.byteOrder(zip, byName["byteorder"], path: path)
+
+        guard pickleRecord.size <= Self.maxPickleBytes else {
+            throw RWKVError(path, "\(pickleRecord.name) is \(pickleRecord.size) bytes, over the \(Self.maxPickleBytes >> 20) MiB limit")
+        }
+        let document: PickleDocument
+        do {
+            document = try Pickle.load(try zip.read(pickleRecord, range: 0..<pickleRecord.size))
+        } catch let e as PickleError {
+            throw RWKVError(path, "\(pickleRecord.name): \(e)")
+        }
+
+        let (entries, others) = try Self.stateDict(document, path: path)
+        var infos: [TensorInfo] = []
+        var views: [String: TorchTensorRef] = [:]
+        var records: [String: ZipArchive.Record] = [:]
+        var storageTypes: [String: DType] = [:]
+        for (name, t) in entries {
+            let s = t.storage
+            if let seen = storageTypes.updateValue(s.dtype, forKey: s.key), seen != s.dtype {
+                throw RWKVError(path, "tensor \(name): storage \(s.key) is used as both \(seen.rawValue) and \(s.dtype.rawValue)")
+            }
+            guard let record = byName["data/" + s.key] else {
+                throw RWKVError(path, "tensor \(name): its storage record \(top)/data/\(s.key) is missing")
+            }
+            let storageBytes = s.dtype.byteCount(elements: s.elementCount)
+            guard record.size == storageBytes else {
+                throw RWKVError(path, "tensor \(name): record \(record.name) holds \(record.size) bytes but its storage is "
+                    + "\(s.elementCount) \(s.dtype.rawValue) values (\(storageBytes ?? -1) bytes)")
+            }
+            guard t.offset + t.extent <= s.elementCount else {
+                throw RWKVError(path, "tensor \(name): view (offset \(t.offset), shape \(t.shape), strides \(t.strides)) "
+                    + "runs past its storage of \(s.elementCount) elements")
+            }
+            guard views.updateValue(t, forKey: name) == nil else { throw RWKVError(path, "duplicate tensor name \(name)") }
+            records[name] = record
+            infos.append(TensorInfo(name: name, dtype: s.dtype, shape: t.shape))
+        }
+        tensors = infos
+        self.views = views
+        storageRecords = records
+        nonTensorEntries = others
+    }
+
+    static func byteOrder(_ zip: ZipArchive, _ record: ZipArchive.Record?, path: String) throws -> Bool {
+        guard let record else { return false }       // torch's default for files without the record
+        guard record.size <= 16 else { throw RWKVError(path, "byteorder record is \(record.size) bytes (expected \"little\" or \"big\")") }
+        let text = String(decoding: try zip.read(record, range: 0..<record.size), as: UTF8.self)
+        switch text {
+        case "little": return false
+        case "big": return true
+        default: throw RWKVError(path, "byteorder record says \"\(text)\" (expected \"little\" or \"big\")")
+        }
+    }
+
+    /// The dict of tensors inside the pickle: the root dict, or the dict under a wrapper key
+    /// (`state_dict`, `model`, `module`) when the root holds no tensors. A `module.` prefix on
+    /// every name (DataParallel) is removed. Returns the tensors in order and the other entries.
+    static func stateDict(_ doc: PickleDocument, path: String) throws -> ([(String, TorchTensorRef)], [String]) {
+        var current = doc.root
+        var prefix = ""
+        var others: [String] = []
+        for _ in 0..<4 {
+            guard let entries = doc.entries(current) else {
+                throw RWKVError(path, "data.pkl holds a \(current.kind)\(prefix.isEmpty ? "" : " under \(prefix)"), not a dict of tensors")
+            }
+            if entries.contains(where: { if case .tensor = $0.value { return true } else { return false } }) { break }
+            let wrapper = wrapperKeys.lazy.compactMap { key in entries.first { $0.key == .string(key) && doc.entries($0.value) != nil } }.first
+            guard let wrapper, case let .string(key) = wrapper.key else { break }
+            for e in entries where e.key != wrapper.key { others.append(prefix + describe(e.key) + " (\(e.value.kind))") }
+            prefix += key + "."
+            current = wrapper.value
+        }
+        var tensors: [(String, TorchTensorRef)] = []
+        for e in doc.entries(current) ?? [] {
+            guard case let .tensor(t) = e.value else {
+                others.append(prefix + describe(e.key) + " (\(e.value.kind))")
+                continue
+            }
+            guard case let .string(name) = e.key else {
+                throw RWKVError(path, "a tensor is stored under a \(e.key.kind) key, not a name")
+            }
+            tensors.append((name, t))
+        }
+        guard !tensors.isEmpty else {
+            let keys = (doc.entries(current) ?? []).prefix(8).map { describe($0.key) }.joined(separator: ", ")
+            throw RWKVError(path, "data.pkl holds no tensors (keys: \(keys.isEmpty ? "none" : keys))")
+        }
+        if tensors.allSatisfy({ $0.0.hasPrefix("module.") }) {
+            tensors = tensors.map { (String($0.0.dropFirst("module.".count)), $0.1) }
+        }
+        return (tensors, others)
+    }
+
+    static func describe(_ key: PickleValue) -> String {
+        switch key {
+        case let .string(s): return s
+        case let .int(i): return String(i)
+        default: return "<\(key.kind)>"
+        }
+    }
+
+    // MARK: tensor data
+
+    public func data(_ name: String) throws -> [UInt8] {
+        guard let view = views[name], let record = storageRecords[name] else { throw RWKVError(path, "no tensor named \(name)") }
+        let size = view.storage.dtype.blockBytes
+        let first = view.offset * size
+        let spanBytes = view.extent * size
+        let bytes = try lock.withLock { try zip.read(record, range: first..<first + spanBytes) }
+        var out = view.isContiguous ? bytes : Self.gather(bytes, view: view, elementSize: size)
+        if isBigEndian { Self.swapBytes(&out, elementSize: size) }
+        return out
+    }
+
+    /// Copies a strided view (offsets relative to its first element) into row-major order.
+    static func gather(_ source: [UInt8], view: TorchTensorRef, elementSize: Int) -> [UInt8] {
+        let count = view.elementCount
+        var out = [UInt8](repeating: 0, count: count * elementSize)
+        guard count > 0 else { return out }
+        let shape = view.shape, strides = view.strides, rank = shape.count
+        source.withUnsafeBytes { src in
+            out.withUnsafeMutableBytes { dst in
+                // Odometer over all but the last dimension; the last one is a strided inner loop.
+                let inner = shape.last ?? 1, innerStride = strides.last ?? 1
+                var index = [Int](repeating: 0, count: max(rank - 1, 0))
+                var base = 0, o = 0
+                func copyRow<T>(_: T.Type) {
+                    let s = src.baseAddress!, d = dst.baseAddress!
+                    for j in 0..<inner {
+                        d.storeBytes(of: s.loadUnaligned(fromByteOffset: (base + j * innerStride) * elementSize, as: T.self),
+                                     toByteOffset: (o + j) * elementSize, as: T.self)
+                    }
+                }
+                for _ in 0..<(count / inner) {
+                    switch elementSize {
+                    case 1: copyRow(UInt8.self)
+                    case 2: copyRow(UInt16.self)
+                    case 4: copyRow(UInt32.self)
+                    default: copyRow(UInt64.self)
+                    }
+                    o += inner
+                    var d = rank - 2
+                    while d >= 0 {
+                        index[d] += 1
+                        base += strides[d]
+                        if index[d] < shape[d] { break }
+                        base -= strides[d] * shape[d]
+                        index[d] = 0
+                        d -= 1
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    static func swapBytes(_ bytes: inout [UInt8], elementSize: Int) {
+        guard elementSize > 1 else { return }
+        bytes.withUnsafeMutableBytes { b in
+            var i = 0
+            while i + elementSize <= b.count {
+                var lo = i, hi = i + elementSize - 1
+                while lo < hi { b.swapAt(lo, hi); lo += 1; hi -= 1 }
+                i += elementSize
+            }
+        }
+    }
+}
