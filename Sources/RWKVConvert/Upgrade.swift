@@ -45,7 +45,7 @@ public enum RWKVUpgrade {
         case .safetensors:
             try SafetensorsWriter.write(to: output, tensors: infos, metadata: metadata, inputs: [input], data: produce)
         case .pth:
-            throw RWKVError(output, ".pth output is not available yet; write .safetensors")
+            try TorchWriter.write(to: output, tensors: infos, inputs: [input], data: produce)
         }
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         return UpgradeReport(input: input, output: output, format: format, plan: plan, dtype: dtype,

@@ -194,10 +194,15 @@ final class UpgradeContext: @unchecked Sendable {
         try remember("decayFit") {
             let att = "blocks.\(layer).att."
             let (v6Input, v7Input) = try mixedTimeMixInputs(layer, "w")
+            // The fit sees the units that came from RWKV-6 only: new U(±1e-4) units add ~1e-8 to
+            // the decay, and leaving them out keeps the fit independent of --seed.
             let lora = try decayLoRA(layer)
+            let units = lora.kept.count
+            let w1 = Matrix(rows: lora.w1.rows, cols: units, values: (0..<lora.w1.rows).flatMap { lora.w1.row($0).prefix(units) })
+            let w2 = Matrix(rows: units, cols: lora.w2.cols, values: Array(lora.w2.values.prefix(units * lora.w2.cols)))
             let fit = try PreserveRecipe.decayFit(timeDecay: weights.vector(att + "time_decay"), v6Input: v6Input,
                                                   v6W1: weights.matrix(att + "time_decay_w1"), v6W2: weights.matrix(att + "time_decay_w2"),
-                                                  v7Input: v7Input, w1: lora.w1, w2: lora.w2)
+                                                  v7Input: v7Input, w1: w1, w2: w2)
             report(layer) { $0.decayClampedChannels = fit.clampedChannels }
             return fit
         }
@@ -237,7 +242,7 @@ final class UpgradeContext: @unchecked Sendable {
             let (v6Input, v7Input) = try mixedTimeMixInputs(layer, "g")
             let fit = try PreserveRecipe.gateFit(gate: weights.matrix("blocks.\(layer).att.gate.weight"), v6Input: v6Input,
                                                  v7Input: v7Input, rank: plan.target.gateRank,
-                                                 unitSpread: options.gateUnitSpread)
+                                                 spreads: options.gateUnitSpreads)
             report(layer) { $0.gateRelativeError = fit.relativeError }
             return fit
         }

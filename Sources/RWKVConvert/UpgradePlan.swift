@@ -30,9 +30,9 @@ public struct UpgradeOptions: Codable, Sendable {
     public var compensateDecayShift = false
     /// Add the token-shift LoRA's mean output to the static lerps.
     public var lerpIncludesLoRAMean = true
-    /// Spread (standard deviation over the fit batch) of each gate unit's input: small keeps
-    /// sigmoid linear, larger lets its curvature help the fit.
-    public var gateUnitSpread: Float = 4
+    /// Spreads (standard deviation over the fit batch) of the gate units' inputs to try; the
+    /// best fit is kept (see PreserveRecipe.gateFit).
+    public var gateUnitSpreads: [Float] = [0.5, 1, 2, 4, 8]
     /// Tokens in the batch the `preserve` fits run over.
     public var fitTokens = 2048
     /// Recorded RWKV-6 activations to fit on instead of the Gaussian stand-in: a safetensors

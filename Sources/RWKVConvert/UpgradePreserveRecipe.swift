@@ -259,39 +259,52 @@ public enum PreserveRecipe {
     }
 
     /// The gate: RWKV-6 silu(xg6·Gᵀ) (G stored (out, in)) by RWKV-7 sigmoid(xg7·g1)·g2.
-    /// g1: the D-1 leading left singular vectors of Gᵀ, each scaled to put its unit's input at
-    /// unit spread over the batch (so sigmoid works near its linear range but keeps some
-    /// curvature), plus one zero column, a unit stuck at sigmoid(0) = ½ that provides a constant
-    /// (silu's outputs have a non-zero mean; RWKV-7's g1 has no bias). g2: the least-squares
-    /// solution of sigmoid(xg7·g1)·g2 ≈ silu(xg6·Gᵀ) over the batch (ridge 1e-6 of the mean
-    /// feature energy, so it stays well-posed).
-    public static func gateFit(gate: Matrix, v6Input: Matrix, v7Input: Matrix, rank: Int, unitSpread: Float = 1) throws -> GateFit {
+    /// g1: the D-1 leading left singular vectors of Gᵀ, each scaled so its unit's input has a
+    /// given spread (standard deviation) over the batch, plus one zero column, a unit stuck at
+    /// sigmoid(0) = ½ that provides a constant (silu's outputs have a non-zero mean; RWKV-7's g1
+    /// has no bias). g2: the least-squares solution of sigmoid(xg7·g1)·g2 ≈ silu(xg6·Gᵀ) over the
+    /// batch (ridge 1e-6 of the mean feature energy, so it stays well-posed). Each spread in
+    /// `spreads` is tried and the best fit kept: a small spread keeps sigmoid linear (right for a
+    /// gate whose pre-activations are small, where silu is nearly linear too), a larger one lets
+    /// sigmoid's curvature stand in for silu's.
+    public static func gateFit(gate: Matrix, v6Input: Matrix, v7Input: Matrix, rank: Int,
+                               spreads: [Float] = [0.5, 1, 2, 4, 8]) throws -> GateFit {
         let c = gate.cols
         let linearUnits = max(0, min(rank - 1, min(gate.rows, gate.cols)))
         let svd = try TruncatedSVD(gate.transposed(), rank: linearUnits)
         let h = v7Input.multiplied(by: svd.u)
-        var g1 = Matrix(zeros: c, rank)
-        for j in 0..<linearUnits {
+        let unitSpread: [Float] = (0..<linearUnits).map { j in
             var mean = 0.0, sq = 0.0
             for n in 0..<h.rows { mean += Double(h[n, j]); sq += Double(h[n, j]) * Double(h[n, j]) }
-            mean /= Double(h.rows)
-            let spread = (sq / Double(h.rows) - mean * mean).squareRoot()
-            let alpha = spread > 1e-12 ? unitSpread / Float(spread) : 1
-            for i in 0..<c { g1[i, j] = svd.u[i, j] * alpha }
+            mean /= Double(max(h.rows, 1))
+            return Float(max(sq / Double(max(h.rows, 1)) - mean * mean, 0).squareRoot())
         }
-        let preact = v7Input.multiplied(by: g1)
-        let features = Matrix(rows: preact.rows, cols: preact.cols, values: preact.values.map { 1 / (1 + exp(-$0)) })
         let z = v6Input.multiplied(by: gate.transposed())
         let target = Matrix(rows: z.rows, cols: z.cols, values: z.values.map { $0 / (1 + exp(-$0)) })
-        let g2 = try ridgeLeastSquares(features: features, targets: target, relativeRidge: 1e-6)
-        let residual = features.multiplied(by: g2)
-        var err = 0.0, norm = 0.0
-        for i in 0..<target.values.count {
-            let d = Double(residual.values[i] - target.values[i])
-            err += d * d
-            norm += Double(target.values[i]) * Double(target.values[i])
+        let targetNorm = target.frobeniusNorm
+        var best: GateFit?
+        for spread in spreads {
+            var g1 = Matrix(zeros: c, rank)
+            for j in 0..<linearUnits {
+                let alpha = unitSpread[j] > 1e-12 ? spread / unitSpread[j] : 1
+                for i in 0..<c { g1[i, j] = svd.u[i, j] * alpha }
+            }
+            let preact = v7Input.multiplied(by: g1)
+            let features = Matrix(rows: preact.rows, cols: preact.cols, values: preact.values.map { 1 / (1 + exp(-$0)) })
+            let g2 = try ridgeLeastSquares(features: features, targets: target, relativeRidge: 1e-6)
+            let fitted = features.multiplied(by: g2)
+            var err = 0.0
+            for i in 0..<target.values.count {
+                let d = Double(fitted.values[i] - target.values[i])
+                err += d * d
+            }
+            let relative = targetNorm > 0 ? err.squareRoot() / targetNorm : 0
+            if best == nil || relative < best!.relativeError {
+                best = GateFit(g1: g1, g2: g2, relativeError: relative)
+            }
         }
-        return GateFit(g1: g1, g2: g2, relativeError: norm > 0 ? (err / norm).squareRoot() : 0)
+        guard let best else { throw RWKVError(nil, "internal error: no gate spread to try") }
+        return best
     }
 
     /// argmin_B ‖F·B - T‖² + λ‖B‖², λ = relativeRidge · trace(FᵀF)/k, solved by Cholesky in Double.

@@ -22,6 +22,11 @@ public struct SeededRandom: Sendable {
         s0 = Self.splitmix(&x); s1 = Self.splitmix(&x); s2 = Self.splitmix(&x); s3 = Self.splitmix(&x)
     }
 
+    /// A generator at a given raw state (tests compare with the reference implementation's outputs).
+    init(state: (UInt64, UInt64, UInt64, UInt64)) {
+        (s0, s1, s2, s3) = state
+    }
+
     static func splitmix(_ x: inout UInt64) -> UInt64 {
         x &+= 0x9e37_79b9_7f4a_7c15
         var z = x

@@ -90,7 +90,7 @@ struct V6ToV7: ParsableCommand {
             if let loraMean { options.lerpIncludesLoRAMean = try onOff(loraMean, "--lora-mean") }
             if let fitTokens { options.fitTokens = fitTokens }
             options.fitActivations = fitActivations
-            if let gateSpread { options.gateUnitSpread = gateSpread }
+            if let gateSpread { options.gateUnitSpreads = [gateSpread] }
             let progress = StderrProgress()
             let report = try RWKVUpgrade.run(input: input, output: output, options: options,
                                              dtype: dtype == .bf16 ? .bf16 : .f32, progress: progress.update)
