@@ -138,8 +138,33 @@ final class UpgradeContext: @unchecked Sendable {
         try remember("channelMixInputs") { try fitInputs(layer, norm: "ln2") }
     }
 
+    private var calibration: RWKV6CalibrationRun?
+
     private func fitInputs(_ layer: Int, norm: String) throws -> MixInputs {
         let b = "blocks.\(layer)."
+        if let text = options.calibrationText {
+            if calibration == nil {
+                let bytes = try InputFile(text).read(at: 0, count: InputFile(text).size, what: "calibration text")
+                var tokens = try CalibrationTokenizer.tokens(bytes, vocabularySize: plan.source.vocabSize, path: text)
+                tokens = Array(tokens.prefix(options.fitTokens))
+                guard tokens.count >= 16 else { throw RWKVError(text, "calibration text gives \(tokens.count) tokens; at least 16 are needed") }
+                calibration = try RWKV6CalibrationRun(tokens: tokens, weights: weights, config: plan.source)
+            }
+            guard let run = calibration else { throw RWKVError(nil, "internal error: no calibration run") }
+            // Layers run in order; the activations of this layer are kept until the next starts.
+            while run.nextLayer <= layer {
+                let index = run.nextLayer
+                let inputs = try run.runLayer(index)
+                if index == layer {
+                    memo["calibrated ln1"] = inputs.timeMix
+                    memo["calibrated ln2"] = inputs.channelMix
+                }
+            }
+            guard let inputs = memo["calibrated " + norm] as? MixInputs else {
+                throw RWKVError(nil, "internal error: calibration inputs of layer \(layer) are gone")
+            }
+            return inputs
+        }
         if let path = options.fitActivations {
             let file = try ModelFile.open(path)
             func read(_ name: String) throws -> Matrix {
@@ -188,6 +213,13 @@ final class UpgradeContext: @unchecked Sendable {
         }
     }
 
+    /// With calibration: receptance, key or value refitted for the static lerp; else unchanged.
+    func refitted(_ layer: Int, _ which: String, _ matrix: Matrix) throws -> Matrix {
+        guard options.calibrationText != nil else { return matrix }
+        let (v6Input, v7Input) = try mixedTimeMixInputs(layer, which)
+        return try PreserveRecipe.refitProjection(matrix, v6Input: v6Input, v7Input: v7Input)
+    }
+
     // MARK: preserve: decay, bonus, gate, channel mix
 
     func decayFit(_ layer: Int) throws -> PreserveRecipe.DecayFit {
@@ -220,17 +252,18 @@ final class UpgradeContext: @unchecked Sendable {
             let (xk6, xk7) = try mixedTimeMixInputs(layer, "k")
             let (xv6, xv7) = try mixedTimeMixInputs(layer, "v")
             let (xw6, _) = try mixedTimeMixInputs(layer, "w")
-            let rT = try weights.matrix(att + "receptance.weight").transposed()
-            let kT = try weights.matrix(att + "key.weight").transposed()
-            let vT = try weights.matrix(att + "value.weight").transposed()
+            let r = try weights.matrix(att + "receptance.weight"), k = try weights.matrix(att + "key.weight")
+            let v = try weights.matrix(att + "value.weight")
             let delta6 = try PreserveRecipe.tanhProduct(xw6, weights.matrix(att + "time_decay_w1"), weights.matrix(att + "time_decay_w2"))
             let td = try weights.vector(att + "time_decay")
             var decay6 = delta6
             for i in 0..<decay6.values.count { decay6.values[i] = exp(-exp(td[i % td.count] + delta6.values[i])) }
             let scale = try PreserveRecipe.bonusOutsideScale(
                 missing: missing, lnXWeight: weights.vector(att + "ln_x.weight"),
-                r6: xr6.multiplied(by: rT), k6: xk6.multiplied(by: kT), v6: xv6.multiplied(by: vT), decay6: decay6, timeFirst: u,
-                r7: xr7.multiplied(by: rT).scalingColumns(rowScale), k7: xk7.multiplied(by: kT), v7: xv7.multiplied(by: vT))
+                r6: xr6.multiplied(by: r.transposed()), k6: xk6.multiplied(by: k.transposed()), v6: xv6.multiplied(by: v.transposed()),
+                decay6: decay6, timeFirst: u,
+                r7: xr7.multiplied(by: refitted(layer, "r", r).transposed()).scalingColumns(rowScale),
+                k7: xk7.multiplied(by: refitted(layer, "k", k).transposed()), v7: xv7.multiplied(by: refitted(layer, "v", v).transposed()))
             report(layer) { $0.bonusOutsideScale = scale }
             return PreserveRecipe.bonus(timeFirst: u, meanDecay: fit.meanDecay, compensateShift: options.compensateDecayShift,
                                         outsideScale: scale)

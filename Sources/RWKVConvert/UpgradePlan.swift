@@ -34,7 +34,11 @@ public struct UpgradeOptions: Codable, Sendable {
     /// best fit is kept (see PreserveRecipe.gateFit).
     public var gateUnitSpreads: [Float] = [0.5, 1, 2, 4, 8]
     /// Tokens in the batch the `preserve` fits run over.
-    public var fitTokens = 2048
+    public var fitTokens = 4096
+    /// A text to run the RWKV-6 model over; the `preserve` fits then use the inputs its layers
+    /// really see (first `fitTokens` tokens) instead of the Gaussian stand-in, and receptance,
+    /// key and value are refitted to make up for the token-shift LoRA (`refitProjection`).
+    public var calibrationText: String?
     /// Recorded RWKV-6 activations to fit on instead of the Gaussian stand-in: a safetensors
     /// file with blocks.<i>.ln1, .ln1_prev, .ln2, .ln2_prev, each [tokens, C] (experiments).
     public var fitActivations: String?
@@ -83,6 +87,9 @@ public struct UpgradePlan: Sendable {
         guard options.ffnMultiplier.isFinite, ffnValue.rounded() == ffnValue, Int(ffnValue) >= source.ffnSize,
               ffnValue <= Double(64 * c) else {
             throw RWKVError(nil, "--ffn-mult \(options.ffnMultiplier) gives an FFN width that is not a whole number of at least the RWKV-6 width \(source.ffnSize) (n_embd \(c))")
+        }
+        if options.recipe != .preserve && (options.calibrationText != nil || options.fitActivations != nil) {
+            throw RWKVError(nil, "--calibrate only applies to --recipe preserve")
         }
         guard options.fitTokens >= 16, options.fitTokens <= 1 << 20 else {
             throw RWKVError(nil, "fit batch of \(options.fitTokens) tokens is out of range (16...1048576)")
@@ -201,13 +208,21 @@ struct PlanBuilder {
             }
         case "att.receptance.weight":
             if paper { return entry("PaperRecipe.halved", [name]) { try PaperRecipe.halved($0.weights.matrix(name)) } }
-            return entry("copy, rows × PreserveRecipe.bonus receptance scale", [name, att + "time_faaaa"] + decaySources(layer) + loraSources) {
-                try $0.weights.matrix(name).scalingRows($0.bonus(layer).receptanceRowScale)
+            let step = options.calibrationText != nil ? "PreserveRecipe.refitProjection, rows × PreserveRecipe.bonus receptance scale"
+                                                      : "copy, rows × PreserveRecipe.bonus receptance scale"
+            return entry(step, [name, att + "time_faaaa"] + decaySources(layer) + loraSources) {
+                try $0.refitted(layer, "r", $0.weights.matrix(name)).scalingRows($0.bonus(layer).receptanceRowScale)
             }
         case "att.output.weight":
             if paper { return entry("PaperRecipe.halved", [name]) { try PaperRecipe.halved($0.weights.matrix(name)) } }
             return entry("copy", [name]) { try $0.weights.matrix(name) }
         case "att.key.weight", "att.value.weight":
+            if preserve && options.calibrationText != nil {
+                let which = leaf == "att.key.weight" ? "k" : "v"
+                return entry("PreserveRecipe.refitProjection", [name, att + "time_maa_" + which] + loraSources) {
+                    try $0.refitted(layer, which, $0.weights.matrix(name))
+                }
+            }
             return entry("copy", [name]) { try $0.weights.matrix(name) }
         case "ffn.x_k":
             return entry("PaperRecipe.lerpWithoutTokenShiftLoRA", [ffn + "time_maa_k"]) {

@@ -307,17 +307,35 @@ public enum PreserveRecipe {
         return best
     }
 
-    /// argmin_B ‖F·B - T‖² + λ‖B‖², λ = relativeRidge · trace(FᵀF)/k, solved by Cholesky in Double.
-    /// F: N×k, T: N×m → B: k×m.
-    public static func ridgeLeastSquares(features f: Matrix, targets t: Matrix, relativeRidge: Double) throws -> Matrix {
+    /// RWKV-6's receptance, key and value see inputs mixed with the token-shift LoRA, RWKV-7's
+    /// only the static lerp. With recorded activations the matrix is refitted so that
+    /// W'·x7 ≈ W·x6 over the batch: argmin ‖X7·W'ᵀ - X6·Wᵀ‖² + λ‖W' - W‖², the ridge pulling
+    /// towards the original where the batch says little. λ is worth `priorTokens` tokens of
+    /// average feature energy (default 2·C); measured on the fixture with 330 and 4000
+    /// calibration tokens, 2·C was best or near-best in both (docs/upgrade.md).
+    /// W: out×in, X6 and X7: N×in.
+    public static func refitProjection(_ w: Matrix, v6Input: Matrix, v7Input: Matrix, priorTokens: Double? = nil) throws -> Matrix {
+        let wt = w.transposed()
+        let tokens = Double(max(v7Input.rows, 1))
+        let relativeRidge = (priorTokens ?? 2 * Double(w.cols)) / tokens       // λ = P·(trace/k)/N
+        return try ridgeLeastSquares(features: v7Input, targets: v6Input.multiplied(by: wt), relativeRidge: relativeRidge,
+                                     prior: wt).transposed()
+    }
+
+    /// argmin_B ‖F·B - T‖² + λ‖B - P‖², λ = relativeRidge · trace(FᵀF)/k, P = 0 unless given,
+    /// solved by Cholesky in Double. F: N×k, T: N×m, P: k×m → B: k×m.
+    public static func ridgeLeastSquares(features f: Matrix, targets t: Matrix, relativeRidge: Double, prior: Matrix? = nil) throws -> Matrix {
         let k = f.cols, m = t.cols, n = f.rows
         let ft = f.transposed()
         let gram = ft.multiplied(by: f)            // k×k
-        let rhs = ft.multiplied(by: t)             // k×m
+        var rhs = ft.multiplied(by: t)             // k×m
         var a = gram.values.map(Double.init)
         let trace = (0..<k).reduce(0.0) { $0 + a[$1 * k + $1] }
         let lambda = max(relativeRidge * trace / Double(max(k, 1)), 1e-30)
         for i in 0..<k { a[i * k + i] += lambda }
+        if let prior {
+            for i in 0..<rhs.values.count { rhs.values[i] += Float(lambda) * prior.values[i] }
+        }
         // Cholesky A = L·Lᵀ (lower, row-major).
         for j in 0..<k {
             var d = a[j * k + j]

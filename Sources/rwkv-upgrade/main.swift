@@ -53,6 +53,9 @@ struct V6ToV7: ParsableCommand {
     @Option(help: "Element type of the written tensors.")
     var dtype: DTypeArgument = .bf16
 
+    @Option(help: "preserve: a text file to run the RWKV-6 model over; the fits then use its real activations (bytes for byte-level vocabularies, the World tokenizer for 65536 tokens).")
+    var calibrate: String?
+
     @Flag(help: "Print a JSON report of what was done on stdout.")
     var json = false
 
@@ -90,6 +93,7 @@ struct V6ToV7: ParsableCommand {
             if let loraMean { options.lerpIncludesLoRAMean = try onOff(loraMean, "--lora-mean") }
             if let fitTokens { options.fitTokens = fitTokens }
             options.fitActivations = fitActivations
+            options.calibrationText = calibrate
             if let gateSpread { options.gateUnitSpreads = [gateSpread] }
             let progress = StderrProgress()
             let report = try RWKVUpgrade.run(input: input, output: output, options: options,
