@@ -115,13 +115,9 @@ final class UpgradeContext: @unchecked Sendable {
 
     func paperGate(_ layer: Int) throws -> (g1: Matrix, g2: Matrix) {
         try remember("paperGate") {
-            let gate = try weights.matrix("blocks.\(layer).att.gate.weight")
-            let factors = try PaperRecipe.gateFactors(gate: gate, rank: plan.target.gateRank)
-            // Truncation error of the rank-D SVD: ‖G‖² - Σ kept σ² (g1·g2 = ½ of it).
-            let kept = try TruncatedSVD(gate.transposed(), rank: plan.target.gateRank).s.reduce(0.0) { $0 + Double($1) * Double($1) }
-            let total = gate.frobeniusNorm * gate.frobeniusNorm
-            report(layer) { $0.gateRelativeError = total > 0 ? (max(0, total - kept) / total).squareRoot() : 0 }
-            return factors
+            let factors = try PaperRecipe.gateFactors(gate: weights.matrix("blocks.\(layer).att.gate.weight"), rank: plan.target.gateRank)
+            report(layer) { $0.gateRelativeError = factors.relativeError }
+            return (factors.g1, factors.g2)
         }
     }
 

@@ -73,8 +73,12 @@ public enum PaperRecipe {
     /// The gate. RWKV-6 computes silu(x·Gᵀ) with G stored (out, in); RWKV-7 computes
     /// sigmoid(x·g1)·g2 with g1 (in, D) and g2 (D, out). So Gᵀ (in, out) is factorised:
     /// Gᵀ ≈ U·S·Vᵀ (rank D), g1 = U·√S, g2 = ½·√S·Vᵀ (the paper's halving, on the product).
-    public static func gateFactors(gate: Matrix, rank: Int) throws -> (g1: Matrix, g2: Matrix) {
+    /// Also returns the truncation's relative error ‖Gᵀ - U·S·Vᵀ‖/‖G‖ (before the halving).
+    public static func gateFactors(gate: Matrix, rank: Int) throws -> (g1: Matrix, g2: Matrix, relativeError: Double) {
         let svd = try TruncatedSVD(gate.transposed(), rank: rank)
+        let total = gate.frobeniusNorm * gate.frobeniusNorm
+        let kept = svd.s.reduce(0.0) { $0 + Double($1) * Double($1) }
+        let relativeError = total > 0 ? (max(0, total - kept) / total).squareRoot() : 0
         let roots = svd.s.map { $0.squareRoot() }
         var g1 = svd.u.scalingColumns(roots)
         var g2 = svd.v.transposed().scalingRows(roots.map { $0 * 0.5 })
@@ -83,7 +87,7 @@ public enum PaperRecipe {
             g1 = widenedZeros(columns: g1, to: rank)
             g2 = widenedZeros(rows: g2, to: rank)
         }
-        return (g1, g2)
+        return (g1, g2, relativeError)
     }
 
     static func widenedZeros(columns m: Matrix, to cols: Int) -> Matrix {

@@ -109,14 +109,16 @@ import RWKVFormats
         let g = Matrix(rows: 3, cols: 3, values: [0, 4, 0,
                                                   0, 0, 0,
                                                   1, 0, 0])
-        let (g1, g2) = try PaperRecipe.gateFactors(gate: g, rank: 2)
+        let (g1, g2, error) = try PaperRecipe.gateFactors(gate: g, rank: 2)
+        #expect(error == 0)                                        // rank 2 holds all of G
+        #expect(abs(try PaperRecipe.gateFactors(gate: g, rank: 1).relativeError - 1 / 17.squareRoot()) < 1e-6)   // drops σ = 1 of √17
         #expect(g1.rows == 3 && g1.cols == 2 && g2.rows == 2 && g2.cols == 3)
         let x = Matrix(row: [0.5, -2, 3])
         let v7 = x.multiplied(by: g1).multiplied(by: g2)           // the linear part RWKV-7 applies
         let v6 = x.multiplied(by: g.transposed())
         #expect(maxAbsDifference(v7.values, v6.scaled(0.5).values) < 1e-6)
         // A rank above n_embd pads with zero units.
-        let (w1, w2) = try PaperRecipe.gateFactors(gate: g, rank: 5)
+        let (w1, w2, _) = try PaperRecipe.gateFactors(gate: g, rank: 5)
         #expect(w1.cols == 5 && w2.rows == 5 && w1.column(4).allSatisfy { $0 == 0 })
     }
 
@@ -228,7 +230,7 @@ import RWKVFormats
         let fit = try PreserveRecipe.gateFit(gate: gate, v6Input: x, v7Input: x, rank: 8)
         #expect(fit.g1.rows == c && fit.g1.cols == 8 && fit.g2.rows == 8 && fit.g2.cols == c)
         #expect(fit.g1.column(7).allSatisfy { $0 == 0 })              // the constant unit
-        let (p1, p2) = try PaperRecipe.gateFactors(gate: gate, rank: 8)
+        let (p1, p2, _) = try PaperRecipe.gateFactors(gate: gate, rank: 8)
         func error(_ g1: Matrix, _ g2: Matrix) -> Double {
             let out = Matrix(rows: n, cols: 8, values: x.multiplied(by: g1).values.map { 1 / (1 + exp(-$0)) }).multiplied(by: g2)
             let z = x.multiplied(by: gate.transposed())
