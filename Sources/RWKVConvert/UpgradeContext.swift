@@ -66,7 +66,7 @@ final class UpgradeContext: @unchecked Sendable {
         self.plan = plan
     }
 
-    func compute(_ tensor: PlannedTensor) throws -> Matrix {
+    func compute(_ tensor: UpgradedTensor) throws -> Matrix {
         if tensor.layer != currentLayer {
             memo.removeAll()
             weights.dropCache()

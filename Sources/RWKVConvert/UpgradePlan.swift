@@ -48,7 +48,7 @@ public struct UpgradeOptions: Codable, Sendable {
 
 /// One output tensor: its name and shape, the named step that computes it and the RWKV-6
 /// tensors it reads.
-public struct PlannedTensor: Sendable {
+public struct UpgradedTensor: Sendable {
     public let name: String
     public let shape: [Int]
     public let step: String
@@ -68,7 +68,7 @@ public struct UpgradePlan: Sendable {
     public let source: RWKVConfig
     public let target: RWKVConfig
     public let options: UpgradeOptions
-    public let tensors: [PlannedTensor]
+    public let tensors: [UpgradedTensor]
 
     public init(source: RWKVConfig, options: UpgradeOptions, path: String) throws {
         guard source.version == .v6 else {
@@ -120,9 +120,9 @@ struct PlanBuilder {
 
     var preserve: Bool { options.recipe == .preserve }
 
-    func plan(_ name: String, shape: [Int]) throws -> PlannedTensor {
-        func entry(_ step: String, _ sources: [String], _ compute: @escaping @Sendable (UpgradeContext) throws -> Matrix) -> PlannedTensor {
-            PlannedTensor(name: name, shape: shape, step: step, sources: sources, compute: compute)
+    func plan(_ name: String, shape: [Int]) throws -> UpgradedTensor {
+        func entry(_ step: String, _ sources: [String], _ compute: @escaping @Sendable (UpgradeContext) throws -> Matrix) -> UpgradedTensor {
+            UpgradedTensor(name: name, shape: shape, step: step, sources: sources, compute: compute)
         }
         let paper = !preserve
         switch name {
