@@ -35,7 +35,7 @@ public enum OutputType: String, CaseIterable, Sendable, Codable {
 }
 
 /// One GGUF output tensor: where it comes from (the layout) and the type it is stored in.
-public struct PlannedGGUFTensor: Sendable {
+public struct PlannedTensor: Sendable {
     public let layout: GGUFTensorLayout
     public let dtype: DType
     /// Why the type differs from the requested one for a large matrix (fallback or --keep-f32).
@@ -49,7 +49,7 @@ public struct PlannedGGUFTensor: Sendable {
 public struct ConversionPlan: Sendable {
     public let config: RWKVConfig
     public let outputType: OutputType
-    public let tensors: [PlannedGGUFTensor]
+    public let tensors: [PlannedTensor]
 
     /// - Parameter keepF32: patterns on GGUF names (a glob when it holds * ? or [, else a
     ///   substring) whose tensors stay F32.
@@ -57,17 +57,17 @@ public struct ConversionPlan: Sendable {
         self.config = config
         self.outputType = type
         self.tensors = GGUFLayout.tensors(for: config).map { layout in
-            guard layout.isLargeMatrix else { return PlannedGGUFTensor(layout: layout, dtype: .f32, note: nil) }
+            guard layout.isLargeMatrix else { return PlannedTensor(layout: layout, dtype: .f32, note: nil) }
             if let p = keepF32.first(where: { Self.matches(layout.name, pattern: $0) }), type != .f32 {
-                return PlannedGGUFTensor(layout: layout, dtype: .f32, note: "kept F32 (--keep-f32 \(p))")
+                return PlannedTensor(layout: layout, dtype: .f32, note: "kept F32 (--keep-f32 \(p))")
             }
             let rowLength = layout.shape.last ?? 0
             if type.dtype.isQuantized, rowLength % type.dtype.blockSize != 0 {
                 // llama.cpp's tensor_type_fallback: a 32-block type that does not fit becomes F16.
-                return PlannedGGUFTensor(layout: layout, dtype: .f16,
+                return PlannedTensor(layout: layout, dtype: .f16,
                                      note: "F16: row length \(rowLength) is not a multiple of \(type.dtype.blockSize), which \(type.rawValue) needs")
             }
-            return PlannedGGUFTensor(layout: layout, dtype: type.dtype, note: nil)
+            return PlannedTensor(layout: layout, dtype: type.dtype, note: nil)
         }
     }
 

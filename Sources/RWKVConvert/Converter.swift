@@ -137,7 +137,7 @@ public enum Converter {
     /// One planned tensor's encoded bytes. A tensor copied as is (the large matrices) is decoded
     /// straight from the source bytes piece by piece; the small transformed ones are built as
     /// floats first.
-    static func encode(_ t: PlannedGGUFTensor, from source: TensorSource, with encoder: ParallelEncoder) throws -> (UnsafeRawBufferPointer, Int) {
+    static func encode(_ t: PlannedTensor, from source: TensorSource, with encoder: ParallelEncoder) throws -> (UnsafeRawBufferPointer, Int) {
         let layout = t.layout
         if layout.transform == .reshape, layout.sources.count == 1, let info = source.info(layout.sources[0]) {
             let raw = try source.data(layout.sources[0])
