@@ -19,6 +19,8 @@ public struct InspectReport: Codable, Sendable {
     public let architectureError: String?
     public let tensors: [Tensor]
     public let totalBytes: Int
+    /// Checkpoint entries that are not tensors (a .pth's epoch counter, config ...): ignored.
+    public let ignoredEntries: [String]
 
     public init(source: TensorSource) {
         file = source.path
@@ -35,6 +37,7 @@ public struct InspectReport: Codable, Sendable {
         }
         tensors = source.tensors.map { Tensor(name: $0.name, dtype: $0.dtype.rawValue, shape: $0.shape, bytes: $0.byteCount) }
         totalBytes = tensors.reduce(0) { $0 + $1.bytes }
+        ignoredEntries = (source as? TorchArchive)?.nonTensorEntries ?? []
     }
 
     /// The error `inspect` exits with when the file opened but is not a usable RWKV-6/7 model
@@ -58,6 +61,9 @@ public struct InspectReport: Codable, Sendable {
             lines.append("model:   not a usable RWKV-6/7 checkpoint: \(e)")
         }
         lines.append("tensors: \(tensors.count), \(formatBytes(totalBytes))")
+        if !ignoredEntries.isEmpty {
+            lines.append("ignored: \(ignoredEntries.count) entries that are not tensors: \(ignoredEntries.joined(separator: ", "))")
+        }
         let nameWidth = max(4, tensors.map(\.name.count).max() ?? 0)
         lines.append("")
         lines.append("name".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  dtype  shape                 bytes")
