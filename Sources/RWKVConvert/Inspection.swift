@@ -27,6 +27,8 @@ public struct InspectReport: Codable, Sendable {
         public let type: String
         public let value: String
     }
+    /// Checkpoint entries that are not tensors (a .pth's epoch counter, config ...): ignored.
+    public let ignoredEntries: [String]
 
     public init(source: TensorSource) {
         file = source.path
@@ -48,6 +50,7 @@ public struct InspectReport: Codable, Sendable {
         }
         tensors = source.tensors.map { Tensor(name: $0.name, dtype: $0.dtype.rawValue, shape: $0.shape, bytes: $0.byteCount) }
         totalBytes = tensors.reduce(0) { $0 + $1.bytes }
+        ignoredEntries = (source as? TorchArchive)?.nonTensorEntries ?? []
         metadata = (source as? GGUFReader)?.metadata.map {
             Metadata(key: $0.key, type: Self.typeName($0.value), value: $0.value.summary())
         }
@@ -86,6 +89,9 @@ public struct InspectReport: Codable, Sendable {
             }
         }
         lines.append("tensors: \(tensors.count), \(formatBytes(totalBytes))")
+        if !ignoredEntries.isEmpty {
+            lines.append("ignored: \(ignoredEntries.count) entries that are not tensors: \(ignoredEntries.joined(separator: ", "))")
+        }
         let nameWidth = max(4, tensors.map(\.name.count).max() ?? 0)
         lines.append("")
         lines.append("name".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  dtype  shape                 bytes")
