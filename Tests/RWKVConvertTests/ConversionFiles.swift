@@ -10,7 +10,7 @@ enum ConversionFiles {
     static func fixture(_ name: String) -> String { root + "/fixtures/models/" + name }
 
     /// A fresh directory; removed by `ScratchDirectory.deinit`.
-    final class ScratchDirectory {
+    final class ScratchDirectory: Sendable {
         let path: String
         init() throws {
             path = NSTemporaryDirectory() + "rwkv-convert-tests-" + UUID().uuidString
@@ -46,7 +46,14 @@ enum ConversionFiles {
     private final class Slot: Sendable {
         let done = Mutex<(path: String, report: ConversionReport)?>(nil)
     }
-    nonisolated(unsafe) private static let sharedDirectory = try! ScratchDirectory()
+    /// Lives for the whole test process; a static is never deinitialised, so it is removed at exit.
+    private static let sharedDirectory: ScratchDirectory = {
+        let dir = try! ScratchDirectory()
+        sharedPath.withLock { $0 = dir.path }
+        atexit { ConversionFiles.sharedPath.withLock { if let p = $0 { try? FileManager.default.removeItem(atPath: p) } } }
+        return dir
+    }()
+    private static let sharedPath = Mutex<String?>(nil)
     private static let slots = Mutex<[String: Slot]>([:])
 
     /// Converts quietly (no progress bar) with the given type.
