@@ -141,6 +141,19 @@ let rwkv6Table = LlamaLoaderTable.rwkv6(L: 2, C: 128, V: 256, F: 448, N: 64, Dm:
         for (k, v) in expected6 { #expect(g6.value(k) == v, "\(k)") }
     }
 
+    /// `rwkv-convert inspect` on a converted file: the architecture (from the metadata, every
+    /// tensor shape checked) and the metadata list.
+    @Test func inspectShowsGGUFMetadata() throws {
+        let path = try ConversionFiles.converted("rwkv6-tiny.safetensors", .q4_0)
+        let report = InspectReport(source: try ModelFile.open(path))
+        #expect(report.format == "GGUF")
+        #expect(report.config == (try RWKVConfig.detect(try ModelFile.open(ConversionFiles.fixture("rwkv6-tiny.safetensors")))))
+        #expect(report.metadata?.first { $0.key == "general.file_type" }?.value == "2")
+        #expect(report.metadata?.first { $0.key == "tokenizer.ggml.tokens" }?.type == "array[string] (256)")
+        #expect(report.text.contains("  rwkv6.time_mix_extra_dim"))
+        #expect(report.tensors.first { $0.name == "blk.0.time_mix_key.weight" }?.dtype == "q4_0")
+    }
+
     /// The canonical view of an f32 conversion gives back every source tensor bit for bit (layer
     /// 0's unused RWKV-7 v0/v1/v2 come back as the a0/a1/a2 copies the file holds).
     @Test(arguments: ["rwkv7-tiny.safetensors", "rwkv6-tiny.safetensors"])
