@@ -41,9 +41,13 @@ static size_t f32_to_f16_f16c(const float *src, uint16_t *dst, size_t n) {
 
 int chalf_has_f16c(void) {
 #ifdef CHALF_X86
-    static int cached = -1;  // benign race: every thread computes the same value
-    if (cached < 0) cached = detect_f16c();
-    return cached;
+    static int cached = -1;  // threads may race to fill it, with the same value: relaxed atomics
+    int has = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (has < 0) {
+        has = detect_f16c();
+        __atomic_store_n(&cached, has, __ATOMIC_RELAXED);
+    }
+    return has;
 #else
     return 0;
 #endif

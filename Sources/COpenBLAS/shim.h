@@ -1,1 +1,11 @@
 #include <cblas.h>
+#include <stddef.h>
+
+// LAPACK from the same library: Debian's libopenblas exports the LAPACK symbols but installs no
+// lapack.h, so the one routine we use is declared here. Fortran convention: every argument by
+// pointer, matrices column-major, and one hidden length per character argument at the end.
+// dsyevr: selected eigenvalues/eigenvectors of a symmetric matrix (RWKV upgrade: truncated SVD).
+void dsyevr_(const char *jobz, const char *range, const char *uplo, const int *n, double *a, const int *lda,
+             const double *vl, const double *vu, const int *il, const int *iu, const double *abstol,
+             int *m, double *w, double *z, const int *ldz, int *isuppz, double *work, const int *lwork,
+             int *iwork, const int *liwork, int *info, size_t jobz_len, size_t range_len, size_t uplo_len);

@@ -19,12 +19,27 @@ public struct InspectReport: Codable, Sendable {
     public let architectureError: String?
     public let tensors: [Tensor]
     public let totalBytes: Int
+    /// GGUF only: the metadata key-value pairs, values rendered short (long arrays summarised).
+    public let metadata: [Metadata]?
+
+    public struct Metadata: Codable, Sendable {
+        public let key: String
+        public let type: String
+        public let value: String
+    }
+    /// Checkpoint entries that are not tensors (a .pth's epoch counter, config ...): ignored.
+    public let ignoredEntries: [String]
 
     public init(source: TensorSource) {
         file = source.path
         format = source.formatName
         do {
-            config = try RWKVConfig.detect(source)
+            if let gguf = source as? GGUFReader {
+                // Hyperparameters from the metadata; the canonical view checks every tensor's shape.
+                config = try GGUFCanonicalSource(gguf).config
+            } else {
+                config = try RWKVConfig.detect(source)
+            }
             architectureError = nil
         } catch let e as RWKVError {
             config = nil
@@ -35,6 +50,15 @@ public struct InspectReport: Codable, Sendable {
         }
         tensors = source.tensors.map { Tensor(name: $0.name, dtype: $0.dtype.rawValue, shape: $0.shape, bytes: $0.byteCount) }
         totalBytes = tensors.reduce(0) { $0 + $1.bytes }
+        ignoredEntries = (source as? TorchArchive)?.nonTensorEntries ?? []
+        metadata = (source as? GGUFReader)?.metadata.map {
+            Metadata(key: $0.key, type: Self.typeName($0.value), value: $0.value.summary())
+        }
+    }
+
+    static func typeName(_ v: GGUFValue) -> String {
+        if case .array(let t, let items) = v { return "array[\(t)] (\(items.count))" }
+        return "\(v.type)"
     }
 
     /// The error `inspect` exits with when the file opened but is not a usable RWKV-6/7 model
@@ -57,7 +81,17 @@ public struct InspectReport: Codable, Sendable {
         } else if let e = architectureError {
             lines.append("model:   not a usable RWKV-6/7 checkpoint: \(e)")
         }
+        if let metadata {
+            lines.append("metadata: \(metadata.count) keys")
+            let keyWidth = metadata.map(\.key.count).max() ?? 0
+            for m in metadata {
+                lines.append("  " + m.key.padding(toLength: keyWidth, withPad: " ", startingAt: 0) + "  " + m.value)
+            }
+        }
         lines.append("tensors: \(tensors.count), \(formatBytes(totalBytes))")
+        if !ignoredEntries.isEmpty {
+            lines.append("ignored: \(ignoredEntries.count) entries that are not tensors: \(ignoredEntries.joined(separator: ", "))")
+        }
         let nameWidth = max(4, tensors.map(\.name.count).max() ?? 0)
         lines.append("")
         lines.append("name".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  dtype  shape                 bytes")

@@ -32,7 +32,7 @@ public enum ModelFile {
         case .torchZip:
             return try TorchArchive(path: path)
         case .gguf:
-            throw RWKVError(path, "GGUF reading is not available yet")
+            return try GGUFReader(path: path)
         }
     }
 }

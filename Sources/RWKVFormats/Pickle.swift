@@ -43,7 +43,7 @@ public enum Pickle {
         case set
         case frozenset
         /// A value rather than a callable, e.g. `torch.bfloat16` stored as a config entry.
-        case dtype(String)
+        case dtype(DType)
     }
 
     /// Symbols a checkpoint may name, as `module.name`. Protocol-2 pickles spell builtins
@@ -62,9 +62,9 @@ public enum Pickle {
         for dtype in DType.allCases {
             if let storage = dtype.torchStorageName { table["torch." + storage] = .storageType(dtype) }
         }
-        for name in ["float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool"] {
-            table["torch." + name] = .dtype(name)
-        }
+        let dtypeNames: [(String, DType)] = [("float64", .f64), ("float32", .f32), ("float16", .f16), ("bfloat16", .bf16),
+                                             ("int64", .i64), ("int32", .i32), ("int16", .i16), ("int8", .i8), ("uint8", .u8), ("bool", .bool)]
+        for (name, dtype) in dtypeNames { table["torch." + name] = .dtype(dtype) }
         return table
     }()
 
@@ -75,6 +75,7 @@ public enum Pickle {
 }
 
 /// A value on the unpickler's stack. Containers are indexes into `PickleDocument.containers`.
+/// Kept small (24 bytes): a hostile pickle's memory is a few dozen bytes per opcode byte.
 public enum PickleValue: Equatable, Sendable {
     case none
     case bool(Bool)
@@ -90,8 +91,8 @@ public enum PickleValue: Equatable, Sendable {
     case set(Int)
     /// An allow-listed symbol that has not been applied (a storage type, a dtype).
     case global(String, Pickle.Global)
-    case storage(TorchStorageRef)
-    case tensor(TorchTensorRef)
+    indirect case storage(TorchStorageRef)
+    indirect case tensor(TorchTensorRef)
 
     /// A short description for error messages and listings: "int", "str", "list", ...
     public var kind: String {
@@ -518,8 +519,9 @@ private struct Unpickler {
         }
         guard case let .string(key) = f[2], !key.isEmpty, !key.contains("/") else { throw fail("persistent id has a bad storage key") }
         guard case let .string(location) = f[3] else { throw fail("persistent id location is a \(f[3].kind)") }
-        guard case let .int(numel) = f[4], numel >= 0, dtype.byteCount(elements: numel) != nil else {
-            throw fail("persistent id for \(symbol) has a bad element count")
+        guard case let .int(numel) = f[4], numel >= 0 else { throw fail("persistent id for \(symbol) has no element count") }
+        guard dtype.byteCount(elements: numel) != nil else {
+            throw fail("persistent id for \(symbol) claims \(numel) elements, more bytes than can be addressed")
         }
         return TorchStorageRef(dtype: dtype, key: key, location: location, elementCount: numel)
     }
@@ -529,7 +531,10 @@ private struct Unpickler {
         guard items.count <= limits.maxTensorRank else { throw fail("tensor \(what) has \(items.count) dimensions (limit \(limits.maxTensorRank))") }
         var out: [Int] = []
         for item in items {
-            guard case let .int(n) = item, n >= 0 else { throw fail("tensor \(what) holds \(item) instead of a non-negative integer") }
+            guard case let .int(n) = item, n >= 0 else {
+                let shown = if case let .int(n) = item { String(n) } else { "a \(item.kind)" }
+                throw fail("tensor \(what) holds \(shown), not a non-negative integer")
+            }
             out.append(n)
         }
         return out

@@ -34,45 +34,12 @@ public final class TorchArchive: TensorSource {
     private let lock = NSLockLite()
 
     public init(path: String) throws {
-        let file = try InputFile(path)
-        let zip = try ZipArchive(path: path)
+        let fileSize = try InputFile(path).size
+        zip = try ZipArchive(path: path)
         self.path = path
-        self.zip = zip
-        guard let first = zip.records.first else { throw RWKVError(path, "empty zip archive: not a torch checkpoint") }
-        guard let slash = first.name.firstIndex(of: "/") else {
-            throw RWKVError(path, "zip record \(first.name) is not inside a folder: not a torch checkpoint")
-        }
-        let top = String(first.name[..<slash])
-        topFolder = top
-        var byName: [String: ZipArchive.Record] = [:]
-        for r in zip.records {
-            guard r.name.hasPrefix(top + "/") else {
-                throw RWKVError(path, "zip record \(r.name) is outside the archive folder \(top)/: not a torch checkpoint")
-            }
-            byName[String(r.name.dropFirst(top.count + 1))] = r
-        }
-        if byName["constants.pkl"] != nil || byName.keys.contains(where: { $0.hasPrefix("code/") }) {
-            throw RWKVError(path, "TorchScript archive (torch.jit.save: code/ and constants.pkl), not a torch.save checkpoint; "
-                + "load it in Python and save model.state_dict() with torch.save")
-        }
-        guard let pickleRecord = byName["data.pkl"] else {
-            throw RWKVError(path, "zip archive without \(top)/data.pkl: not a torch checkpoint")
-        }
-        for r in zip.records {
-            guard !r.encrypted else { throw RWKVError(path, "record \(r.name) is encrypted") }
-            guard r.isStored else {
-                throw RWKVError(path, "record \(r.name) is compressed (method \(r.method)); torch.save stores records uncompressed, "
-                    + "so it is refused as a possible zip bomb")
-            }
-            // Stored: compressed size == size, and both lie inside the file (libzip checks the
-            // record ends before the central directory); this caps every allocation below.
-            guard r.compressedSize == r.size, r.size <= file.size else {
-                throw RWKVError(path, "record \(r.name) claims \(r.size) bytes in a \(file.size)-byte file")
-            }
-        }
-
-        isBigEndian = try Self.byteOrder(zip, byName["byteorder"], path: path)
-
+        (topFolder, isBigEndian) = try Self.checkContainer(zip, fileSize: fileSize, path: path)
+        let records = Self.recordsByName(zip, top: topFolder)
+        guard let pickleRecord = records["data.pkl"] else { throw RWKVError(path, "zip archive without data.pkl") }   // checked above
         guard pickleRecord.size <= Self.maxPickleBytes else {
             throw RWKVError(path, "\(pickleRecord.name) is \(pickleRecord.size) bytes, over the \(Self.maxPickleBytes >> 20) MiB limit")
         }
@@ -82,37 +49,81 @@ public final class TorchArchive: TensorSource {
         } catch let e as PickleError {
             throw RWKVError(path, "\(pickleRecord.name): \(e)")
         }
-
         let (entries, others) = try Self.stateDict(document, path: path)
+        nonTensorEntries = others
+
         var infos: [TensorInfo] = []
         var views: [String: TorchTensorRef] = [:]
-        var records: [String: ZipArchive.Record] = [:]
+        var storageRecords: [String: ZipArchive.Record] = [:]
         var storageTypes: [String: DType] = [:]
-        for (name, t) in entries {
-            let s = t.storage
-            if let seen = storageTypes.updateValue(s.dtype, forKey: s.key), seen != s.dtype {
-                throw RWKVError(path, "tensor \(name): storage \(s.key) is used as both \(seen.rawValue) and \(s.dtype.rawValue)")
+        for (name, view) in entries {
+            if let seen = storageTypes.updateValue(view.storage.dtype, forKey: view.storage.key), seen != view.storage.dtype {
+                throw RWKVError(path, "tensor \(name): storage \(view.storage.key) is used as both \(seen.rawValue) and \(view.storage.dtype.rawValue)")
             }
-            guard let record = byName["data/" + s.key] else {
-                throw RWKVError(path, "tensor \(name): its storage record \(top)/data/\(s.key) is missing")
-            }
-            let storageBytes = s.dtype.byteCount(elements: s.elementCount)
-            guard record.size == storageBytes else {
-                throw RWKVError(path, "tensor \(name): record \(record.name) holds \(record.size) bytes but its storage is "
-                    + "\(s.elementCount) \(s.dtype.rawValue) values (\(storageBytes ?? -1) bytes)")
-            }
-            guard t.offset + t.extent <= s.elementCount else {
-                throw RWKVError(path, "tensor \(name): view (offset \(t.offset), shape \(t.shape), strides \(t.strides)) "
-                    + "runs past its storage of \(s.elementCount) elements")
-            }
-            guard views.updateValue(t, forKey: name) == nil else { throw RWKVError(path, "duplicate tensor name \(name)") }
-            records[name] = record
-            infos.append(TensorInfo(name: name, dtype: s.dtype, shape: t.shape))
+            let record = try Self.checkView(view, of: name, records: records, top: topFolder, path: path)
+            guard views.updateValue(view, forKey: name) == nil else { throw RWKVError(path, "duplicate tensor name \(name)") }
+            storageRecords[name] = record
+            infos.append(TensorInfo(name: name, dtype: view.storage.dtype, shape: view.shape))
         }
         tensors = infos
         self.views = views
-        storageRecords = records
-        nonTensorEntries = others
+        self.storageRecords = storageRecords
+    }
+
+    /// Checks the zip is a torch.save archive we may read, and returns its top folder and byte order.
+    static func checkContainer(_ zip: ZipArchive, fileSize: Int, path: String) throws -> (top: String, bigEndian: Bool) {
+        guard let first = zip.records.first else { throw RWKVError(path, "empty zip archive: not a torch checkpoint") }
+        guard let slash = first.name.firstIndex(of: "/") else {
+            throw RWKVError(path, "zip record \(first.name) is not inside a folder: not a torch checkpoint")
+        }
+        let top = String(first.name[..<slash])
+        let names = Set(zip.records.map(\.name))
+        if names.contains(top + "/constants.pkl") || names.contains(where: { $0.hasPrefix(top + "/code/") }) {
+            throw RWKVError(path, "TorchScript archive (torch.jit.save: code/ and constants.pkl), not a torch.save checkpoint; "
+                + "load it in Python and save model.state_dict() with torch.save")
+        }
+        guard names.contains(top + "/data.pkl") else { throw RWKVError(path, "zip archive without \(top)/data.pkl: not a torch checkpoint") }
+        for r in zip.records {
+            guard r.name.hasPrefix(top + "/") else {
+                throw RWKVError(path, "zip record \(r.name) is outside the archive folder \(top)/: not a torch checkpoint")
+            }
+            guard !r.encrypted else { throw RWKVError(path, "record \(r.name) is encrypted") }
+            guard r.isStored else {
+                throw RWKVError(path, "record \(r.name) is compressed (method \(r.method)); torch.save stores records uncompressed, "
+                    + "so it is refused as a possible zip bomb")
+            }
+            // A stored record's size can be no larger than the file: this caps every allocation.
+            guard r.compressedSize == r.size, r.size <= fileSize else {
+                throw RWKVError(path, "record \(r.name) claims \(r.size) bytes in a \(fileSize)-byte file")
+            }
+        }
+        guard names.count == zip.records.count else { throw RWKVError(path, "the zip archive names a record twice") }
+        let byteOrder = zip.records.first { $0.name == top + "/byteorder" }
+        return (top, try Self.byteOrder(zip, byteOrder, path: path))
+    }
+
+    /// Records by their name inside the top folder ("data.pkl", "data/0", ...).
+    static func recordsByName(_ zip: ZipArchive, top: String) -> [String: ZipArchive.Record] {
+        Dictionary(zip.records.map { (String($0.name.dropFirst(top.count + 1)), $0) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// The view must lie inside its storage, and the storage record must hold exactly its bytes.
+    static func checkView(_ view: TorchTensorRef, of name: String, records: [String: ZipArchive.Record],
+                          top: String, path: String) throws -> ZipArchive.Record {
+        let s = view.storage
+        guard let record = records["data/" + s.key] else {
+            throw RWKVError(path, "tensor \(name): its storage record \(top)/data/\(s.key) is missing")
+        }
+        let storageBytes = s.dtype.byteCount(elements: s.elementCount)
+        guard record.size == storageBytes else {
+            throw RWKVError(path, "tensor \(name): record \(record.name) holds \(record.size) bytes but its storage is "
+                + "\(s.elementCount) \(s.dtype.rawValue) values (\(storageBytes ?? -1) bytes)")
+        }
+        guard view.offset + view.extent <= s.elementCount else {
+            throw RWKVError(path, "tensor \(name): view (offset \(view.offset), shape \(view.shape), strides \(view.strides)) "
+                + "runs past its storage of \(s.elementCount) elements")
+        }
+        return record
     }
 
     static func byteOrder(_ zip: ZipArchive, _ record: ZipArchive.Record?, path: String) throws -> Bool {

@@ -211,22 +211,25 @@ struct StoredZipWriter {
         let nameBytes = Array(name.utf8)
         let max32 = 0xFFFF_FFFF
         let needsZip64 = size >= max32 || offset >= max32
-        var zip64: [UInt8] = []
-        if needsZip64 {
+        // zip64 extra field (id 1): sizes when the size needs it, offset when the offset does.
+        // miniz writes the local copy before the data, when the compressed size is still 0.
+        func zip64(compressedSize: Int) -> [UInt8] {
+            guard needsZip64 else { return [] }
             var fields: [UInt8] = []
-            if size >= max32 { fields += le64(size) + le64(size) }
+            if size >= max32 { fields += le64(size) + le64(compressedSize) }
             if offset >= max32 { fields += le64(offset) }
-            zip64 = le16(1) + le16(fields.count) + fields
+            return le16(1) + le16(fields.count) + fields
         }
+        let localZip64 = zip64(compressedSize: 0), centralZip64 = zip64(compressedSize: size)
         // Padding so the data starts on a multiple of 64: an "FB" extra field of 'Z' bytes.
-        let dataStart = offset + 30 + nameBytes.count + zip64.count + 4
+        let dataStart = offset + 30 + nameBytes.count + localZip64.count + 4
         let pad = (Self.alignment - dataStart % Self.alignment) % Self.alignment
         let padding = Array("FB".utf8) + le16(pad) + [UInt8](repeating: UInt8(ascii: "Z"), count: pad)
         let flags = size > 0 ? 0x0808 : 0x0800
 
         var header = le32(0x0403_4b50) + le16(0) + le16(flags) + le16(0) + le16(0) + le16(0)
-        header += le32(0) + le32(0) + le32(0) + le16(nameBytes.count) + le16(zip64.count + padding.count)
-        try out.write(header + nameBytes + zip64 + padding)
+        header += le32(0) + le32(0) + le32(0) + le16(nameBytes.count) + le16(localZip64.count + padding.count)
+        try out.write(header + nameBytes + localZip64 + padding)
         try out.write(data)
         var crc = CRC32()
         crc.update(data)
@@ -238,9 +241,9 @@ struct StoredZipWriter {
 
         var entry = le32(0x0201_4b50) + le16(0) + le16(0) + le16(flags) + le16(0) + le16(0) + le16(0)
         entry += le32(crc.value) + le32(UInt32(min(size, max32))) + le32(UInt32(min(size, max32)))
-        entry += le16(nameBytes.count) + le16(zip64.count) + le16(0) + le16(0) + le16(0) + le32(0)
+        entry += le16(nameBytes.count) + le16(centralZip64.count) + le16(0) + le16(0) + le16(0) + le32(0)
         entry += le32(UInt32(min(offset, max32)))
-        centralDirectory += entry + nameBytes + zip64
+        centralDirectory += entry + nameBytes + centralZip64
         count += 1
         for b in nameBytes { nameHash = (nameHash ^ UInt64(b)) &* 0x100_0000_01b3 }
     }

@@ -33,7 +33,7 @@ final class ZipArchive {
         self.path = path
         var code: Int32 = 0
         guard let za = zip_open(path, ZIP_RDONLY, &code) else {
-            throw RWKVError(path, "not a readable zip archive: \(Self.message(code: code))")
+            throw RWKVError(path, "damaged or truncated zip archive (libzip: \(Self.message(code: code)))")
         }
         handle = za
         let n = zip_get_num_entries(za, 0)
@@ -75,7 +75,6 @@ final class ZipArchive {
         }
         defer { zip_fclose(file) }
 
-        var out = [UInt8](repeating: 0, count: range.count)
         var scratch = [UInt8](repeating: 0, count: min(1 << 20, max(record.size - range.count, 1)))
         var position = 0
         // Reads exactly `count` bytes into `buffer`, failing on a short read or a libzip error.
@@ -93,8 +92,10 @@ final class ZipArchive {
                 try fill(s.baseAddress!, min(s.count, range.lowerBound - position))
             }
         }
-        try out.withUnsafeMutableBytes { o in
-            if o.count > 0 { try fill(o.baseAddress!, o.count) }
+        // Filled by zip_fread, so not zeroed first (a throw leaves it empty).
+        let out = try [UInt8](unsafeUninitializedCapacity: range.count) { buffer, initialized in
+            if let base = buffer.baseAddress, range.count > 0 { try fill(base, range.count) }
+            initialized = range.count
         }
         try scratch.withUnsafeMutableBytes { s in
             while position < record.size {
@@ -102,7 +103,9 @@ final class ZipArchive {
             }
             // The read that finds the end is the one where libzip compares the CRC-32.
             let n = zip_fread(file, s.baseAddress!, UInt64(s.count))
-            guard n == 0 else { throw n < 0 ? readError(file, record, at: position) : RWKVError(path, "record \(record.name) is longer than its directory entry says") }
+            guard n == 0 else {
+                throw n < 0 ? readError(file, record, at: position) : RWKVError(path, "record \(record.name) is longer than its directory entry says")
+            }
         }
         return out
     }

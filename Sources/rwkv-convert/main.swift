@@ -7,7 +7,7 @@ struct RWKVConvertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rwkv-convert",
         abstract: "Inspect RWKV-6/RWKV-7 checkpoints and convert them to GGUF for llama.cpp.",
-        subcommands: [Inspect.self])
+        subcommands: [Inspect.self, PthToNative.self, SafetensorsToNative.self])
 }
 
 struct Inspect: ParsableCommand {
@@ -28,6 +28,76 @@ struct Inspect: ParsableCommand {
             if let error = report.unusableModelError { throw error }
         }
     }
+}
+
+extension OutputType: ExpressibleByArgument {}
+
+/// Options shared by the two conversion commands.
+struct ConversionArguments: ParsableArguments {
+    @Argument(help: "The GGUF file to write.")
+    var output: String
+
+    @Option(help: "Type of the large matrices (everything else stays F32, as llama.cpp expects).")
+    var type: OutputType = .f16
+
+    @Option(help: "A World-format vocabulary file (default: the bundled World vocabulary for 65536-row models, byte tokens otherwise).")
+    var vocab: String?
+
+    @Option(help: "Threads for encoding (the default is the number of cores).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(name: .customLong("keep-f32"), help: "Keep matching GGUF tensors in F32 (a glob, or a substring of the name). Repeatable.")
+    var keepF32: [String] = []
+
+    @Option(help: "general.name to record (default: the input file name).")
+    var name: String?
+
+    @Flag(help: "Print a JSON summary (every tensor's name, type, shape and bytes; totals; time; overflows).")
+    var json = false
+
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func convert(_ input: String, expecting format: ModelFormat) throws {
+        try runReportingErrors {
+            var options = ConversionOptions()
+            options.type = type
+            options.vocabularyPath = vocab
+            options.threads = threads
+            options.keepF32 = keepF32
+            options.name = name
+            options.expectedFormat = format
+            let report = try Converter.convert(input: input, output: output, options: options)
+            print(json ? try jsonString(report) : report.text)
+        }
+    }
+}
+
+struct PthToNative: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pth-to-native",
+        abstract: "Convert an official RWKV-6/7 .pth checkpoint into GGUF that llama.cpp runs.")
+
+    @Argument(help: "The .pth checkpoint (torch zip).")
+    var input: String
+
+    @OptionGroup var options: ConversionArguments
+
+    func run() throws { try options.convert(input, expecting: .torchZip) }
+}
+
+struct SafetensorsToNative: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "safetensors-to-native",
+        abstract: "Convert an RWKV-6/7 .safetensors checkpoint (BlinkDL names) into GGUF that llama.cpp runs.")
+
+    @Argument(help: "The .safetensors checkpoint.")
+    var input: String
+
+    @OptionGroup var options: ConversionArguments
+
+    func run() throws { try options.convert(input, expecting: .safetensors) }
 }
 
 RWKVConvertCommand.main()

@@ -1,8 +1,131 @@
 import ArgumentParser
+import Foundation
+import RWKVConvert
+import RWKVFormats
 
-struct Command: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "rwkv-upgrade", abstract: "Work in progress.")
-    func run() throws { throw ValidationError("rwkv-upgrade is not implemented yet") }
+struct RWKVUpgradeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rwkv-upgrade",
+        abstract: "Build RWKV-7 checkpoints from RWKV-6 ones, ready for continued training.",
+        subcommands: [V6ToV7.self])
 }
 
-Command.main()
+enum RecipeArgument: String, ExpressibleByArgument, CaseIterable {
+    case paper, preserve
+}
+
+enum DTypeArgument: String, ExpressibleByArgument, CaseIterable {
+    case bf16, fp32
+}
+
+struct V6ToV7: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "v6-to-v7",
+        abstract: "Upgrade an RWKV-6 checkpoint to RWKV-7 (see docs/upgrade.md).")
+
+    @Argument(help: "The RWKV-6 checkpoint (.pth or .safetensors).")
+    var input: String
+
+    @Argument(help: "The RWKV-7 checkpoint to write: .pth (what the official trainer loads) or .safetensors.")
+    var output: String
+
+    @Option(help: "paper: the published recipe (RWKV-7 paper, section 6). preserve: keep the RWKV-6 behaviour as closely as possible.")
+    var recipe: RecipeArgument = .paper
+
+    @Option(name: .customLong("ffn-mult"), help: "RWKV-7 FFN width as a multiple of n_embd.")
+    var ffnMult: Double = 4
+
+    @Option(name: .customLong("gate-rank"), help: "Gate LoRA rank (default: the official RWKV-7 model of this width).")
+    var gateRank: Int?
+
+    @Option(name: .customLong("decay-rank"), help: "Decay LoRA rank.")
+    var decayRank: Int?
+
+    @Option(name: .customLong("iclr-rank"), help: "In-context learning rate LoRA rank.")
+    var iclrRank: Int?
+
+    @Option(name: .customLong("value-rank"), help: "Value residual LoRA rank.")
+    var valueRank: Int?
+
+    @Option(help: "Seed of the new random parameters.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Element type of the written tensors.")
+    var dtype: DTypeArgument = .bf16
+
+    @Option(help: "preserve: a text file to run the RWKV-6 model over; the fits then use its real activations (bytes for byte-level vocabularies, the World tokenizer for 65536 tokens).")
+    var calibrate: String?
+
+    @Flag(help: "Print a JSON report of what was done on stdout.")
+    var json = false
+
+    // preserve-recipe settings, for experiments (docs/upgrade.md explains the defaults).
+    @Option(name: .customLong("off-bias"), help: ArgumentHelp("preserve: a0 and v0 value.", visibility: .hidden))
+    var offBias: Float?
+
+    @Option(name: .customLong("shift-compensation"), help: ArgumentHelp("preserve: on|off.", visibility: .hidden))
+    var shiftCompensation: String?
+
+    @Option(name: .customLong("lora-mean"), help: ArgumentHelp("preserve: on|off.", visibility: .hidden))
+    var loraMean: String?
+
+    @Option(name: .customLong("fit-tokens"), help: ArgumentHelp("preserve: fit batch size.", visibility: .hidden))
+    var fitTokens: Int?
+
+    @Option(name: .customLong("fit-activations"), help: ArgumentHelp("preserve: recorded activations to fit on.", visibility: .hidden))
+    var fitActivations: String?
+
+    @Option(name: .customLong("gate-spread"), help: ArgumentHelp("preserve: gate unit input spread.", visibility: .hidden))
+    var gateSpread: Float?
+
+    func run() throws {
+        try runReportingErrors {
+            var options = UpgradeOptions()
+            options.recipe = recipe == .paper ? .paper : .preserve
+            options.ffnMultiplier = ffnMult
+            options.gateRank = gateRank
+            options.decayRank = decayRank
+            options.iclrRank = iclrRank
+            options.valueResidualRank = valueRank
+            options.seed = seed
+            if let offBias { options.switchedOffBias = offBias }
+            if let shiftCompensation { options.compensateDecayShift = try onOff(shiftCompensation, "--shift-compensation") }
+            if let loraMean { options.lerpIncludesLoRAMean = try onOff(loraMean, "--lora-mean") }
+            if let fitTokens { options.fitTokens = fitTokens }
+            options.fitActivations = fitActivations
+            options.calibrationText = calibrate
+            if let gateSpread { options.gateUnitSpreads = [gateSpread] }
+            let progress = StderrProgress()
+            let report = try RWKVUpgrade.run(input: input, output: output, options: options,
+                                             dtype: dtype == .bf16 ? .bf16 : .f32, progress: progress.update)
+            progress.finish()
+            if json { print(try jsonString(report)) } else { print(report.summary) }
+        }
+    }
+
+    func onOff(_ value: String, _ flag: String) throws -> Bool {
+        switch value {
+        case "on": return true
+        case "off": return false
+        default: throw RWKVError(nil, "\(flag) takes on or off, not \(value)")
+        }
+    }
+}
+
+/// One self-overwriting line on stderr when it is a terminal, nothing otherwise.
+final class StderrProgress {
+    private let enabled = isatty(STDERR_FILENO) == 1
+    private var shown = false
+
+    func update(_ index: Int, _ count: Int, _ name: String) {
+        guard enabled else { return }
+        FileHandle.standardError.write(Data("\r\u{1b}[K[\(index + 1)/\(count)] \(name)".utf8))
+        shown = true
+    }
+
+    func finish() {
+        if shown { FileHandle.standardError.write(Data("\r\u{1b}[K".utf8)) }
+    }
+}
+
+RWKVUpgradeCommand.main()

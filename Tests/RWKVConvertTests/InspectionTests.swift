@@ -21,6 +21,18 @@ import RWKVFormats
         #expect(report.text.contains("emb.weight  f16    [4, 8]"))
     }
 
+    @Test func listsTheEntriesOfATorchCheckpointThatAreNotTensors() throws {
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("fixtures").path
+        let report = InspectReport(source: try ModelFile.open(fixtures + "/torch/nested.pth"))
+        #expect(report.format == "torch zip (.pth)")
+        #expect(report.ignoredEntries == ["epoch (int)"])
+        #expect(report.text.contains("ignored: 1 entries that are not tensors: epoch (int)"))
+        let model = InspectReport(source: try ModelFile.open(fixtures + "/models/rwkv7-tiny-bf16.pth"))
+        #expect(model.config?.version == .v7)
+        #expect(model.unusableModelError == nil)
+    }
+
     @Test func formatsSizesForPeople() {
         #expect(formatBytes(999) == "999 bytes")
         #expect(formatBytes(1_500_000) == "1.5 MB")

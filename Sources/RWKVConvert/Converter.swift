@@ -1,0 +1,239 @@
+import Dispatch
+import Foundation
+import RWKVFormats
+import RWKVModel
+
+public struct ConversionOptions: Sendable {
+    public var type: OutputType = .f16
+    /// A World-format vocabulary file; nil picks the bundled World vocabulary for 65536-row
+    /// models and 256 byte tokens otherwise.
+    public var vocabularyPath: String?
+    public var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    public var keepF32: [String] = []
+    /// `general.name`; nil uses the input's file name without its extension.
+    public var name: String?
+    /// The input format the command is for (pth-to-native: torch zip, safetensors-to-native:
+    /// safetensors); nil accepts any checkpoint.
+    public var expectedFormat: ModelFormat?
+    public var showProgress: Bool = ProgressBar.stderrIsTerminal
+
+    public init() {}
+}
+
+/// What a conversion did: `--json` prints it, `text` is the human summary.
+public struct ConversionReport: Codable, Sendable {
+    public struct Tensor: Codable, Sendable {
+        public let name: String
+        public let type: String
+        public let shape: [Int]
+        public let bytes: Int
+        public let sources: [String]
+        public let note: String?
+        /// Finite values that became infinite: out of f16's range, or (quantized types) in a
+        /// block whose f16 scale overflowed.
+        public let overflowCount: Int
+    }
+
+    public let input: String
+    public let output: String
+    public let inputFormat: String
+    public let architecture: String
+    public let type: String
+    public let vocabulary: String
+    public let sourceSHA256: String
+    public let tensors: [Tensor]
+    public let tensorBytes: Int
+    public let fileBytes: Int
+    public let seconds: Double
+    public let overflowCount: Int
+    public let overflowTensors: [String]
+    public let notes: [String]
+
+    public var text: String {
+        var lines = [
+            "\(input) -> \(output)",
+            "model:      \(architecture), \(inputFormat) input, sha256 \(sourceSHA256)",
+            "type:       \(type) (\(tensors.filter { $0.type == type }.count) of \(tensors.count) tensors; the rest stay F32 as llama.cpp expects)",
+            "vocabulary: \(vocabulary)",
+            "written:    \(formatBytes(fileBytes)) in \(String(format: "%.2f", seconds)) s",
+        ]
+        for n in notes { lines.append("note:       \(n)") }
+        if overflowCount > 0 {
+            lines.append("warning:    \(overflowCount) finite values became infinite (out of \(type)'s range) in \(overflowTensors.joined(separator: ", ")); consider --type bf16 or --keep-f32")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Converts an RWKV-6/7 checkpoint into a GGUF file llama.cpp runs, streaming one tensor at a
+/// time: read it, transform it, encode it on all cores, write it. Memory stays near the size of
+/// the largest tensor (its source bytes plus its encoded bytes).
+public enum Converter {
+    public static func convert(input: String, output: String, options: ConversionOptions = ConversionOptions()) throws -> ConversionReport {
+        let started = Date()
+        let format = try ModelFormat.detect(try InputFile(input))
+        if let expected = options.expectedFormat, expected != format {
+            let command = format == .safetensors ? "safetensors-to-native" : format == .torchZip ? "pth-to-native" : nil
+            throw RWKVError(input, "is a \(format.rawValue) file, not \(expected.rawValue)" + (command.map { "; use \($0)" } ?? ""))
+        }
+        return try convert(source: try ModelFile.open(input), format: format, output: output, options: options, started: started)
+    }
+
+    /// Converts an opened checkpoint (`source.path` is the input file, hashed for provenance).
+    static func convert(source: TensorSource, format: ModelFormat, output: String, options: ConversionOptions,
+                        started: Date = Date()) throws -> ConversionReport {
+        let input = source.path
+        let config = try RWKVConfig.detect(source)
+        let plan = ConversionPlan(config: config, type: options.type, keepF32: options.keepF32)
+        for (name, _) in plan.sourceShapes.sorted(by: { $0.key < $1.key }) {
+            guard let t = source.info(name) else { throw RWKVError(input, "missing tensor \(name)") }
+            guard t.dtype.isFloatingPoint, !t.dtype.isQuantized else {
+                throw RWKVError(input, "tensor \(name) is \(t.dtype.rawValue); expected a floating-point checkpoint")
+            }
+        }
+        let vocabulary = try options.vocabularyPath.map { try Vocabulary.world(path: $0, rows: config.vocabSize) }
+            ?? Vocabulary.automatic(rows: config.vocabSize)
+
+        // The source's SHA-256 goes in the header, which is written first: reserve it, hash the
+        // input on another thread while converting, and fill it in before committing.
+        let placeholder = String(repeating: "0", count: 64)
+        let name = options.name ?? ((input as NSString).lastPathComponent as NSString).deletingPathExtension
+        let metadata = plan.metadata(name: name, vocabulary: vocabulary,
+                                     provenance: Provenance(sourceFile: (input as NSString).lastPathComponent, sourceSHA256: placeholder))
+        let writer = try GGUFWriter(path: output, metadata: metadata, tensors: plan.tensors.map(\.info),
+                                    refusingToOverwrite: [input] + (options.vocabularyPath.map { [$0] } ?? []))
+        let hashing = BackgroundHash(path: input)
+
+        let totalBytes = plan.tensors.reduce(0) { $0 + $1.info.byteCount }
+        let bar = ProgressBar(total: totalBytes, label: "converting", enabled: options.showProgress)
+        let encoder = ParallelEncoder(threads: max(1, options.threads))
+        var reports: [ConversionReport.Tensor] = []
+        var done = 0
+        for t in plan.tensors {
+            bar.update(done, detail: t.layout.name)
+            let (bytes, overflow) = try encode(t, from: source, with: encoder)
+            try writer.writeTensor(bytes)   // valid until the next encode
+            done += bytes.count
+            reports.append(.init(name: t.layout.name, type: t.dtype.rawValue, shape: t.layout.shape, bytes: bytes.count,
+                                 sources: t.layout.sources, note: t.note, overflowCount: overflow))
+        }
+        bar.update(done, detail: "hashing the input")
+        let digest = try hashing.wait()
+        try writer.patchString(Provenance.sourceSHA256Key, digest)
+        try writer.finish()
+        bar.finish()
+
+        let overflowing = reports.filter { $0.overflowCount > 0 }
+        return ConversionReport(
+            input: input, output: output, inputFormat: format.rawValue,
+            architecture: "\(GGUFLayout.architecture(config.version)) (\(config.layerCount) layers, n_embd \(config.embeddingSize), vocab \(config.vocabSize))",
+            type: options.type.rawValue, vocabulary: vocabulary.summary, sourceSHA256: digest,
+            tensors: reports, tensorBytes: totalBytes, fileBytes: writer.bytesWritten,
+            seconds: Date().timeIntervalSince(started),
+            overflowCount: overflowing.reduce(0) { $0 + $1.overflowCount }, overflowTensors: overflowing.map(\.name),
+            notes: plan.notes.map { "\($0.name): \($0.note)" })
+    }
+
+    /// One planned tensor's encoded bytes. A tensor copied as is (the large matrices) is decoded
+    /// straight from the source bytes piece by piece; the small transformed ones are built as
+    /// floats first.
+    static func encode(_ t: PlannedTensor, from source: TensorSource, with encoder: ParallelEncoder) throws -> (UnsafeRawBufferPointer, Int) {
+        let layout = t.layout
+        if layout.transform == .reshape, layout.sources.count == 1, let info = source.info(layout.sources[0]) {
+            let raw = try source.data(layout.sources[0])
+            let stride = info.dtype.blockBytes
+            return raw.withUnsafeBytes { src in
+                encoder.encode(count: layout.elementCount, as: t.dtype) { range, scratch in
+                    let piece = UnsafeMutableBufferPointer(rebasing: scratch[0..<range.count])
+                    ElementCodec.decodeChunk(UnsafeRawBufferPointer(rebasing: src[range.lowerBound * stride..<range.upperBound * stride]),
+                                             as: info.dtype, into: piece)
+                    return UnsafeBufferPointer(piece)
+                }
+            }
+        }
+        let values = GGUFLayout.apply(layout, to: try layout.sources.map { try source.floats($0) })
+        return values.withUnsafeBufferPointer { v in
+            encoder.encode(count: layout.elementCount, as: t.dtype) { range, _ in UnsafeBufferPointer(rebasing: v[range]) }
+        }
+    }
+}
+
+/// Encodes a tensor's values in pieces of whole blocks on several threads, into an output buffer
+/// kept from one tensor to the next (so the large tensors do not each map and fault in fresh
+/// pages).
+final class ParallelEncoder {
+    let threads: Int
+    /// Elements per piece: a multiple of every block size, small enough to stay in cache.
+    static let pieceElements = 1 << 15
+    private var buffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+
+    init(threads: Int) { self.threads = threads }
+    deinit { buffer.deallocate() }
+
+    /// `values(range, scratch)` gives the values of `range`, either in `scratch` (room for one
+    /// piece, owned by the calling thread) or from wherever they already are. Returns the encoded
+    /// bytes (valid until the next call) and how many values overflowed to infinity.
+    func encode(count: Int, as dtype: DType,
+                values: (Range<Int>, UnsafeMutableBufferPointer<Float>) -> UnsafeBufferPointer<Float>) -> (UnsafeRawBufferPointer, Int) {
+        let size = dtype.byteCount(elements: count) ?? 0
+        if buffer.count < size {
+            buffer.deallocate()
+            buffer = .allocate(byteCount: size, alignment: 64)
+        }
+        let pieces = (count + Self.pieceElements - 1) / Self.pieceElements
+        let workers = max(1, min(threads, pieces))
+        var overflow = [Int](repeating: 0, count: workers)
+        withoutActuallyEscaping(values) { values in
+            overflow.withUnsafeMutableBufferPointer { counts in
+                let outBase = buffer.baseAddress
+                let countsBase = counts.baseAddress!
+                // Each worker takes every `workers`-th piece; pieces write disjoint bytes.
+                let work = UnsafeSendable { (worker: Int) in
+                    let scratch = UnsafeMutableBufferPointer<Float>.allocate(capacity: Self.pieceElements)
+                    defer { scratch.deallocate() }
+                    var piece = worker
+                    while piece < pieces {
+                        let range = piece * Self.pieceElements..<min(count, (piece + 1) * Self.pieceElements)
+                        let src = values(range, scratch)
+                        let byteStart = range.lowerBound / dtype.blockSize * dtype.blockBytes
+                        let byteCount = range.count / dtype.blockSize * dtype.blockBytes
+                        let dst = UnsafeMutableRawBufferPointer(start: outBase.map { $0 + byteStart }, count: byteCount)
+                        countsBase[worker] += ElementCodec.encodeChunk(src, as: dtype, into: dst)
+                        piece += workers
+                    }
+                }
+                if workers == 1 {
+                    work.value(0)
+                } else {
+                    DispatchQueue.concurrentPerform(iterations: workers) { work.value($0) }
+                }
+            }
+        }
+        return (UnsafeRawBufferPointer(rebasing: buffer[0..<size]), overflow.reduce(0, +))
+    }
+}
+
+/// A pointer handed to worker threads that write disjoint parts of it.
+struct UnsafeSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// Hashes a file on a background thread.
+final class BackgroundHash: @unchecked Sendable {
+    private let group = DispatchGroup()
+    private var result: Result<String, Error> = .failure(RWKVError(nil, "hash not computed"))
+
+    init(path: String) {
+        group.enter()
+        DispatchQueue.global(qos: .userInitiated).async {
+            self.result = Result { SHA256.hex(try SHA256.hash(file: try InputFile(path))) }
+            self.group.leave()
+        }
+    }
+
+    func wait() throws -> String {
+        group.wait()
+        return try result.get()
+    }
+}

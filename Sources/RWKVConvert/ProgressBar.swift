@@ -1,0 +1,72 @@
+import Foundation
+
+/// A one-line progress bar on stderr, redrawn in place, shown only when stderr is a terminal
+/// (so logs and pipes stay clean). Thread-safe; redraws at most ten times a second.
+public final class ProgressBar: @unchecked Sendable {
+    private let total: Int
+    private let label: String
+    private let enabled: Bool
+    private let width = 30
+    private let lock = NSLock()
+    private var done = 0
+    private var detail = ""
+    private var lastDraw = 0.0
+    private var drawn = false
+    private let start = Date()
+
+    /// - Parameter total: units of work (e.g. bytes); `label` prefixes the line.
+    public init(total: Int, label: String, enabled: Bool = ProgressBar.stderrIsTerminal) {
+        self.total = max(total, 1)
+        self.label = label
+        self.enabled = enabled
+    }
+
+    public static var stderrIsTerminal: Bool { isatty(STDERR_FILENO) == 1 }
+
+    /// Sets the work done so far and what is being worked on.
+    public func update(_ done: Int, detail: String? = nil) {
+        lock.lock()
+        defer { lock.unlock() }
+        self.done = min(done, total)
+        if let detail { self.detail = detail }
+        guard enabled else { return }
+        let now = Date().timeIntervalSince(start)
+        if now - lastDraw >= 0.1 || self.done == total {
+            lastDraw = now
+            draw()
+        }
+    }
+
+    public func advance(by n: Int, detail: String? = nil) {
+        lock.lock()
+        let value = done + n
+        lock.unlock()
+        update(value, detail: detail)
+    }
+
+    /// Clears the line so the next output starts clean.
+    public func finish() {
+        guard enabled else { return }
+        lock.lock()
+        defer { lock.unlock() }
+        if drawn { FileHandle.standardError.write(Data("\r\u{1b}[K".utf8)) }
+        drawn = false
+    }
+
+    /// The line as drawn (without control characters), for tests.
+    public func line(columns: Int = 100) -> String {
+        let fraction = Double(done) / Double(total)
+        let filled = Int(fraction * Double(width))
+        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+        var s = "\(label) [\(bar)] \(String(format: "%3d", Int(fraction * 100)))%"
+        if !detail.isEmpty { s += "  " + detail }
+        return s.count > columns ? String(s.prefix(columns)) : s
+    }
+
+    private func draw() {
+        var ws = winsize()
+        let columns = ioctl(STDERR_FILENO, UInt(TIOCGWINSZ), &ws) == 0 && ws.ws_col > 0 ? Int(ws.ws_col) - 1 : 79
+        FileHandle.standardError.write(Data(("\r\u{1b}[K" + line(columns: columns)).utf8))
+        drawn = true
+    }
+}

@@ -1,0 +1,118 @@
+import Foundation
+import RWKVFormats
+import RWKVModel
+
+/// `rwkv-upgrade v6-to-v7`: reads an RWKV-6 checkpoint, builds the plan, computes the RWKV-7
+/// tensors one at a time and writes them, then reports what was done.
+public enum RWKVUpgrade {
+    /// Output container, chosen by the output file's extension.
+    public enum OutputFormat: String, Codable, Sendable {
+        case pth = "torch zip (.pth)"
+        case safetensors
+
+        public init(path: String) throws {
+            let lower = path.lowercased()
+            if lower.hasSuffix(".safetensors") { self = .safetensors }
+            else if lower.hasSuffix(".pth") || lower.hasSuffix(".pt") { self = .pth }
+            else { throw RWKVError(path, "output must end in .pth (what the official trainer loads) or .safetensors") }
+        }
+    }
+
+    /// - Parameters:
+    ///   - dtype: .bf16 (official checkpoints) or .f32.
+    ///   - progress: called before each tensor with (index, count, name).
+    public static func run(input: String, output: String, options: UpgradeOptions, dtype: DType = .bf16,
+                           progress: ((Int, Int, String) -> Void)? = nil) throws -> UpgradeReport {
+        guard dtype == .bf16 || dtype == .f32 else { throw RWKVError(nil, "output dtype must be bf16 or fp32") }
+        let format = try OutputFormat(path: output)
+        let started = Date()
+        let source = try ModelFile.open(input)
+        let config = try RWKVConfig.detect(source)
+        let plan = try UpgradePlan(source: config, options: options, path: input)
+        let context = UpgradeContext(source: source, plan: plan)
+        let infos = plan.tensors.map { TensorInfo(name: $0.name, dtype: dtype, shape: $0.shape) }
+        let byName = Dictionary(uniqueKeysWithValues: plan.tensors.map { ($0.name, $0) })
+        var index = 0
+        let produce: (TensorInfo) throws -> [UInt8] = { info in
+            guard let tensor = byName[info.name] else { throw RWKVError(nil, "internal error: no plan for \(info.name)") }
+            progress?(index, infos.count, info.name)
+            index += 1
+            var overflow = 0
+            return try ElementCodec.encode(context.compute(tensor).values, as: dtype, overflowCount: &overflow)
+        }
+        let metadata = ["format": "pt", "rwkv-upgrade": "v6-to-v7 recipe=\(options.recipe.rawValue) seed=\(options.seed)"]
+        switch format {
+        case .safetensors:
+            try SafetensorsWriter.write(to: output, tensors: infos, metadata: metadata, inputs: [input], data: produce)
+        case .pth:
+            try TorchWriter.write(to: output, tensors: infos, inputs: [input], data: produce)
+        }
+        let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+        return UpgradeReport(input: input, output: output, format: format, plan: plan, dtype: dtype,
+                             layers: context.layerReports.values.sorted { $0.layer < $1.layer },
+                             bytesWritten: size, seconds: Date().timeIntervalSince(started))
+    }
+}
+
+/// The `--json` report: what went in, what came out, and how each tensor was made.
+public struct UpgradeReport: Codable, Sendable {
+    public struct Tensor: Codable, Sendable {
+        public let name: String
+        public let shape: [Int]
+        public let step: String
+        public let sources: [String]
+    }
+
+    public let input: String
+    public let output: String
+    public let format: String
+    public let recipe: UpgradeRecipeName
+    public let seed: UInt64
+    public let dtype: String
+    public let source: RWKVConfig
+    public let target: RWKVConfig
+    /// "official" (the table of released RWKV-7 models), "trainer formula", or "given" per rank.
+    public let rankOrigin: [String: String]
+    public let tensors: [Tensor]
+    public let unusedSourceTensors: [String]
+    public let layers: [UpgradeLayerReport]
+    public let bytesWritten: Int
+    public let seconds: Double
+
+    init(input: String, output: String, format: RWKVUpgrade.OutputFormat, plan: UpgradePlan, dtype: DType,
+         layers: [UpgradeLayerReport], bytesWritten: Int, seconds: Double) {
+        self.input = input
+        self.output = output
+        self.format = format.rawValue
+        recipe = plan.options.recipe
+        seed = plan.options.seed
+        self.dtype = dtype == .f32 ? "fp32" : dtype.rawValue
+        source = plan.source
+        target = plan.target
+        let official = RWKV7Ranks.official[plan.source.embeddingSize] != nil ? "official" : "trainer formula"
+        func origin(_ given: Int?) -> String { given == nil ? official : "given" }
+        rankOrigin = ["decay": origin(plan.options.decayRank), "iclr": origin(plan.options.iclrRank),
+                      "valueResidual": origin(plan.options.valueResidualRank), "gate": origin(plan.options.gateRank)]
+        tensors = plan.tensors.map { Tensor(name: $0.name, shape: $0.shape, step: $0.step, sources: $0.sources) }
+        unusedSourceTensors = plan.unusedSourceTensors
+        self.layers = layers
+        self.bytesWritten = bytesWritten
+        self.seconds = seconds
+    }
+
+    /// A few lines for people.
+    public var summary: String {
+        var lines = ["upgraded \(input) (RWKV-6, \(source.layerCount)×\(source.embeddingSize)) -> \(output)",
+                     "recipe \(recipe.rawValue), seed \(seed), \(dtype), \(tensors.count) tensors, \(formatBytes(bytesWritten)), \(String(format: "%.1f", seconds)) s",
+                     "ranks: decay \(target.decayRank), iclr \(target.iclrRank), value \(target.valueResidualRank), gate \(target.gateRank) (\(rankOrigin["gate"] ?? "")); FFN \(source.ffnSize) -> \(target.ffnSize)"]
+        let clamped = layers.compactMap(\.decayClampedChannels).reduce(0, +)
+        if layers.contains(where: { $0.decayClampedChannels != nil }) {
+            lines.append("decay channels faster than RWKV-7 allows (clamped): \(clamped) of \(source.layerCount * source.embeddingSize)")
+        }
+        let gateErrors = layers.compactMap(\.gateRelativeError)
+        if !gateErrors.isEmpty {
+            lines.append("gate relative error per layer: " + gateErrors.map { String(format: "%.3f", $0) }.joined(separator: " "))
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,240 @@
+import Foundation
+import RWKVFormats
+import RWKVModel
+
+/// `--calibrate TEXT`: the RWKV-6 model is run over a text and the `preserve` fits use the
+/// inputs its layers really see instead of the Gaussian stand-in.
+///
+/// The run advances one layer at a time, in step with the upgrade (which produces tensors layer
+/// by layer), so memory holds the residual stream (tokens × C) and one layer's inputs, never the
+/// whole model's activations. That is why this is a small forward pass of its own rather than
+/// RWKVModel's RWKV6Model, which runs all layers per call and keeps its intermediates private.
+/// It follows SPEC §3 (the official package's v6.0 path) in sequence mode, and is checked
+/// against the official logits fixture.
+final class RWKV6CalibrationRun {
+    private let weights: V6Weights
+    private let config: RWKVConfig
+    /// Residual stream, tokens × C, after the layers run so far.
+    private var residual: Matrix
+    private(set) var nextLayer = 0
+
+    init(tokens: [Int], weights: V6Weights, config: RWKVConfig) throws {
+        self.weights = weights
+        self.config = config
+        let emb = try weights.matrix("emb.weight")
+        let c = config.embeddingSize
+        var x = Matrix(zeros: tokens.count, c)
+        for (row, token) in tokens.enumerated() {
+            guard token >= 0, token < emb.rows else { throw RWKVError(nil, "calibration token \(token) is outside the vocabulary (\(emb.rows))") }
+            for j in 0..<c { x[row, j] = emb[token, j] }
+        }
+        residual = try Self.layerNorm(x, weights.vector("blocks.0.ln0.weight"), weights.vector("blocks.0.ln0.bias"))
+    }
+
+    /// Runs layer `layer` (the next one) and returns the LayerNorm outputs its time mix and
+    /// channel mix saw, as token sequences.
+    func runLayer(_ layer: Int) throws -> (timeMix: MixInputs, channelMix: MixInputs) {
+        guard layer == nextLayer else { throw RWKVError(nil, "internal error: calibration asked for layer \(layer), next is \(nextLayer)") }
+        let b = "blocks.\(layer).", att = b + "att.", ffn = b + "ffn."
+        let c = config.embeddingSize, heads = config.headCount, n = config.headSize, t = residual.rows
+        let w = weights
+
+        // Time mix.
+        let ln1 = try Self.layerNorm(residual, w.vector(b + "ln1.weight"), w.vector(b + "ln1.bias"))
+        let timeInputs = MixInputs(sequence: ln1)
+        let maaW2 = try w.matrix(att + "time_maa_w2")
+        let d = maaW2.rows / 5
+        let lora = try PreserveRecipe.tokenShiftLoRA(timeInputs, timeMaaX: w.vector(att + "time_maa_x"), w1: w.matrix(att + "time_maa_w1"),
+                                                     w2: (0..<5).map { i in Matrix(rows: d, cols: c, values: Array(maaW2.values[(i * d * c)..<((i + 1) * d * c)])) })
+        func mixed(_ which: String, _ index: Int) throws -> Matrix { try timeInputs.lerp(w.vector(att + "time_maa_" + which), plus: lora[index]) }
+        let r = try mixed("r", 3).multiplied(by: w.matrix(att + "receptance.weight").transposed())
+        let k = try mixed("k", 1).multiplied(by: w.matrix(att + "key.weight").transposed())
+        let v = try mixed("v", 2).multiplied(by: w.matrix(att + "value.weight").transposed())
+        let gz = try mixed("g", 4).multiplied(by: w.matrix(att + "gate.weight").transposed())
+        let delta = try PreserveRecipe.tanhProduct(mixed("w", 0), w.matrix(att + "time_decay_w1"), w.matrix(att + "time_decay_w2"))
+        let td = try w.vector(att + "time_decay"), u = try w.vector(att + "time_faaaa")
+        let lnX = try (w.vector(att + "ln_x.weight"), w.vector(att + "ln_x.bias"))
+        var y = Matrix(zeros: t, c)
+        var state = [Float](repeating: 0, count: heads * n * n)        // [h][key j][value i]
+        for s in 0..<t {
+            for h in 0..<heads {
+                var out = [Float](repeating: 0, count: n)
+                for j in 0..<n {
+                    let ch = h * n + j
+                    let rj = r[s, ch], kj = k[s, ch]
+                    let decay = exp(-exp(td[ch] + delta[s, ch]))
+                    let base = ch * n
+                    for i in 0..<n {
+                        let kv = kj * v[s, h * n + i]
+                        out[i] += rj * (u[ch] * kv + state[base + i])
+                        state[base + i] = kv + decay * state[base + i]
+                    }
+                }
+                // GroupNorm per head, eps 64e-5.
+                let mean = out.reduce(0, +) / Float(n)
+                let variance = out.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Float(n)
+                let inv = 1 / (variance + 64e-5).squareRoot()
+                for i in 0..<n {
+                    let ch = h * n + i
+                    let z = gz[s, ch]
+                    y[s, ch] = ((out[i] - mean) * inv * lnX.0[ch] + lnX.1[ch]) * (z / (1 + exp(-z)))   // × silu(gate)
+                }
+            }
+        }
+        add(y.multiplied(by: try w.matrix(att + "output.weight").transposed()))
+
+        // Channel mix.
+        let ln2 = try Self.layerNorm(residual, w.vector(b + "ln2.weight"), w.vector(b + "ln2.bias"))
+        let channelInputs = MixInputs(sequence: ln2)
+        let key = try channelInputs.lerp(w.vector(ffn + "time_maa_k")).multiplied(by: w.matrix(ffn + "key.weight").transposed())
+        let hidden = Matrix(rows: key.rows, cols: key.cols, values: key.values.map { let p = max($0, 0); return p * p })
+        var out = try hidden.multiplied(by: w.matrix(ffn + "value.weight").transposed())
+        let gate = try channelInputs.lerp(w.vector(ffn + "time_maa_r")).multiplied(by: w.matrix(ffn + "receptance.weight").transposed())
+        for i in 0..<out.values.count { out.values[i] *= 1 / (1 + exp(-gate.values[i])) }
+        add(out)
+
+        nextLayer += 1
+        return (timeInputs, channelInputs)
+    }
+
+    /// Logits after every layer has run (tokens × V): for checking against the official package.
+    func logits() throws -> Matrix {
+        guard nextLayer == config.layerCount else { throw RWKVError(nil, "internal error: logits before the last layer") }
+        let x = try Self.layerNorm(residual, weights.vector("ln_out.weight"), weights.vector("ln_out.bias"))
+        return try x.multiplied(by: weights.matrix("head.weight").transposed())
+    }
+
+    private func add(_ m: Matrix) {
+        for i in 0..<residual.values.count { residual.values[i] += m.values[i] }
+    }
+
+    static func layerNorm(_ x: Matrix, _ weight: [Float], _ bias: [Float]) -> Matrix {
+        var out = x
+        for r in 0..<x.rows {
+            let row = x.row(r)
+            let mean = row.reduce(0, +) / Float(x.cols)
+            let variance = row.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Float(x.cols)
+            let inv = 1 / (variance + 1e-5).squareRoot()
+            for c in 0..<x.cols { out[r, c] = (x[r, c] - mean) * inv * weight[c] + bias[c] }
+        }
+        return out
+    }
+}
+
+/// Turns the calibration text into tokens: bytes for a byte-level vocabulary (≤ 256 rows), the
+/// RWKV World tokenizer (greedy longest match over bytes, rwkv_vocab_v20230424) for 65536 rows.
+public enum CalibrationTokenizer {
+    public static func tokens(_ text: [UInt8], vocabularySize: Int, path: String) throws -> [Int] {
+        if vocabularySize <= 256 {
+            if let bad = text.first(where: { Int($0) >= vocabularySize }) {
+                throw RWKVError(path, "byte \(bad) is outside the model's \(vocabularySize)-token vocabulary")
+            }
+            return text.map(Int.init)
+        }
+        guard vocabularySize == 65536 else {
+            throw RWKVError(path, "calibration text needs a byte-level (≤ 256) or RWKV World (65536) vocabulary, the model has \(vocabularySize) rows")
+        }
+        return try WorldTokenizer.shared().encode(text)
+    }
+}
+
+/// The RWKV World tokenizer: each line of rwkv_vocab_v20230424.txt is `<id> <Python str or bytes
+/// literal> <byte length>`; encoding takes, at each position, the longest vocabulary entry that
+/// matches the bytes there (what the official TRIE_TOKENIZER does).
+public struct WorldTokenizer: Sendable {
+    let ids: [[UInt8]: Int]
+    let longest: Int
+
+    nonisolated(unsafe) private static var cached: WorldTokenizer?
+    private static let lock = NSLock()
+
+    static func shared() throws -> WorldTokenizer {
+        lock.lock()
+        defer { lock.unlock() }
+        if let t = cached { return t }
+        guard let path = Bundle.module.path(forResource: "rwkv_vocab_v20230424", ofType: "txt") else {
+            throw RWKVError(nil, "the bundled World vocabulary rwkv_vocab_v20230424.txt is missing")
+        }
+        let t = try WorldTokenizer(vocabularyFile: path)
+        cached = t
+        return t
+    }
+
+    public init(vocabularyFile path: String) throws {
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        var ids: [[UInt8]: Int] = [:]
+        var longest = 1
+        for (number, line) in text.split(whereSeparator: \.isNewline).enumerated() {
+            guard let first = line.firstIndex(of: " "), let last = line.lastIndex(of: " "), first < last,
+                  let id = Int(line[..<first]), let length = Int(line[line.index(after: last)...]),
+                  let bytes = Self.literal(line[line.index(after: first)..<last]), bytes.count == length else {
+                throw RWKVError(path, "line \(number + 1) is not `<id> <literal> <length>`")
+            }
+            ids[bytes] = id
+            longest = max(longest, bytes.count)
+        }
+        self.ids = ids
+        self.longest = longest
+    }
+
+    public func encode(_ text: [UInt8]) throws -> [Int] {
+        var out: [Int] = []
+        var i = 0
+        while i < text.count {
+            var length = min(longest, text.count - i)
+            while length > 0, ids[Array(text[i..<(i + length)])] == nil { length -= 1 }
+            guard length > 0, let id = ids[Array(text[i..<(i + length)])] else {
+                throw RWKVError(nil, "byte \(text[i]) at offset \(i) has no World token")
+            }
+            out.append(id)
+            i += length
+        }
+        return out
+    }
+
+    /// The bytes of a Python literal as the vocabulary file writes them: 'text', "text" or
+    /// b'bytes', with the escapes \\ \' \" \n \r \t \xHH \uHHHH; str literals are UTF-8.
+    static func literal(_ s: Substring) -> [UInt8]? {
+        var chars = Array(s.unicodeScalars)
+        var isBytes = false
+        if chars.first == "b" { isBytes = true; chars.removeFirst() }
+        guard chars.count >= 2, let quote = chars.first, quote == "'" || quote == "\"", chars.last == quote else { return nil }
+        chars = Array(chars.dropFirst().dropLast())
+        var out: [UInt8] = []
+        var i = 0
+        func hex(_ count: Int) -> UInt32? {
+            guard i + count <= chars.count else { return nil }
+            let digits = String(String.UnicodeScalarView(chars[i..<(i + count)]))
+            i += count
+            return UInt32(digits, radix: 16)
+        }
+        while i < chars.count {
+            let ch = chars[i]
+            i += 1
+            guard ch == "\\" else { out += Array(String(ch).utf8); continue }
+            guard i < chars.count else { return nil }
+            let e = chars[i]
+            i += 1
+            switch e {
+            case "\\": out.append(0x5c)
+            case "'": out.append(0x27)
+            case "\"": out.append(0x22)
+            case "n": out.append(0x0a)
+            case "r": out.append(0x0d)
+            case "t": out.append(0x09)
+            case "x":
+                guard let v = hex(2) else { return nil }
+                if isBytes { out.append(UInt8(v)) } else {
+                    guard let scalar = Unicode.Scalar(v) else { return nil }
+                    out += Array(String(scalar).utf8)
+                }
+            case "u":
+                guard !isBytes, let v = hex(4), let scalar = Unicode.Scalar(v) else { return nil }
+                out += Array(String(scalar).utf8)
+            default:
+                return nil
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,292 @@
+import Foundation
+import RWKVFormats
+import RWKVModel
+
+/// The RWKV-6 checkpoint as matrices. Every read is checked for NaN/Inf (a non-finite weight
+/// would otherwise spread silently through the SVD and the fits). Tensors smaller than C×C are
+/// kept until the next layer starts, so a layer's small tensors are read once; big matrices are
+/// read when needed and dropped.
+final class V6Weights {
+    let source: TensorSource
+    private let cacheLimit: Int
+    private var cache: [String: Matrix] = [:]
+
+    init(source: TensorSource, config: RWKVConfig) {
+        self.source = source
+        cacheLimit = config.embeddingSize * config.embeddingSize
+    }
+
+    func matrix(_ name: String) throws -> Matrix {
+        if let m = cache[name] { return m }
+        guard let info = source.info(name) else { throw RWKVError(source.path, "missing tensor \(name)") }
+        let values = try source.floats(name)
+        if let bad = values.firstIndex(where: { !$0.isFinite }) {
+            throw RWKVError(source.path, "tensor \(name) holds a non-finite value (\(values[bad]) at element \(bad))")
+        }
+        let cols = info.shape.last ?? 1
+        let m = Matrix(rows: cols == 0 ? 0 : values.count / cols, cols: cols, values: values)
+        if values.count < cacheLimit { cache[name] = m }
+        return m
+    }
+
+    func vector(_ name: String) throws -> [Float] { try matrix(name).values }
+
+    func dropCache() { cache.removeAll() }
+}
+
+/// What the upgrade found and did in one layer, for the `--json` report.
+public struct UpgradeLayerReport: Codable, Sendable {
+    public let layer: Int
+    /// Decay LoRA units kept when RWKV-7's rank is below RWKV-6's (indices into time_decay_w1's columns).
+    public var decayUnitsKept: [Int]?
+    /// preserve: channels whose RWKV-6 decay is faster than RWKV-7 can reach (clamped at ≈0.549/token).
+    public var decayClampedChannels: Int?
+    /// paper: ‖Gᵀ - rank-D SVD‖/‖G‖. preserve: relative error of the fitted gate's output on the fit batch.
+    public var gateRelativeError: Double?
+    /// preserve: per head, the factor on r_k standing in for GroupNorm's γ/σ (see PreserveRecipe.bonus).
+    public var bonusOutsideScale: [Float]?
+    /// preserve: mean of the FFN receptance factors folded into ffn.value.
+    public var channelMixReceptanceScaleMean: Double?
+
+    init(layer: Int) { self.layer = layer }
+}
+
+/// Runs the plan's computations: the per-layer work shared by several output tensors (decay
+/// mapping, gate factorisation, fit batches) is done once and kept until the next layer.
+final class UpgradeContext: @unchecked Sendable {
+    let weights: V6Weights
+    let plan: UpgradePlan
+    var options: UpgradeOptions { plan.options }
+    private var memo: [String: Any] = [:]
+    private var currentLayer: Int?
+    private(set) var layerReports: [Int: UpgradeLayerReport] = [:]
+
+    init(source: TensorSource, plan: UpgradePlan) {
+        weights = V6Weights(source: source, config: plan.source)
+        self.plan = plan
+    }
+
+    func compute(_ tensor: UpgradedTensor) throws -> Matrix {
+        if tensor.layer != currentLayer {
+            memo.removeAll()
+            weights.dropCache()
+            currentLayer = tensor.layer
+        }
+        let m = try tensor.compute(self)
+        guard m.values.count == tensor.shape.reduce(1, *) else {
+            throw RWKVError(nil, "internal error: \(tensor.name) computed \(m.values.count) values for shape \(tensor.shape)")
+        }
+        if let bad = m.values.firstIndex(where: { !$0.isFinite }) {
+            throw RWKVError(weights.source.path, "upgrade produced a non-finite value for \(tensor.name) at element \(bad) (step \(tensor.step))")
+        }
+        return m
+    }
+
+    /// The stream for a new random parameter: depends on the user's seed and the tensor's name only.
+    func random(_ name: String) -> SeededRandom { SeededRandom(seed: options.seed, stream: name) }
+
+    private func remember<T>(_ key: String, _ make: () throws -> T) rethrows -> T {
+        if let v = memo[key] as? T { return v }
+        let v = try make()
+        memo[key] = v
+        return v
+    }
+
+    private func report(_ layer: Int, _ update: (inout UpgradeLayerReport) -> Void) {
+        var r = layerReports[layer] ?? UpgradeLayerReport(layer: layer)
+        update(&r)
+        layerReports[layer] = r
+    }
+
+    // MARK: decay LoRA (both recipes)
+
+    func decayLoRA(_ layer: Int) throws -> (w1: Matrix, w2: Matrix, kept: [Int]) {
+        try remember("decayLoRA") {
+            let att = "blocks.\(layer).att."
+            var r1 = random(att + "w1"), r2 = random(att + "w2")
+            let result = try PaperRecipe.resizedDecayLoRA(w1: weights.matrix(att + "time_decay_w1"), w2: weights.matrix(att + "time_decay_w2"),
+                                                          rank: plan.target.decayRank, bound: 1e-4, random1: &r1, random2: &r2)
+            if plan.target.decayRank < plan.source.decayRank { report(layer) { $0.decayUnitsKept = result.kept } }
+            return result
+        }
+    }
+
+    // MARK: paper gate
+
+    func paperGate(_ layer: Int) throws -> (g1: Matrix, g2: Matrix) {
+        try remember("paperGate") {
+            let factors = try PaperRecipe.gateFactors(gate: weights.matrix("blocks.\(layer).att.gate.weight"), rank: plan.target.gateRank)
+            report(layer) { $0.gateRelativeError = factors.relativeError }
+            return (factors.g1, factors.g2)
+        }
+    }
+
+    // MARK: preserve: fit batches
+
+    /// Time-mix inputs for the fits: recorded activations when given (`fitActivations`), else the
+    /// Gaussian stand-in built from ln1's weight and bias. The stand-in's stream is fixed (not the
+    /// user's seed), so the fits do not change with --seed.
+    func timeMixInputs(_ layer: Int) throws -> MixInputs {
+        try remember("timeMixInputs") { try fitInputs(layer, norm: "ln1") }
+    }
+
+    func channelMixInputs(_ layer: Int) throws -> MixInputs {
+        try remember("channelMixInputs") { try fitInputs(layer, norm: "ln2") }
+    }
+
+    private var calibration: RWKV6CalibrationRun?
+
+    private func fitInputs(_ layer: Int, norm: String) throws -> MixInputs {
+        let b = "blocks.\(layer)."
+        if let text = options.calibrationText {
+            if calibration == nil {
+                let bytes = try InputFile(text).read(at: 0, count: InputFile(text).size, what: "calibration text")
+                var tokens = try CalibrationTokenizer.tokens(bytes, vocabularySize: plan.source.vocabSize, path: text)
+                tokens = Array(tokens.prefix(options.fitTokens))
+                guard tokens.count >= 16 else { throw RWKVError(text, "calibration text gives \(tokens.count) tokens; at least 16 are needed") }
+                calibration = try RWKV6CalibrationRun(tokens: tokens, weights: weights, config: plan.source)
+            }
+            guard let run = calibration else { throw RWKVError(nil, "internal error: no calibration run") }
+            // Layers run in order; the activations of this layer are kept until the next starts.
+            while run.nextLayer <= layer {
+                let index = run.nextLayer
+                let inputs = try run.runLayer(index)
+                if index == layer {
+                    memo["calibrated ln1"] = inputs.timeMix
+                    memo["calibrated ln2"] = inputs.channelMix
+                }
+            }
+            guard let inputs = memo["calibrated " + norm] as? MixInputs else {
+                throw RWKVError(nil, "internal error: calibration inputs of layer \(layer) are gone")
+            }
+            return inputs
+        }
+        if let path = options.fitActivations {
+            let file = try ModelFile.open(path)
+            func read(_ name: String) throws -> Matrix {
+                guard let info = file.info(name), info.shape.count == 2, info.shape[1] == plan.source.embeddingSize else {
+                    throw RWKVError(path, "activations file needs \(name) shaped [tokens, \(plan.source.embeddingSize)]")
+                }
+                return Matrix(rows: info.shape[0], cols: info.shape[1], values: try file.floats(name))
+            }
+            return MixInputs(current: try read(b + norm), previous: try read(b + norm + "_prev"))
+        }
+        var random = SeededRandom(seed: 0, stream: "fit batch " + b + norm)
+        return try MixInputs.gaussianProxy(lnWeight: weights.vector(b + norm + ".weight"), lnBias: weights.vector(b + norm + ".bias"),
+                                           count: options.fitTokens, random: &random)
+    }
+
+    static let lerpOrder = ["w", "k", "v", "r", "g"]   // time_maa_w2's first axis
+
+    /// RWKV-6's token-shift LoRA outputs over the fit batch, in time_maa_w2 order (w k v r g).
+    func tokenShiftLoRA(_ layer: Int) throws -> [Matrix] {
+        try remember("tokenShiftLoRA") {
+            let att = "blocks.\(layer).att."
+            let w2 = try weights.matrix(att + "time_maa_w2")        // (5·D)×C
+            let d = w2.rows / 5
+            let parts = (0..<5).map { i in Matrix(rows: d, cols: w2.cols, values: Array(w2.values[(i * d * w2.cols)..<((i + 1) * d * w2.cols)])) }
+            return try PreserveRecipe.tokenShiftLoRA(timeMixInputs(layer), timeMaaX: weights.vector(att + "time_maa_x"),
+                                                     w1: weights.matrix(att + "time_maa_w1"), w2: parts)
+        }
+    }
+
+    /// The RWKV-7 static lerp for x_<which> (which in w k v r g).
+    func timeMixLerp(_ layer: Int, _ which: String) throws -> [Float] {
+        try remember("lerp " + which) {
+            let maa = try weights.vector("blocks.\(layer).att.time_maa_" + which)
+            guard options.lerpIncludesLoRAMean, let index = Self.lerpOrder.firstIndex(of: which) else { return maa }
+            return try PreserveRecipe.meanLerp(timeMaa: maa, lora: tokenShiftLoRA(layer)[index], inputs: timeMixInputs(layer))
+        }
+    }
+
+    /// The fit batch mixed as RWKV-6 mixes it (static + LoRA) and as RWKV-7 will (static only).
+    func mixedTimeMixInputs(_ layer: Int, _ which: String) throws -> (v6: Matrix, v7: Matrix) {
+        try remember("mixed " + which) {
+            let inputs = try timeMixInputs(layer)
+            let maa = try weights.vector("blocks.\(layer).att.time_maa_" + which)
+            guard let index = Self.lerpOrder.firstIndex(of: which) else { throw RWKVError(nil, "internal error: no lerp x_\(which)") }
+            return try (inputs.lerp(maa, plus: tokenShiftLoRA(layer)[index]), inputs.lerp(timeMixLerp(layer, which)))
+        }
+    }
+
+    /// With calibration: receptance, key or value refitted for the static lerp; else unchanged.
+    func refitted(_ layer: Int, _ which: String, _ matrix: Matrix) throws -> Matrix {
+        guard options.calibrationText != nil else { return matrix }
+        let (v6Input, v7Input) = try mixedTimeMixInputs(layer, which)
+        return try PreserveRecipe.refitProjection(matrix, v6Input: v6Input, v7Input: v7Input)
+    }
+
+    // MARK: preserve: decay, bonus, gate, channel mix
+
+    func decayFit(_ layer: Int) throws -> PreserveRecipe.DecayFit {
+        try remember("decayFit") {
+            let att = "blocks.\(layer).att."
+            let (v6Input, v7Input) = try mixedTimeMixInputs(layer, "w")
+            // The fit sees the units that came from RWKV-6 only: new U(±1e-4) units add ~1e-8 to
+            // the decay, and leaving them out keeps the fit independent of --seed.
+            let lora = try decayLoRA(layer)
+            let units = lora.kept.count
+            let w1 = Matrix(rows: lora.w1.rows, cols: units, values: (0..<lora.w1.rows).flatMap { lora.w1.row($0).prefix(units) })
+            let w2 = Matrix(rows: units, cols: lora.w2.cols, values: Array(lora.w2.values.prefix(units * lora.w2.cols)))
+            let fit = try PreserveRecipe.decayFit(timeDecay: weights.vector(att + "time_decay"), v6Input: v6Input,
+                                                  v6W1: weights.matrix(att + "time_decay_w1"), v6W2: weights.matrix(att + "time_decay_w2"),
+                                                  v7Input: v7Input, w1: w1, w2: w2)
+            report(layer) { $0.decayClampedChannels = fit.clampedChannels }
+            return fit
+        }
+    }
+
+    func bonus(_ layer: Int) throws -> (rk: Matrix, receptanceRowScale: [Float]) {
+        try remember("bonus") {
+            let att = "blocks.\(layer).att."
+            let u = try weights.matrix(att + "time_faaaa")
+            let fit = try decayFit(layer)
+            let rowScale: [Float] = options.compensateDecayShift ? fit.meanDecay.map { 1 / $0 } : [Float](repeating: 1, count: fit.meanDecay.count)
+            let missing = PreserveRecipe.bonusMissingInside(timeFirst: u, meanDecay: fit.meanDecay, compensateShift: options.compensateDecayShift)
+            // RWKV-6's and RWKV-7's r, k, v over the fit batch, and RWKV-6's decays.
+            let (xr6, xr7) = try mixedTimeMixInputs(layer, "r")
+            let (xk6, xk7) = try mixedTimeMixInputs(layer, "k")
+            let (xv6, xv7) = try mixedTimeMixInputs(layer, "v")
+            let (xw6, _) = try mixedTimeMixInputs(layer, "w")
+            let r = try weights.matrix(att + "receptance.weight"), k = try weights.matrix(att + "key.weight")
+            let v = try weights.matrix(att + "value.weight")
+            let delta6 = try PreserveRecipe.tanhProduct(xw6, weights.matrix(att + "time_decay_w1"), weights.matrix(att + "time_decay_w2"))
+            let td = try weights.vector(att + "time_decay")
+            var decay6 = delta6
+            for i in 0..<decay6.values.count { decay6.values[i] = exp(-exp(td[i % td.count] + delta6.values[i])) }
+            let scale = try PreserveRecipe.bonusOutsideScale(
+                missing: missing, lnXWeight: weights.vector(att + "ln_x.weight"),
+                r6: xr6.multiplied(by: r.transposed()), k6: xk6.multiplied(by: k.transposed()), v6: xv6.multiplied(by: v.transposed()),
+                decay6: decay6, timeFirst: u,
+                r7: xr7.multiplied(by: refitted(layer, "r", r).transposed()).scalingColumns(rowScale),
+                k7: xk7.multiplied(by: refitted(layer, "k", k).transposed()), v7: xv7.multiplied(by: refitted(layer, "v", v).transposed()))
+            report(layer) { $0.bonusOutsideScale = scale }
+            return PreserveRecipe.bonus(timeFirst: u, meanDecay: fit.meanDecay, compensateShift: options.compensateDecayShift,
+                                        outsideScale: scale)
+        }
+    }
+
+    func preserveGate(_ layer: Int) throws -> PreserveRecipe.GateFit {
+        try remember("preserveGate") {
+            let (v6Input, v7Input) = try mixedTimeMixInputs(layer, "g")
+            let fit = try PreserveRecipe.gateFit(gate: weights.matrix("blocks.\(layer).att.gate.weight"), v6Input: v6Input,
+                                                 v7Input: v7Input, rank: plan.target.gateRank,
+                                                 spreads: options.gateUnitSpreads)
+            report(layer) { $0.gateRelativeError = fit.relativeError }
+            return fit
+        }
+    }
+
+    func channelMixReceptanceScale(_ layer: Int) throws -> [Float] {
+        try remember("channelMixReceptanceScale") {
+            let ffn = "blocks.\(layer).ffn."
+            let inputs = try channelMixInputs(layer)
+            let scale = try PreserveRecipe.channelMixReceptanceScale(
+                receptance: weights.matrix(ffn + "receptance.weight"), key: weights.matrix(ffn + "key.weight"),
+                value: weights.matrix(ffn + "value.weight"), keyInput: inputs.lerp(weights.vector(ffn + "time_maa_k")),
+                receptanceInput: inputs.lerp(weights.vector(ffn + "time_maa_r")))
+            report(layer) { $0.channelMixReceptanceScaleMean = scale.reduce(0.0) { $0 + Double($1) } / Double(max(scale.count, 1)) }
+            return scale
+        }
+    }
+}

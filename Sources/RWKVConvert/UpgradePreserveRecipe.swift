@@ -1,0 +1,395 @@
+import Foundation
+import RWKVFormats
+
+/// The inputs of one layer's time mix (or channel mix) for a batch of tokens: the LayerNorm
+/// output `x` of each token and the one of the token before it. Every data-dependent choice of
+/// the `preserve` recipe is a fit over such a batch.
+public struct MixInputs: Sendable {
+    /// N×C.
+    public let current: Matrix
+    /// N×C, the previous token's LayerNorm output (the token shift).
+    public let previous: Matrix
+
+    public init(current: Matrix, previous: Matrix) {
+        precondition(current.rows == previous.rows && current.cols == previous.cols)
+        self.current = current
+        self.previous = previous
+    }
+
+    public var count: Int { current.rows }
+
+    /// x + (x_prev - x)·mix, with one mix value per channel (RWKV-7, and RWKV-6's static part).
+    public func lerp(_ mix: [Float]) -> Matrix {
+        var out = current
+        for n in 0..<current.rows {
+            for c in 0..<current.cols {
+                let i = n * current.cols + c
+                out.values[i] += (previous.values[i] - current.values[i]) * mix[c]
+            }
+        }
+        return out
+    }
+
+    /// x + (x_prev - x)·(mix + dynamic[n]): RWKV-6's data-dependent lerp, one row of `dynamic` per token.
+    public func lerp(_ mix: [Float], plus dynamic: Matrix) -> Matrix {
+        var out = current
+        for n in 0..<current.rows {
+            for c in 0..<current.cols {
+                let i = n * current.cols + c
+                out.values[i] += (previous.values[i] - current.values[i]) * (mix[c] + dynamic.values[i])
+            }
+        }
+        return out
+    }
+
+    /// A stand-in for real activations when none are given: a sequence of LayerNorm outputs
+    /// x = γ⊙x̂ + β with x̂ independent standard normal per channel and per token, each token's
+    /// previous one being the token before it (zero before the first, as in the initial state).
+    /// It knows each channel's scale and offset from the norm's weight and bias, nothing about
+    /// correlations between channels or tokens.
+    public static func gaussianProxy(lnWeight: [Float], lnBias: [Float], count: Int, random: inout SeededRandom) -> MixInputs {
+        let c = lnWeight.count
+        var current = Matrix(zeros: count, c)
+        for n in 0..<count {
+            for j in 0..<c { current.values[n * c + j] = Float(random.gaussian()) * lnWeight[j] + lnBias[j] }
+        }
+        return MixInputs(sequence: current)
+    }
+
+    /// A token sequence's LayerNorm outputs, each token's previous one being the row before
+    /// (zero before the first).
+    public init(sequence: Matrix) {
+        var previous = Matrix(zeros: sequence.rows, sequence.cols)
+        if sequence.rows > 1 {
+            previous.values.replaceSubrange(sequence.cols..<(sequence.rows * sequence.cols),
+                                            with: sequence.values[0..<((sequence.rows - 1) * sequence.cols)])
+        }
+        self.init(current: sequence, previous: previous)
+    }
+}
+
+/// Our own recipe: an RWKV-7 that computes, before any training, as nearly as it can what the
+/// RWKV-6 computed. docs/upgrade.md explains each step and each remaining mismatch.
+public enum PreserveRecipe {
+    /// The largest sigmoid value the decay mapping aims for: RWKV-7's decay
+    /// exp(-e^-0.5·sigmoid(z)) cannot go below e^(-e^-0.5) ≈ 0.545 per token; RWKV-6 channels
+    /// faster than exp(-e^-0.5·pMax) ≈ 0.549 are clamped there.
+    public static let decaySigmoidLimit = 0.99
+
+    /// RWKV-6's token-shift LoRA outputs for a batch: m_w, m_k, m_v, m_r, m_g (each N×C), from
+    /// tanh((x + d·time_maa_x)·time_maa_w1) split in five and multiplied by time_maa_w2[i].
+    public static func tokenShiftLoRA(_ inputs: MixInputs, timeMaaX: [Float], w1: Matrix, w2: [Matrix]) -> [Matrix] {
+        let hidden = inputs.lerp(timeMaaX).multiplied(by: w1)
+        let tanhHidden = Matrix(rows: hidden.rows, cols: hidden.cols, values: hidden.values.map { tanh($0) })
+        let d = w2.first?.rows ?? 0
+        return w2.enumerated().map { i, w2i in
+            var part = Matrix(zeros: hidden.rows, d)
+            for n in 0..<hidden.rows { for j in 0..<d { part[n, j] = tanhHidden[n, i * d + j] } }
+            return part.multiplied(by: w2i)
+        }
+    }
+
+    /// A static RWKV-7 lerp for RWKV-6's dynamic one. RWKV-6 mixes channel c as
+    /// x + d·(time_maa + m) with d = x_prev - x and m the LoRA output; the static mix μ that
+    /// minimises Σ (d·(μ - time_maa - m))² over the batch is time_maa + Σ d²·m / Σ d², the LoRA's
+    /// mean weighted by where the token shift matters.
+    public static func meanLerp(timeMaa: [Float], lora: Matrix, inputs: MixInputs) -> [Float] {
+        (0..<timeMaa.count).map { c in
+            var num = 0.0, den = 0.0, plain = 0.0
+            for n in 0..<lora.rows {
+                let d = Double(inputs.previous[n, c] - inputs.current[n, c])
+                num += d * d * Double(lora[n, c])
+                den += d * d
+                plain += Double(lora[n, c])
+            }
+            let shift = den > 0 ? num / den : plain / Double(max(lora.rows, 1))
+            return timeMaa[c] + Float(shift)
+        }
+    }
+
+    /// RWKV-6 decay pre-activation z (decay exp(-exp(z))) → the RWKV-7 one z' with the same
+    /// decay, exp(-e^-0.5·sigmoid(z')): sigmoid(z') = e^(z+0.5), z' = logit(e^(z+0.5)), clamped at
+    /// `decaySigmoidLimit` for channels RWKV-7 cannot follow. For z ≪ 0, z' ≈ z + 0.5.
+    public static func rwkv7DecayPreactivation(_ z: Double) -> Double {
+        let p = min(exp(z + 0.5), decaySigmoidLimit)
+        return log(p) - log1p(-p)
+    }
+
+    /// d z'/d z: 1/(1 - p) below the clamp, 0 on it.
+    public static func rwkv7DecaySlope(_ z: Double) -> Double {
+        let p = exp(z + 0.5)
+        return p >= decaySigmoidLimit ? 0 : 1 / (1 - p)
+    }
+
+    public struct DecayFit: Sendable {
+        /// w0 (C).
+        public let w0: [Float]
+        /// Per-channel factor applied to w2's columns (C).
+        public let slope: [Float]
+        /// Channels whose RWKV-6 decay at the batch's mean input is faster than RWKV-7 can go.
+        public let clampedChannels: Int
+        /// RWKV-7's decay per channel, averaged over the batch (used for the token-shift compensation).
+        public let meanDecay: [Float]
+    }
+
+    /// Maps the decay. RWKV-6: z = time_decay + δ6 with δ6 = tanh(xw6·dw1)·dw2 (xw6: the
+    /// dynamically mixed input). RWKV-7: z' = w0 + tanh(xw7·w1)·w2 with w1 = dw1 (resized) and
+    /// w2 = dw2·diag(slope). Per channel, w0 and slope are the least-squares line from
+    /// δ7 = tanh(xw7·w1)·dw2 to the exact target z'(time_decay + δ6) over the batch: the
+    /// linearisation of the map, taken where the inputs actually are rather than at one point.
+    /// Without variation in δ7 (an untrained LoRA), the slope is the map's derivative at the mean.
+    public static func decayFit(timeDecay: [Float], v6Input: Matrix, v6W1: Matrix, v6W2: Matrix,
+                                v7Input: Matrix, w1: Matrix, w2: Matrix) -> DecayFit {
+        let c = timeDecay.count, n = v6Input.rows
+        let delta6 = tanhProduct(v6Input, v6W1, v6W2)
+        let delta7 = tanhProduct(v7Input, w1, w2)
+        var w0 = [Float](repeating: 0, count: c), slope = [Float](repeating: 0, count: c)
+        var meanDecay = [Float](repeating: 0, count: c)
+        var clamped = 0
+        for ch in 0..<c {
+            var mean6 = 0.0, mean7 = 0.0, meanTarget = 0.0
+            for i in 0..<n {
+                let d6 = Double(delta6[i, ch])
+                mean6 += d6
+                mean7 += Double(delta7[i, ch])
+                meanTarget += rwkv7DecayPreactivation(Double(timeDecay[ch]) + d6)
+            }
+            mean6 /= Double(n); mean7 /= Double(n); meanTarget /= Double(n)
+            var cov = 0.0, variance = 0.0
+            for i in 0..<n {
+                let x = Double(delta7[i, ch]) - mean7
+                cov += x * (rwkv7DecayPreactivation(Double(timeDecay[ch]) + Double(delta6[i, ch])) - meanTarget)
+                variance += x * x
+            }
+            let operatingPoint = Double(timeDecay[ch]) + mean6
+            if exp(operatingPoint + 0.5) >= decaySigmoidLimit { clamped += 1 }
+            let s = variance > 1e-12 * Double(n) ? cov / variance : rwkv7DecaySlope(operatingPoint)
+            slope[ch] = Float(s)
+            w0[ch] = Float(meanTarget - s * mean7)
+            var decaySum = 0.0
+            for i in 0..<n {
+                let z = Double(w0[ch]) + s * Double(delta7[i, ch])
+                decaySum += exp(-exp(-0.5) / (1 + exp(-z)))
+            }
+            meanDecay[ch] = Float(decaySum / Double(n))
+        }
+        return DecayFit(w0: w0, slope: slope, clampedChannels: clamped, meanDecay: meanDecay)
+    }
+
+    /// tanh(x·a)·b.
+    static func tanhProduct(_ x: Matrix, _ a: Matrix, _ b: Matrix) -> Matrix {
+        let h = x.multiplied(by: a)
+        return Matrix(rows: h.rows, cols: h.cols, values: h.values.map { tanh($0) }).multiplied(by: b)
+    }
+
+    /// The bonus and the token shift of the decay.
+    ///
+    /// RWKV-6 reads the state before the current token's decay and adds the current token with
+    /// weight u = time_faaaa, all inside GroupNorm; RWKV-7 decays first (one more factor w_t on
+    /// every past token), adds the current token with weight 1 inside GroupNorm and
+    /// Σ r·k·r_k outside it, unnormalised.
+    /// - `compensateShift`: receptance row j is divided by channel j's mean RWKV-7 decay w̄_j,
+    ///   undoing the extra factor on average; the current token then weighs 1/w̄_j inside.
+    /// - What is missing inside (u - 1, or u - 1/w̄ with the compensation) goes to r_k, scaled per
+    ///   head by `outsideScale[h]`: outside GroupNorm it is not divided by the head's spread σ nor
+    ///   multiplied by ln_x's weight γ, so it must carry ≈ γ/σ itself (`bonusOutsideScale`).
+    public static func bonus(timeFirst u: Matrix, meanDecay: [Float], compensateShift: Bool,
+                             outsideScale: [Float]) -> (rk: Matrix, receptanceRowScale: [Float]) {
+        let scale: [Float] = compensateShift ? meanDecay.map { 1 / $0 } : [Float](repeating: 1, count: meanDecay.count)
+        let missing = bonusMissingInside(timeFirst: u, meanDecay: meanDecay, compensateShift: compensateShift)
+        var rk = missing
+        for h in 0..<u.rows { for j in 0..<u.cols { rk[h, j] *= outsideScale[h] } }
+        return (rk, scale)
+    }
+
+    /// u - 1, or u·w̄ - 1 with the shift compensation (in units of the scaled receptance).
+    static func bonusMissingInside(timeFirst u: Matrix, meanDecay: [Float], compensateShift: Bool) -> Matrix {
+        Matrix(rows: u.rows, cols: u.cols, values: u.values.enumerated().map { j, value in
+            compensateShift ? value * meanDecay[j] - 1 : value - 1
+        })
+    }
+
+    /// The per-head factor for r_k: RWKV-6's time mix is run over the batch as a sequence to get
+    /// each head's pre-GroupNorm spread σ (per token), and the factor is the least-squares
+    /// c_h = Σ γ_i·B_i²/σ / Σ B_i² where B = (Σ_j r_j·k_j·e_j)·v_i is the outside term RWKV-7
+    /// computes for unit scale (e = `missing`, r, k, v as RWKV-7 will compute them).
+    public static func bonusOutsideScale(missing e: Matrix, lnXWeight gamma: [Float],
+                                         r6: Matrix, k6: Matrix, v6: Matrix, decay6: Matrix, timeFirst u: Matrix,
+                                         r7: Matrix, k7: Matrix, v7: Matrix) -> [Float] {
+        let heads = u.rows, n = u.cols, steps = r6.rows
+        var num = [Double](repeating: 0, count: heads), den = [Double](repeating: 0, count: heads)
+        var state = [Double](repeating: 0, count: heads * n * n)      // [h][key j][value i]
+        var y = [Double](repeating: 0, count: heads * n)
+        for t in 0..<steps {
+            for h in 0..<heads {
+                // RWKV-6: y = r·(u⊙kᵀv + S), then S = kᵀv + diag(w)·S.
+                for i in 0..<n { y[h * n + i] = 0 }
+                for j in 0..<n {
+                    let ch = h * n + j
+                    let rj = Double(r6[t, ch]), kj = Double(k6[t, ch]), uj = Double(u[h, j]), wj = Double(decay6[t, ch])
+                    let base = (h * n + j) * n
+                    for i in 0..<n {
+                        let kv = kj * Double(v6[t, h * n + i])
+                        y[h * n + i] += rj * (uj * kv + state[base + i])
+                        state[base + i] = kv + wj * state[base + i]
+                    }
+                }
+                var mean = 0.0, sq = 0.0
+                for i in 0..<n { mean += y[h * n + i] }
+                mean /= Double(n)
+                for i in 0..<n { sq += (y[h * n + i] - mean) * (y[h * n + i] - mean) }
+                let sigma = (sq / Double(n) + 64e-5).squareRoot()
+                var weight = 0.0
+                for j in 0..<n { weight += Double(r7[t, h * n + j]) * Double(k7[t, h * n + j]) * Double(e[h, j]) }
+                for i in 0..<n {
+                    let b = weight * Double(v7[t, h * n + i])
+                    num[h] += Double(gamma[h * n + i]) * b * b / sigma
+                    den[h] += b * b
+                }
+            }
+        }
+        return (0..<heads).map { h in Float(den[h] > 0 ? num[h] / den[h] : 0) }
+    }
+
+    public struct GateFit: Sendable {
+        public let g1: Matrix
+        public let g2: Matrix
+        /// ‖σ(X·g1)·g2 - silu(X6·Gᵀ)‖ / ‖silu(X6·Gᵀ)‖ over the fitting batch.
+        public let relativeError: Double
+    }
+
+    /// The gate: RWKV-6 silu(xg6·Gᵀ) (G stored (out, in)) by RWKV-7 sigmoid(xg7·g1)·g2.
+    /// g1: the D-1 leading left singular vectors of Gᵀ, each scaled so its unit's input has a
+    /// given spread (standard deviation) over the batch, plus one zero column, a unit stuck at
+    /// sigmoid(0) = ½ that provides a constant (silu's outputs have a non-zero mean; RWKV-7's g1
+    /// has no bias). g2: the least-squares solution of sigmoid(xg7·g1)·g2 ≈ silu(xg6·Gᵀ) over the
+    /// batch (ridge 1e-6 of the mean feature energy, so it stays well-posed). Each spread in
+    /// `spreads` is tried and the best fit kept: a small spread keeps sigmoid linear (right for a
+    /// gate whose pre-activations are small, where silu is nearly linear too), a larger one lets
+    /// sigmoid's curvature stand in for silu's.
+    public static func gateFit(gate: Matrix, v6Input: Matrix, v7Input: Matrix, rank: Int,
+                               spreads: [Float] = [0.5, 1, 2, 4, 8]) throws -> GateFit {
+        let c = gate.cols
+        let linearUnits = max(0, min(rank - 1, min(gate.rows, gate.cols)))
+        let svd = try TruncatedSVD(gate.transposed(), rank: linearUnits)
+        let h = v7Input.multiplied(by: svd.u)
+        let unitSpread: [Float] = (0..<linearUnits).map { j in
+            var mean = 0.0, sq = 0.0
+            for n in 0..<h.rows { mean += Double(h[n, j]); sq += Double(h[n, j]) * Double(h[n, j]) }
+            mean /= Double(max(h.rows, 1))
+            return Float(max(sq / Double(max(h.rows, 1)) - mean * mean, 0).squareRoot())
+        }
+        let z = v6Input.multiplied(by: gate.transposed())
+        let target = Matrix(rows: z.rows, cols: z.cols, values: z.values.map { $0 / (1 + exp(-$0)) })
+        let targetNorm = target.frobeniusNorm
+        var best: GateFit?
+        for spread in spreads {
+            var g1 = Matrix(zeros: c, rank)
+            for j in 0..<linearUnits {
+                let alpha = unitSpread[j] > 1e-12 ? spread / unitSpread[j] : 1
+                for i in 0..<c { g1[i, j] = svd.u[i, j] * alpha }
+            }
+            let preact = v7Input.multiplied(by: g1)
+            let features = Matrix(rows: preact.rows, cols: preact.cols, values: preact.values.map { 1 / (1 + exp(-$0)) })
+            let g2 = try ridgeLeastSquares(features: features, targets: target, relativeRidge: 1e-6)
+            let fitted = features.multiplied(by: g2)
+            var err = 0.0
+            for i in 0..<target.values.count {
+                let d = Double(fitted.values[i] - target.values[i])
+                err += d * d
+            }
+            let relative = targetNorm > 0 ? err.squareRoot() / targetNorm : 0
+            if best == nil || relative < best!.relativeError {
+                best = GateFit(g1: g1, g2: g2, relativeError: relative)
+            }
+        }
+        guard let best else { throw RWKVError(nil, "internal error: no gate spread to try") }
+        return best
+    }
+
+    /// RWKV-6's receptance, key and value see inputs mixed with the token-shift LoRA, RWKV-7's
+    /// only the static lerp. With recorded activations the matrix is refitted so that
+    /// W'·x7 ≈ W·x6 over the batch: argmin ‖X7·W'ᵀ - X6·Wᵀ‖² + λ‖W' - W‖², the ridge pulling
+    /// towards the original where the batch says little. λ is worth `priorTokens` tokens of
+    /// average feature energy (default 2·C); measured on the fixture with 330 and 4000
+    /// calibration tokens, 2·C was best or near-best in both (docs/upgrade.md).
+    /// W: out×in, X6 and X7: N×in.
+    public static func refitProjection(_ w: Matrix, v6Input: Matrix, v7Input: Matrix, priorTokens: Double? = nil) throws -> Matrix {
+        let wt = w.transposed()
+        let tokens = Double(max(v7Input.rows, 1))
+        let relativeRidge = (priorTokens ?? 2 * Double(w.cols)) / tokens       // λ = P·(trace/k)/N
+        return try ridgeLeastSquares(features: v7Input, targets: v6Input.multiplied(by: wt), relativeRidge: relativeRidge,
+                                     prior: wt).transposed()
+    }
+
+    /// argmin_B ‖F·B - T‖² + λ‖B - P‖², λ = relativeRidge · trace(FᵀF)/k, P = 0 unless given,
+    /// solved by Cholesky in Double. F: N×k, T: N×m, P: k×m → B: k×m.
+    public static func ridgeLeastSquares(features f: Matrix, targets t: Matrix, relativeRidge: Double, prior: Matrix? = nil) throws -> Matrix {
+        let k = f.cols, m = t.cols, n = f.rows
+        let ft = f.transposed()
+        let gram = ft.multiplied(by: f)            // k×k
+        var rhs = ft.multiplied(by: t)             // k×m
+        var a = gram.values.map(Double.init)
+        let trace = (0..<k).reduce(0.0) { $0 + a[$1 * k + $1] }
+        let lambda = max(relativeRidge * trace / Double(max(k, 1)), 1e-30)
+        for i in 0..<k { a[i * k + i] += lambda }
+        if let prior {
+            for i in 0..<rhs.values.count { rhs.values[i] += Float(lambda) * prior.values[i] }
+        }
+        // Cholesky A = L·Lᵀ (lower, row-major).
+        for j in 0..<k {
+            var d = a[j * k + j]
+            for p in 0..<j { d -= a[j * k + p] * a[j * k + p] }
+            guard d > 0, d.isFinite else {
+                throw RWKVError(nil, "least-squares fit of \(k) unknowns on \(n) samples is singular or not finite")
+            }
+            let root = d.squareRoot()
+            a[j * k + j] = root
+            for i in (j + 1)..<max(j + 1, k) {
+                var s = a[i * k + j]
+                for p in 0..<j { s -= a[i * k + p] * a[j * k + p] }
+                a[i * k + j] = s / root
+            }
+        }
+        var out = Matrix(zeros: k, m)
+        var y = [Double](repeating: 0, count: k)
+        for col in 0..<m {
+            for i in 0..<k {                       // L·y = b
+                var s = Double(rhs[i, col])
+                for p in 0..<i { s -= a[i * k + p] * y[p] }
+                y[i] = s / a[i * k + i]
+            }
+            for i in stride(from: k - 1, through: 0, by: -1) {   // Lᵀ·x = y
+                var s = y[i]
+                for p in (i + 1)..<max(i + 1, k) { s -= a[p * k + i] * y[p] }
+                y[i] = s / a[i * k + i]
+            }
+            for i in 0..<k { out[i, col] = Float(y[i]) }
+        }
+        return out
+    }
+
+    /// RWKV-7's channel mix has no receptance gate: RWKV-6's sigmoid(xr·Rfᵀ) (per output channel)
+    /// is folded into the value matrix as the per-channel factor that best reproduces the gated
+    /// output over the batch: s_i = Σ σ(ρ_i)·f_i² / Σ f_i², with f = relu(xk·Kfᵀ)²·Vfᵀ.
+    /// (The gate's mean weighted by where the output is large; the plain mean when f is zero.)
+    public static func channelMixReceptanceScale(receptance: Matrix, key: Matrix, value: Matrix,
+                                                 keyInput: Matrix, receptanceInput: Matrix) -> [Float] {
+        let rho = receptanceInput.multiplied(by: receptance.transposed())
+        let k = keyInput.multiplied(by: key.transposed())
+        let hidden = Matrix(rows: k.rows, cols: k.cols, values: k.values.map { let r = max($0, 0); return r * r })
+        let f = hidden.multiplied(by: value.transposed())
+        let c = receptance.rows
+        return (0..<c).map { i in
+            var num = 0.0, den = 0.0, plain = 0.0
+            for n in 0..<rho.rows {
+                let gate = 1 / (1 + exp(-Double(rho[n, i])))
+                let energy = Double(f[n, i]) * Double(f[n, i])
+                num += gate * energy
+                den += energy
+                plain += gate
+            }
+            return Float(den > 0 ? num / den : plain / Double(max(rho.rows, 1)))
+        }
+    }
+}

@@ -1,0 +1,55 @@
+import CHalf
+
+/// Pointer-based decoding and encoding of a slice of a tensor, so a converter can split one
+/// tensor into pieces (whole blocks) and work on them in parallel without copying arrays.
+extension ElementCodec {
+    /// Decodes `dst.count` values of `dtype` from `src` (exactly their byte size).
+    public static func decodeChunk(_ src: UnsafeRawBufferPointer, as dtype: DType, into dst: UnsafeMutableBufferPointer<Float>) {
+        let n = dst.count
+        guard n > 0 else { return }
+        let base = src.baseAddress!
+        switch dtype {
+        case .f32:
+            UnsafeMutableRawBufferPointer(dst).copyMemory(from: UnsafeRawBufferPointer(start: base, count: n * 4))
+        case .f16:
+            chalf_f16_to_f32(base.assumingMemoryBound(to: UInt16.self), dst.baseAddress!, n)
+        case .bf16:
+            chalf_bf16_to_f32(base.assumingMemoryBound(to: UInt16.self), dst.baseAddress!, n)
+        case .f64:
+            for i in 0..<n { dst[i] = Float(src.loadUnaligned(fromByteOffset: i * 8, as: Double.self)) }
+        case .i64:
+            for i in 0..<n { dst[i] = Float(src.loadUnaligned(fromByteOffset: i * 8, as: Int64.self)) }
+        case .i32:
+            for i in 0..<n { dst[i] = Float(src.loadUnaligned(fromByteOffset: i * 4, as: Int32.self)) }
+        case .i16:
+            for i in 0..<n { dst[i] = Float(src.loadUnaligned(fromByteOffset: i * 2, as: Int16.self)) }
+        case .i8:
+            for i in 0..<n { dst[i] = Float(Int8(bitPattern: src[i])) }
+        case .u8, .bool:
+            for i in 0..<n { dst[i] = Float(src[i]) }
+        case .q8_0, .q4_0, .q4_1, .q5_0, .q5_1:
+            Quantizer.dequantize(src, type: dtype, into: dst)
+        }
+    }
+
+    /// Encodes `src` as `dtype` into `dst` (exactly their byte size; for block types `src.count`
+    /// is a whole number of blocks). Returns how many finite values overflowed to infinity (for
+    /// block types: values in blocks whose scale overflowed).
+    public static func encodeChunk(_ src: UnsafeBufferPointer<Float>, as dtype: DType, into dst: UnsafeMutableRawBufferPointer) -> Int {
+        guard src.count > 0 else { return 0 }
+        switch dtype {
+        case .f32:
+            dst.copyMemory(from: UnsafeRawBufferPointer(src))
+            return 0
+        case .f16:
+            return chalf_f32_to_f16(src.baseAddress!, dst.baseAddress!.assumingMemoryBound(to: UInt16.self), src.count)
+        case .bf16:
+            return chalf_f32_to_bf16(src.baseAddress!, dst.baseAddress!.assumingMemoryBound(to: UInt16.self), src.count)
+        case .q8_0, .q4_0, .q4_1, .q5_0, .q5_1:
+            // Counts values in blocks whose fp16 scale overflowed (they would load as inf/NaN).
+            return Quantizer.quantize(src, type: dtype, into: dst)
+        case .f64, .i64, .i32, .i16, .i8, .u8, .bool:
+            preconditionFailure("encodeChunk: \(dtype) is not an output type")   // callers choose the type
+        }
+    }
+}

@@ -1,0 +1,169 @@
+/// GGUF, the file format llama.cpp loads (ggml `gguf.h`, gguf-py `constants.py`):
+///
+///     magic "GGUF" | u32 version | u64 tensor count | u64 KV count
+///     KV pairs:     string key | u32 value type | value
+///     tensor infos: string name | u32 n_dims | u64 ne[n_dims] (contiguous dimension first)
+///                   | u32 ggml type | u64 offset (relative to the data section)
+///     padding to `general.alignment` (default 32) | tensor data, each tensor aligned
+///
+/// Strings are a u64 byte length and UTF-8 bytes (no terminator); arrays are a u32 element
+/// type, a u64 count and the elements. Everything is little-endian.
+public enum GGUF {
+    public static let magic: [UInt8] = Array("GGUF".utf8)
+    public static let version: UInt32 = 3
+    public static let defaultAlignment = 32
+    public static let alignmentKey = "general.alignment"
+    /// ggml's GGML_MAX_DIMS.
+    public static let maxDimensions = 4
+    /// ggml's GGML_MAX_NAME: tensor names must be shorter than this.
+    public static let maxTensorNameBytes = 64
+}
+
+/// GGUF metadata value types (gguf-py `GGUFValueType`).
+public enum GGUFValueType: UInt32, Sendable {
+    case uint8 = 0, int8 = 1, uint16 = 2, int16 = 3, uint32 = 4, int32 = 5, float32 = 6, bool = 7
+    case string = 8, array = 9, uint64 = 10, int64 = 11, float64 = 12
+
+    /// Encoded size of one value, or nil for strings and arrays (variable length).
+    var fixedSize: Int? {
+        switch self {
+        case .uint8, .int8, .bool: return 1
+        case .uint16, .int16: return 2
+        case .uint32, .int32, .float32: return 4
+        case .uint64, .int64, .float64: return 8
+        case .string, .array: return nil
+        }
+    }
+
+    /// The smallest encoding of one value: used to cap array counts before allocating.
+    var minimumSize: Int {
+        switch self {
+        case .string: return 8          // its u64 length
+        case .array: return 12          // u32 type + u64 count
+        default: return fixedSize!
+        }
+    }
+}
+
+/// One metadata value. Arrays hold values of a single type (`elementType`), possibly arrays.
+public enum GGUFValue: Equatable, Sendable {
+    case uint8(UInt8), int8(Int8), uint16(UInt16), int16(Int16), uint32(UInt32), int32(Int32)
+    case float32(Float), bool(Bool), string(String), uint64(UInt64), int64(Int64), float64(Double)
+    case array(GGUFValueType, [GGUFValue])
+
+    public var type: GGUFValueType {
+        switch self {
+        case .uint8: return .uint8
+        case .int8: return .int8
+        case .uint16: return .uint16
+        case .int16: return .int16
+        case .uint32: return .uint32
+        case .int32: return .int32
+        case .float32: return .float32
+        case .bool: return .bool
+        case .string: return .string
+        case .uint64: return .uint64
+        case .int64: return .int64
+        case .float64: return .float64
+        case .array: return .array
+        }
+    }
+
+    /// The value as an integer when it is one of the integer types (and fits).
+    public var integer: Int? {
+        switch self {
+        case .uint8(let v): return Int(v)
+        case .int8(let v): return Int(v)
+        case .uint16(let v): return Int(v)
+        case .int16(let v): return Int(v)
+        case .uint32(let v): return Int(v)
+        case .int32(let v): return Int(v)
+        case .uint64(let v): return Int(exactly: v)
+        case .int64(let v): return Int(v)
+        default: return nil
+        }
+    }
+
+    public var string: String? {
+        if case .string(let s) = self { return s }
+        return nil
+    }
+
+    public var float: Double? {
+        switch self {
+        case .float32(let v): return Double(v)
+        case .float64(let v): return v
+        default: return nil
+        }
+    }
+
+    /// A short human-readable rendering; long arrays are summarised.
+    public func summary(maxArrayItems: Int = 8) -> String {
+        switch self {
+        case .uint8(let v): return "\(v)"
+        case .int8(let v): return "\(v)"
+        case .uint16(let v): return "\(v)"
+        case .int16(let v): return "\(v)"
+        case .uint32(let v): return "\(v)"
+        case .int32(let v): return "\(v)"
+        case .uint64(let v): return "\(v)"
+        case .int64(let v): return "\(v)"
+        case .float32(let v): return "\(v)"
+        case .float64(let v): return "\(v)"
+        case .bool(let v): return "\(v)"
+        case .string(let s):
+            let shown = s.count > 120 ? String(s.prefix(117)) + "..." : s
+            return "\"" + shown.replacingNewlines() + "\""
+        case .array(let t, let items):
+            let head = items.prefix(maxArrayItems).map { $0.summary(maxArrayItems: 3) }.joined(separator: ", ")
+            let more = items.count > maxArrayItems ? ", ... (\(items.count) \(t) values)" : ""
+            return "[" + head + more + "]"
+        }
+    }
+}
+
+private extension String {
+    func replacingNewlines() -> String {
+        var out = ""
+        for c in unicodeScalars {
+            switch c {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default: out.unicodeScalars.append(c)
+            }
+        }
+        return out
+    }
+}
+
+/// One metadata key-value pair, in file order.
+public struct GGUFKeyValue: Equatable, Sendable {
+    public let key: String
+    public let value: GGUFValue
+
+    public init(_ key: String, _ value: GGUFValue) {
+        self.key = key
+        self.value = value
+    }
+}
+
+/// A tensor as GGUF describes it: ggml dimensions (`ne`, contiguous dimension first) and the
+/// offset of its data relative to the data section.
+public struct GGUFTensorInfo: Equatable, Sendable {
+    public let name: String
+    public let dimensions: [Int]
+    public let dtype: DType
+    public let offset: Int
+
+    /// Shape in torch order (outermost first), as every TensorSource reports it.
+    public var shape: [Int] { dimensions.reversed() }
+    public var elementCount: Int { dimensions.reduce(1, *) }
+    public var byteCount: Int { dtype.byteCount(elements: elementCount) ?? 0 }
+}
+
+/// Rounds `n` up to a multiple of `alignment` (a power of two).
+@inline(__always)
+func alignUp(_ n: Int, _ alignment: Int) -> Int {
+    (n + alignment - 1) & ~(alignment - 1)
+}

@@ -1,0 +1,202 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Writes a GGUF v3 file in one streaming pass: the metadata and every tensor info (with offsets
+/// computed up front from the planned shapes and types) first, then the tensors' data one at a
+/// time in plan order, each padded to the alignment. Only one tensor needs to be in memory at a
+/// time. Output goes through `AtomicOutputFile`: nothing appears under the final name unless
+/// `finish()` is reached.
+public final class GGUFWriter {
+    public let path: String
+    public let alignment: Int
+    public let tensors: [TensorInfo]
+    private let out: AtomicOutputFile
+    private var next = 0
+    /// Where each string metadata value's bytes sit in the file, for `patchString`.
+    private let stringValueRanges: [String: Range<Int>]
+    /// A second descriptor on the temporary file, to start writing finished tensors to disk in
+    /// the background (see `startWriteback`).
+    private var writebackFD: Int32 = -1
+
+    /// - Parameters:
+    ///   - metadata: key-value pairs in the order to write them. `general.alignment` is added
+    ///     (as uint32) when absent.
+    ///   - tensors: every tensor, shapes in torch order (outermost first), in data order.
+    ///   - inputs: files that must not be overwritten.
+    public init(path: String, metadata: [GGUFKeyValue], tensors: [TensorInfo],
+                alignment: Int = GGUF.defaultAlignment, refusingToOverwrite inputs: [String] = []) throws {
+        guard alignment > 0, alignment & (alignment - 1) == 0 else {
+            throw RWKVError(path, "GGUF alignment \(alignment) is not a power of two")
+        }
+        var kvs = metadata
+        var seen = Set<String>()
+        for kv in kvs {
+            guard seen.insert(kv.key).inserted else { throw RWKVError(path, "duplicate GGUF metadata key \(kv.key)") }
+        }
+        if let a = kvs.first(where: { $0.key == GGUF.alignmentKey }) {
+            guard a.value == .uint32(UInt32(alignment)) else {
+                throw RWKVError(path, "\(GGUF.alignmentKey) \(a.value.summary()) does not match the writer's alignment \(alignment)")
+            }
+        } else {
+            kvs.append(GGUFKeyValue(GGUF.alignmentKey, .uint32(UInt32(alignment))))
+        }
+
+        var header = GGUFEncoder()
+        header.bytes(GGUF.magic)
+        header.u32(GGUF.version)
+        header.u64(UInt64(tensors.count))
+        header.u64(UInt64(kvs.count))
+        var stringValueRanges: [String: Range<Int>] = [:]
+        for kv in kvs {
+            header.string(kv.key)
+            header.u32(kv.value.type.rawValue)
+            if case .string(let s) = kv.value {
+                let start = header.data.count + 8
+                stringValueRanges[kv.key] = start..<start + s.utf8.count
+            }
+            try header.value(kv.value, path: path, key: kv.key)
+        }
+        var names = Set<String>()
+        var offset = 0
+        for t in tensors {
+            guard names.insert(t.name).inserted else { throw RWKVError(path, "duplicate tensor name \(t.name)") }
+            guard t.name.utf8.count < GGUF.maxTensorNameBytes else {
+                throw RWKVError(path, "tensor name \(t.name) is longer than ggml's limit of \(GGUF.maxTensorNameBytes - 1) bytes")
+            }
+            guard (1...GGUF.maxDimensions).contains(t.shape.count) else {
+                throw RWKVError(path, "tensor \(t.name): GGUF holds 1 to \(GGUF.maxDimensions) dimensions, not \(t.shape.count)")
+            }
+            guard let typeID = t.dtype.ggmlType else { throw RWKVError(path, "tensor \(t.name): GGUF cannot store \(t.dtype.rawValue)") }
+            guard let rowLength = t.shape.last, rowLength % t.dtype.blockSize == 0,
+                  let bytes = t.dtype.byteCount(elements: t.elementCount) else {
+                throw RWKVError(path, "tensor \(t.name): shape \(t.shape) does not fit \(t.dtype.rawValue) blocks of \(t.dtype.blockSize)")
+            }
+            header.string(t.name)
+            header.u32(UInt32(t.shape.count))
+            for d in t.shape.reversed() { header.u64(UInt64(d)) }
+            header.u32(typeID)
+            header.u64(UInt64(offset))
+            offset += alignUp(bytes, alignment)
+        }
+        header.pad(to: alignment)
+
+        self.path = path
+        self.alignment = alignment
+        self.tensors = tensors
+        self.stringValueRanges = stringValueRanges
+        self.out = try AtomicOutputFile(path, refusingToOverwrite: inputs)
+        try out.write(header.data)
+        writebackFD = open(out.temporaryPath, O_WRONLY | O_CLOEXEC)
+    }
+
+    deinit {
+        if writebackFD >= 0 { close(writebackFD) }
+    }
+
+    /// Asks the kernel to start writing the bytes written so far to disk without waiting, so the
+    /// flush before the rename (AtomicOutputFile.commit) finds little left to do: the disk
+    /// writes overlap the conversion of the next tensors. On Linux, POSIX_FADV_DONTNEED starts
+    /// asynchronous writeback of dirty pages (and drops clean ones, which we never read again).
+    /// Best effort: an error changes nothing but speed.
+    private func startWriteback() {
+        #if os(Linux)
+        if writebackFD >= 0 { _ = posix_fadvise(writebackFD, 0, off_t(out.bytesWritten), POSIX_FADV_DONTNEED) }
+        #endif
+    }
+
+    /// The next tensor still to be written, or nil when all are.
+    public var nextTensor: TensorInfo? { next < tensors.count ? tensors[next] : nil }
+
+    /// Appends the data of the next tensor in plan order (exactly its planned size).
+    public func writeTensor(_ bytes: UnsafeRawBufferPointer) throws {
+        guard let t = nextTensor else { throw RWKVError(path, "more tensor data than planned tensors") }
+        guard bytes.count == t.byteCount else {
+            throw RWKVError(path, "tensor \(t.name): got \(bytes.count) bytes, planned \(t.byteCount)")
+        }
+        try out.write(bytes)
+        try out.pad(alignUp(bytes.count, alignment) - bytes.count)
+        next += 1
+        if bytes.count >= 1 << 20 { startWriteback() }
+    }
+
+    public func writeTensor(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try writeTensor($0) }
+    }
+
+    /// Overwrites a string metadata value already written with another of the same byte length.
+    /// This lets a value known only at the end (the source file's SHA-256, computed while the
+    /// tensors are converted) be reserved up front and filled in before `finish()`.
+    public func patchString(_ key: String, _ value: String) throws {
+        guard let range = stringValueRanges[key] else { throw RWKVError(path, "no string metadata \(key) to patch") }
+        let bytes = Array(value.utf8)
+        guard bytes.count == range.count else {
+            throw RWKVError(path, "metadata \(key): patch is \(bytes.count) bytes, the reserved value \(range.count)")
+        }
+        guard !bytes.isEmpty else { return }
+        let fd = open(out.temporaryPath, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw RWKVError(path, "cannot reopen the output to patch \(key): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress!, $0.count, off_t(range.lowerBound)) }
+        guard n == bytes.count else { throw RWKVError(path, "cannot patch \(key): \(String(cString: strerror(errno)))") }
+    }
+
+    /// Checks every planned tensor was written and moves the file into place.
+    public func finish() throws {
+        guard next == tensors.count else {
+            throw RWKVError(path, "only \(next) of \(tensors.count) tensors were written")
+        }
+        try out.commit()
+    }
+
+    /// Removes the partial output (also done automatically when the writer is released unfinished).
+    public func abandon() { out.abandon() }
+
+    public var bytesWritten: Int { out.bytesWritten }
+}
+
+/// Little-endian GGUF serialisation into a byte array.
+struct GGUFEncoder {
+    var data: [UInt8] = []
+
+    mutating func bytes(_ b: [UInt8]) { data += b }
+    mutating func u8(_ v: UInt8) { data.append(v) }
+    mutating func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { data += $0 } }
+    mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { data += $0 } }
+    mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { data += $0 } }
+    mutating func string(_ s: String) {
+        u64(UInt64(s.utf8.count))
+        data += s.utf8
+    }
+    mutating func pad(to alignment: Int) {
+        data += [UInt8](repeating: 0, count: alignUp(data.count, alignment) - data.count)
+    }
+
+    mutating func value(_ v: GGUFValue, path: String, key: String) throws {
+        switch v {
+        case .uint8(let x): u8(x)
+        case .int8(let x): u8(UInt8(bitPattern: x))
+        case .uint16(let x): u16(x)
+        case .int16(let x): u16(UInt16(bitPattern: x))
+        case .uint32(let x): u32(x)
+        case .int32(let x): u32(UInt32(bitPattern: x))
+        case .uint64(let x): u64(x)
+        case .int64(let x): u64(UInt64(bitPattern: x))
+        case .float32(let x): u32(x.bitPattern)
+        case .float64(let x): u64(x.bitPattern)
+        case .bool(let x): u8(x ? 1 : 0)
+        case .string(let s): string(s)
+        case .array(let t, let items):
+            u32(t.rawValue)
+            u64(UInt64(items.count))
+            for item in items {
+                guard item.type == t else {
+                    throw RWKVError(path, "metadata \(key): array of \(t) holds a \(item.type) value")
+                }
+                try value(item, path: path, key: key)
+            }
+        }
+    }
+}

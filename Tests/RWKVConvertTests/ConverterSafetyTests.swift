@@ -1,0 +1,152 @@
+import Foundation
+import Testing
+@testable import RWKVConvert
+import RWKVFormats
+import RWKVModel
+
+/// Failures leave nothing behind, inputs are never overwritten, wrong inputs say what they are.
+@Suite struct ConverterSafetyTests {
+    @Test func refusesToOverwriteTheInput() throws {
+        let dir = try ConversionFiles.ScratchDirectory()
+        let input = dir.path + "/m.safetensors"
+        try FileManager.default.copyItem(atPath: ConversionFiles.fixture("rwkv7-tiny.safetensors"), toPath: input)
+        let before = try Data(contentsOf: URL(fileURLWithPath: input))
+        #expect(throws: RWKVError(input, "refusing to overwrite the input file")) {
+            _ = try ConversionFiles.convert(input, to: input, type: .f16)
+        }
+        // The same file through another spelling of its path.
+        #expect(throws: RWKVError(dir.path + "/./m.safetensors", "refusing to overwrite the input file")) {
+            _ = try ConversionFiles.convert(input, to: dir.path + "/./m.safetensors", type: .f16)
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: input)) == before)
+        #expect(dir.files == ["m.safetensors"])
+    }
+
+    /// A conversion that fails part way (a tensor read fails after the header and some tensors
+    /// are written) leaves no output and no temporary file; one that fails before writing leaves
+    /// an existing file at the output path alone.
+    @Test func failedConversionLeavesNoOutput() throws {
+        let dir = try ConversionFiles.ScratchDirectory()
+        let out = dir.path + "/out.gguf"
+        let source = FailingSource(try SafetensorsReader(path: ConversionFiles.fixture("rwkv7-tiny.safetensors")), failAfter: 20)
+        var options = ConversionOptions()
+        options.showProgress = false
+        #expect(throws: RWKVError(source.path, "read error (test)")) {
+            _ = try Converter.convert(source: source, format: .safetensors, output: out, options: options)
+        }
+        #expect(source.reads == 21)
+        #expect(dir.files.isEmpty)
+
+        try Data("keep me".utf8).write(to: URL(fileURLWithPath: out))
+        let vocab = dir.path + "/vocab.txt"
+        try Data("1 'a' 1\n2 'bc' 3\n".utf8).write(to: URL(fileURLWithPath: vocab))
+        #expect(throws: RWKVError(vocab, "line 2: token is 2 bytes, the line says 3")) {
+            _ = try ConversionFiles.convert(ConversionFiles.fixture("rwkv7-tiny.safetensors"), to: out, type: .f16, vocabulary: vocab)
+        }
+        #expect(try String(contentsOfFile: out, encoding: .utf8) == "keep me")
+        #expect(Set(dir.files) == ["out.gguf", "vocab.txt"])
+
+        // An integer tensor where a float one belongs is refused before anything is written.
+        let good = try SafetensorsReader(path: ConversionFiles.fixture("rwkv7-tiny.safetensors"))
+        let broken = dir.path + "/int.safetensors"
+        try SafetensorsWriter.write(to: broken, tensors: good.tensors.map {
+            $0.name == "blocks.1.att.w0" ? TensorInfo(name: $0.name, dtype: .i16, shape: $0.shape) : $0
+        }) { try good.data($0.name) }
+        #expect(throws: RWKVError(broken, "tensor blocks.1.att.w0 is i16; expected a floating-point checkpoint")) {
+            _ = try ConversionFiles.convert(broken, to: dir.path + "/int.gguf", type: .f16)
+        }
+        #expect(Set(dir.files) == ["out.gguf", "vocab.txt", "int.safetensors"])
+    }
+
+    /// The writer abandoned mid-way (as when a tensor read fails) removes its temporary file.
+    @Test func abandonedWriterLeavesNothing() throws {
+        let dir = try ConversionFiles.ScratchDirectory()
+        let out = dir.path + "/x.gguf"
+        do {
+            let w = try GGUFWriter(path: out, metadata: [], tensors: [TensorInfo(name: "a", dtype: .f32, shape: [4])])
+            #expect(dir.files.count == 1)   // the temporary file
+            _ = w
+        }
+        #expect(dir.files.isEmpty)
+    }
+
+    /// bf16 values beyond f16's range become infinite in an f16 file: counted and named, not silent.
+    @Test func f16OverflowIsReported() throws {
+        let dir = try ConversionFiles.ScratchDirectory()
+        let good = try SafetensorsReader(path: ConversionFiles.fixture("rwkv7-tiny.safetensors"))
+        let input = dir.path + "/big.safetensors"
+        try SafetensorsWriter.write(to: input, tensors: good.tensors) { t in
+            var bytes = try good.data(t.name)
+            if t.name == "blocks.1.ffn.value.weight" {     // bf16 0x4780 = 65536, 0xc7c0 = -98304
+                bytes[0] = 0x80; bytes[1] = 0x47; bytes[2] = 0xc0; bytes[3] = 0xc7
+            }
+            return bytes
+        }
+        let report = try ConversionFiles.convert(input, to: dir.path + "/out.gguf", type: .f16)
+        #expect(report.overflowCount == 2)
+        #expect(report.overflowTensors == ["blk.1.channel_mix_value.weight"])
+        #expect(report.text.contains("warning:    2 finite values became infinite (out of f16's range) in blk.1.channel_mix_value.weight"))
+        let values = try GGUFReader(path: dir.path + "/out.gguf").floats("blk.1.channel_mix_value.weight")
+        #expect(values[0] == .infinity && values[1] == -.infinity)
+        // bf16 keeps them.
+        #expect(try ConversionFiles.convert(input, to: dir.path + "/bf16.gguf", type: .bf16).overflowCount == 0)
+    }
+
+    @Test func progressLine() {
+        let bar = ProgressBar(total: 200, label: "converting", enabled: false)   // not drawn: no terminal
+        #expect(bar.line() == "converting [..............................]   0%")
+        bar.update(50, detail: "blk.0.time_mix_key.weight")
+        #expect(bar.line() == "converting [#######.......................]  25%  blk.0.time_mix_key.weight")
+        #expect(bar.line(columns: 20) == "converting [#######.")
+        bar.advance(by: 500)
+        #expect(bar.line().hasPrefix("converting [##############################] 100%"))
+    }
+
+    @Test func wrongInputFormatSaysWhichCommand() throws {
+        let input = ConversionFiles.fixture("rwkv7-tiny.safetensors")
+        var options = ConversionOptions()
+        options.expectedFormat = .torchZip
+        options.showProgress = false
+        #expect(throws: RWKVError(input, "is a safetensors file, not torch zip (.pth); use safetensors-to-native")) {
+            _ = try Converter.convert(input: input, output: "/nonexistent/out.gguf", options: options)
+        }
+    }
+
+    @Test func keepF32AndFallbacks() throws {
+        // keep-f32: a glob and a substring.
+        let c = try RWKVConfig.detect(try ModelFile.open(ConversionFiles.fixture("rwkv7-tiny.safetensors")))
+        let plan = ConversionPlan(config: c, type: .f16, keepF32: ["blk.1.*", "token_embd"])
+        let types = Dictionary(uniqueKeysWithValues: plan.tensors.map { ($0.layout.name, $0.dtype) })
+        #expect(types["blk.1.time_mix_key.weight"] == .f32)
+        #expect(types["token_embd.weight"] == .f32)
+        #expect(types["blk.0.time_mix_key.weight"] == .f16)
+        #expect(plan.notes.count == 7)   // 6 large matrices of layer 1 + token_embd
+
+        // A quantized type on rows that are not a multiple of 32 falls back to F16, with a note,
+        // as llama.cpp's tensor_type_fallback does.
+        var odd = c
+        odd.embeddingSize = 96; odd.ffnSize = 336; odd.headSize = 48   // 336 % 32 == 16
+        let q = ConversionPlan(config: odd, type: .q8_0)
+        let valueTypes = q.tensors.filter { $0.layout.name.hasSuffix("channel_mix_value.weight") }.map(\.dtype)
+        #expect(valueTypes == [.f16, .f16])
+        #expect(q.tensors.first { $0.layout.name == "blk.0.channel_mix_key.weight" }?.dtype == .q8_0)
+        #expect(q.notes.allSatisfy { $0.note == "F16: row length 336 is not a multiple of 32, which q8_0 needs" })
+        #expect(q.isQuantized)
+    }
+}
+
+/// A checkpoint whose reads start failing after `failAfter` tensors.
+final class FailingSource: TensorSource {
+    let inner: TensorSource
+    let failAfter: Int
+    private(set) var reads = 0
+    init(_ inner: TensorSource, failAfter: Int) { self.inner = inner; self.failAfter = failAfter }
+    var path: String { inner.path }
+    var formatName: String { inner.formatName }
+    var tensors: [TensorInfo] { inner.tensors }
+    func data(_ name: String) throws -> [UInt8] {
+        reads += 1
+        if reads > failAfter { throw RWKVError(path, "read error (test)") }
+        return try inner.data(name)
+    }
+}

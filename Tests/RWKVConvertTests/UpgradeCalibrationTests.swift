@@ -1,0 +1,88 @@
+import Foundation
+import Testing
+import RWKVFormats
+import RWKVModel
+@testable import RWKVConvert
+
+/// `--calibrate`: the RWKV-6 run that records activations, the tokenizer, and the calibrated upgrade.
+@Suite struct UpgradeCalibrationTests {
+    @Test func calibrationRunReproducesTheOfficialLogits() throws {
+        let model = try ModelFile.open(upgradeFixtures + "/models/rwkv6-tiny-fp32.pth")
+        let config = try RWKVConfig.detect(model)
+        let expected = try ModelFile.open(upgradeFixtures + "/expected/rwkv6-tiny-fp32.logits.safetensors")
+        let tokens = try expected.floats("tokens").map { Int($0) }
+        let official = try expected.floats("logits")
+        let run = try RWKV6CalibrationRun(tokens: tokens, weights: V6Weights(source: model, config: config), config: config)
+        var previousInputs: MixInputs?
+        for layer in 0..<config.layerCount {
+            let inputs = try run.runLayer(layer)
+            #expect(inputs.timeMix.count == tokens.count && inputs.channelMix.count == tokens.count)
+            // The token shift: each row's previous input is the row before, zero before the first.
+            #expect(Array(inputs.timeMix.previous.row(1)) == Array(inputs.timeMix.current.row(0)))
+            #expect(inputs.timeMix.previous.row(0).allSatisfy { $0 == 0 })
+            previousInputs = inputs.channelMix
+        }
+        #expect(previousInputs != nil)
+        let logits = try run.logits()
+        // The official package runs fp32 token by token, we run sequence mode in fp32 with
+        // another summation order; logits are O(10), agreement to 1e-3 is float rounding.
+        #expect(maxAbsDifference(logits.values, official) < 1e-3)
+        #expect(throws: RWKVError(nil, "internal error: calibration asked for layer 0, next is 2")) { try run.runLayer(0) }
+    }
+
+    @Test func worldTokenizerMatchesTheOfficialOne() throws {
+        // Expected ids from the official rwkv package: TRIE_TOKENIZER('rwkv_vocab_v20230424.txt').encode(text).
+        let tokenizer = try WorldTokenizer.shared()
+        let text = "Hello, world! 你好 — ½\n\tcafé's \"RWKV\""
+        #expect(try tokenizer.encode(Array(text.utf8)) == [33155, 45, 40213, 34, 33, 10464, 11685, 22898, 4935, 260, 1784, 7596, 460, 269, 1413, 1184, 35])
+        #expect(try tokenizer.encode(Array("The quick brown fox".utf8)) == [6699, 39418, 37917, 21704])
+        #expect(try CalibrationTokenizer.tokens([0x41, 0xff], vocabularySize: 256, path: "t") == [0x41, 0xff])
+        #expect(throws: RWKVError("t", "byte 200 is outside the model's 128-token vocabulary")) {
+            try CalibrationTokenizer.tokens([65, 200], vocabularySize: 128, path: "t")
+        }
+    }
+
+    @Test func vocabularyLiteralsDecodeLikePython() {
+        #expect(WorldTokenizer.literal("'a\\'b'") == Array("a'b".utf8))
+        #expect(WorldTokenizer.literal("\"'\"") == [0x27])
+        #expect(WorldTokenizer.literal("b'\\xf9'") == [0xf9])
+        #expect(WorldTokenizer.literal("'\\xe9'") == Array("é".utf8))          // str \x: a code point, UTF-8 encoded
+        #expect(WorldTokenizer.literal("'\\u2002\\n\\t\\\\'") == Array("\u{2002}\n\t\\".utf8))
+        #expect(WorldTokenizer.literal("'unterminated") == nil)
+        #expect(WorldTokenizer.literal("'\\q'") == nil)
+    }
+
+    @Test func calibratedUpgradeFitsOnTheText() throws {
+        let dir = try UpgradeScratch()
+        let input = upgradeFixtures + "/models/rwkv6-tiny-fp32.pth"
+        let text = dir.file("calibration.txt")
+        try Data(String(repeating: "Calibration text for the tiny model, bytes as tokens. ", count: 6).utf8).write(to: URL(fileURLWithPath: text))
+        var options = quickOptions(.preserve)
+        options.calibrationText = text
+        let out = dir.file("calibrated.safetensors"), plain = dir.file("plain.safetensors")
+        let report = try RWKVUpgrade.run(input: input, output: out, options: options, dtype: .f32)
+        _ = try RWKVUpgrade.run(input: input, output: plain, options: quickOptions(.preserve), dtype: .f32)
+        #expect(report.tensors.first { $0.name == "blocks.1.att.key.weight" }?.step == "PreserveRecipe.refitProjection")
+        let a = try readAll(out), b = try readAll(plain), source = try readAll(input)
+        // Without calibration key is RWKV-6's; with it, refitted (and still close: same map, other lerp).
+        #expect(b["blocks.1.att.key.weight"]?.values == source["blocks.1.att.key.weight"]?.values)
+        let refit = try #require(a["blocks.1.att.key.weight"]?.values), original = try #require(source["blocks.1.att.key.weight"]?.values)
+        #expect(refit != original)
+        let change = zip(refit, original).reduce(0.0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) }.squareRoot()
+        let norm = original.reduce(0.0) { $0 + Double($1 * $1) }.squareRoot()
+        #expect(change < 0.5 * norm)
+        #expect(try RWKVConfig.detect(ModelFile.open(out)).version == .v7)
+
+        var paper = UpgradeOptions()
+        paper.calibrationText = text
+        #expect(throws: RWKVError(nil, "--calibrate only applies to --recipe preserve")) {
+            try RWKVUpgrade.run(input: input, output: dir.file("x.pth"), options: paper)
+        }
+        var short = quickOptions(.preserve)
+        try Data("tiny".utf8).write(to: URL(fileURLWithPath: dir.file("short.txt")))
+        short.calibrationText = dir.file("short.txt")
+        #expect(throws: RWKVError(dir.file("short.txt"), "calibration text gives 4 tokens; at least 16 are needed")) {
+            try RWKVUpgrade.run(input: input, output: dir.file("x.pth"), options: short)
+        }
+    }
+}

@@ -1,0 +1,45 @@
+import Foundation
+import Testing
+import RWKVFormats
+@testable import RWKVModel
+
+/// Files in fixtures/bad/ that are valid containers of something that is no usable RWKV-6/7 model:
+/// they open and read (Tests/RWKVFormatsTests/BadFilesTests.swift), and architecture detection
+/// refuses each with its own message.
+@Suite struct BadModelFilesTests {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("fixtures").path
+
+    static let expected: [String: String] = [
+        "not-rwkv.pth": "not an RWKV checkpoint (no emb.weight and blocks.* tensors)",
+        "not-rwkv.safetensors": "not an RWKV checkpoint (no emb.weight and blocks.* tensors)",
+        "rwkv4-like.pth": "RWKV-4/5 checkpoint: only RWKV-6 and RWKV-7 are supported",
+        "rwkv5-like.pth": "RWKV-4/5 checkpoint: only RWKV-6 and RWKV-7 are supported",
+        "rwkv7-inconsistent-ffn.pth": "tensor blocks.0.ffn.value.weight has shape [64, 256], expected [64, 250]",
+        "rwkv7-layer-gap.pth": "missing tensor blocks.1.att.",
+        "rwkv7-misshaped-a1.pth": "tensor blocks.1.att.a1 has shape [8, 64], expected [64, 8]",
+        "rwkv7-missing-k_k.pth": "missing tensor blocks.1.att.k_k",
+        "torch-nested-state-dict.pth": "not an RWKV checkpoint",
+        "torch-byteorder-big.pth": "not an RWKV checkpoint",
+    ]
+
+    @Test(arguments: expected.keys.sorted())
+    func isRefusedByArchitectureDetection(file: String) throws {
+        let path = Self.fixtures + "/bad/" + file
+        let source = try ModelFile.open(path)
+        do {
+            _ = try RWKVConfig.detect(source)
+            Issue.record("\(file) was accepted as an RWKV model")
+        } catch let error as RWKVError {
+            #expect(error.file == path)
+            #expect(error.message.contains(Self.expected[file]!), "\(error.message)")
+        }
+    }
+
+    /// The template the rwkv7-* bad files were cut from: every tensor views one shared storage.
+    @Test func sharedStorageTemplateIsAccepted() throws {
+        let config = try RWKVConfig.detect(try ModelFile.open(Self.fixtures + "/edge/rwkv7-shared-storage.pth"))
+        #expect(config == RWKVConfig(version: .v7, layerCount: 2, embeddingSize: 64, headSize: 64, vocabSize: 16, ffnSize: 256,
+                                     decayRank: 16, iclrRank: 8, valueResidualRank: 8, gateRank: 16))
+    }
+}

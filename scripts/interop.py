@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Interoperability checks of rwkv-convert's GGUF output against independent implementations
+(not part of `make test`; run through scripts/interop.sh):
+
+1. gguf-py (`gguf.GGUFReader`) reads every tensor of every output; for each tensor it writes the
+   values `gguf.quants.dequantize` gives to <out>.gguf-py.safetensors, which the opt-in Swift test
+   GGUFInteropTests compares with our reader's values.
+2. The stored bytes of every large matrix equal what gguf-py's own encoders make of the source
+   values (numpy float16, gguf.quants.quantize for BF16 and Q8_0..Q4_0: bit-exact with ggml's C
+   reference quantizers), and every other tensor is the source values in F32.
+3. llama.cpp (llama-cpp-python, logits_all=True) loads every output and evaluates the fixture's
+   tokens; its logits are compared with the official rwkv package's logits for the same weights.
+
+4. (--tokenizer FILE.gguf) llama.cpp's RWKV tokenizer over the World token list we write gives
+   the same token ids as the official package's TRIE_TOKENIZER, and detokenizes back.
+
+Usage: interop.py OUT_DIR MODEL_NAME... (expects OUT_DIR/<model>.<type>.gguf from interop.sh)
+       interop.py --tokenizer WORLD_MODEL.gguf
+Prints a Markdown table and writes OUT_DIR/interop.json.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import gguf
+from safetensors.numpy import load_file, save_file
+from safetensors import safe_open
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TYPES = ["f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0"]
+QTYPE = {"f32": gguf.GGMLQuantizationType.F32, "f16": gguf.GGMLQuantizationType.F16,
+         "bf16": gguf.GGMLQuantizationType.BF16, "q8_0": gguf.GGMLQuantizationType.Q8_0,
+         "q5_1": gguf.GGMLQuantizationType.Q5_1, "q5_0": gguf.GGMLQuantizationType.Q5_0,
+         "q4_1": gguf.GGMLQuantizationType.Q4_1, "q4_0": gguf.GGMLQuantizationType.Q4_0}
+
+
+# Accepted max |logit difference| between llama.cpp and the official package, per type. f32 is
+# arithmetic noise (different summation order; 1e-4 is what rwkv-verify accepts for fp32).
+# The others are set at about twice what was measured on these fixtures (docs/formats.md): they
+# include llama.cpp's own rounding of activations (its CPU matmul converts them to f16/bf16/q8
+# to match the weight type), and the tiny random-weight fixtures are far more sensitive to
+# weight quantization than trained models, so they catch regressions, not quality.
+MAX_ABS = {"f32": 1e-4, "f16": 1e-2, "bf16": 5e-2, "q8_0": 0.3, "q5_1": 1.5, "q5_0": 2.0, "q4_1": 3.5, "q4_0": 3.5}
+
+
+def large_matrix_source(name):
+    """GGUF name of a large matrix -> BlinkDL name (these are stored unchanged, only retyped)."""
+    if name == "token_embd.weight":
+        return "emb.weight"
+    if name == "output.weight":
+        return "head.weight"
+    parts = name.split(".")
+    if parts[0] != "blk":
+        return None
+    layer, kind = parts[1], parts[2]
+    table = {"time_mix_key": "att.key.weight", "time_mix_value": "att.value.weight",
+             "time_mix_receptance": "att.receptance.weight", "time_mix_gate": "att.gate.weight",
+             "time_mix_output": "att.output.weight", "channel_mix_key": "ffn.key.weight",
+             "channel_mix_value": "ffn.value.weight", "channel_mix_receptance": "ffn.receptance.weight"}
+    return f"blocks.{layer}.{table[kind]}" if kind in table else None
+
+
+def source_tensors(model):
+    with safe_open(os.path.join(ROOT, "fixtures/models", model + ".safetensors"), "pt") as f:
+        return {k: f.get_tensor(k).float().numpy() for k in f.keys()}
+
+
+def check_file(path, typ, source):
+    reader = gguf.GGUFReader(path)
+    values = {}
+    problems = []
+    for t in reader.tensors:
+        shape = tuple(int(d) for d in reversed(t.shape))    # torch order
+        deq = gguf.quants.dequantize(t.data, t.tensor_type).reshape(shape).astype(np.float32)
+        values[t.name] = np.ascontiguousarray(deq)
+        src_name = large_matrix_source(t.name)
+        if src_name is None:
+            if t.tensor_type != gguf.GGMLQuantizationType.F32:
+                problems.append(f"{t.name} is {t.tensor_type.name}, expected F32")
+            continue
+        if t.tensor_type != QTYPE[typ]:
+            problems.append(f"{t.name} is {t.tensor_type.name}, expected {typ}")
+            continue
+        src = source[src_name].astype(np.float32)
+        expected = gguf.quants.quantize(src, QTYPE[typ]) if typ != "f16" else src.astype(np.float16)
+        if expected.tobytes() != np.asarray(t.data).tobytes():
+            problems.append(f"{t.name}: bytes differ from gguf-py's {typ} encoding of the source")
+    save_file(values, path + ".gguf-py.safetensors")
+    return len(reader.tensors), problems
+
+
+def softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def compare_logits(got, ref):
+    p, q = softmax(ref.astype(np.float64)), softmax(got.astype(np.float64))
+    kl = float(np.max(np.sum(p * (np.log(p) - np.log(q)), axis=-1)))
+    return {"max_abs": float(np.max(np.abs(got - ref))), "max_kl": kl,
+            "top1": float(np.mean(np.argmax(got, -1) == np.argmax(ref, -1)))}
+
+
+def ours(path, fixture):
+    """rwkv-verify (our forward pass on the dequantized weights) against the same official logits."""
+    import subprocess
+    verify = os.environ.get("RWKV_VERIFY")
+    if not verify:
+        return None
+    run = subprocess.run([verify, path, "--fixture", fixture, "--mode", "rnn", "--json"], capture_output=True, text=True)
+    s = json.loads(run.stdout)["checks"][0]["summary"]
+    return {"max_abs": s["maxAbsDelta"], "max_kl": s["maxKL"], "top1": s["top1Agreement"]}
+
+
+def llama_logits(path, tokens, vocab):
+    import llama_cpp
+    llm = llama_cpp.Llama(model_path=path, n_ctx=256, n_batch=256, logits_all=True, n_threads=2, verbose=False)
+    llm.eval(tokens)
+    logits = np.array(llm.scores[:len(tokens), :vocab], dtype=np.float32)
+    del llm
+    return logits
+
+
+TOKENIZER_TEXTS = ["Hello world!\n\nUser: what is RWKV?\n\nAssistant:", "café ½ — 日本語のテキスト 🙂\t\\x00 'quoted' \"double\"",
+                   "".join(chr(c) for c in range(1, 128)), "  leading spaces, trailing tab\t\r\n"]
+
+
+def check_world_tokenizer(path):
+    """llama.cpp's RWKV tokenizer over our World token list must tokenize like the official one."""
+    import llama_cpp
+    from rwkv.rwkv_tokenizer import TRIE_TOKENIZER
+    import rwkv
+    official = TRIE_TOKENIZER(os.path.join(os.path.dirname(rwkv.__file__), "rwkv_vocab_v20230424.txt"))
+    llm = llama_cpp.Llama(model_path=path, n_ctx=64, vocab_only=True, verbose=False)
+    problems = []
+    for text in TOKENIZER_TEXTS:
+        ours = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        theirs = official.encode(text)
+        if ours != theirs:
+            problems.append(f"{text[:20]!r}: llama.cpp {ours[:8]}... official {theirs[:8]}...")
+        elif llm.detokenize(ours).decode("utf-8") != text:
+            problems.append(f"{text[:20]!r}: llama.cpp does not detokenize back")
+    del llm
+    return problems
+
+
+def main():
+    if sys.argv[1] == "--tokenizer":
+        problems = check_world_tokenizer(sys.argv[2])
+        print(f"World tokenizer in llama.cpp vs official: {len(TOKENIZER_TEXTS)} texts, "
+              + ("all identical" if not problems else "; ".join(problems)))
+        sys.exit(1 if problems else 0)
+    out_dir, models = sys.argv[1], sys.argv[2:]
+    results = []
+    failures = 0
+    for model in models:
+        source = source_tensors(model)
+        # The fixture safetensors hold the bf16 weights; the official logits for exactly those
+        # weights computed in fp32 are the "-bf16.upcast" fixture.
+        fixture = os.path.join(ROOT, "fixtures/expected", model + "-bf16.upcast.logits.safetensors")
+        ref = load_file(fixture)
+        tokens, ref_logits = [int(t) for t in ref["tokens"]], ref["logits"]
+        for typ in TYPES:
+            path = os.path.join(out_dir, f"{model}.{typ}.gguf")
+            n, problems = check_file(path, typ, source)
+            row = {"model": model, "type": typ, "tensors": n, "gguf_py_problems": problems}
+            try:
+                row.update(compare_logits(llama_logits(path, tokens, ref_logits.shape[1]), ref_logits))
+            except Exception as e:  # a load failure is a result to report, not a crash
+                row["llama_error"] = repr(e)
+            row["within_bound"] = "max_abs" in row and row["max_abs"] <= MAX_ABS[typ]
+            row["ours"] = ours(path, fixture)
+            failures += bool(problems) or not row["within_bound"]
+            results.append(row)
+    with open(os.path.join(out_dir, "interop.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    print("| model | type | gguf-py: tensors read, bytes == gguf-py encoding | llama.cpp max abs dlogit (bound) | max KL | top-1 | rwkv-verify max abs dlogit | max KL | top-1 |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        g = f"{r['tensors']}, " + ("all equal" if not r["gguf_py_problems"] else "; ".join(r["gguf_py_problems"][:3]))
+        if "llama_error" in r:
+            print(f"| {r['model']} | {r['type']} | {g} | load failed: {r['llama_error']} | | |")
+        else:
+            mark = "" if r["within_bound"] else " OVER"
+            o = r["ours"]
+            mine = f"{o['max_abs']:.2e} | {o['max_kl']:.2e} | {o['top1']:.3f}" if o else "(set RWKV_VERIFY) | |"
+            print(f"| {r['model']} | {r['type']} | {g} | {r['max_abs']:.2e} ({MAX_ABS[r['type']]:g}){mark} | {r['max_kl']:.2e} | {r['top1']:.3f} | {mine} |")
+    print(f"interop: {len(results) - failures} passed, {failures} failed")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Interoperability of rwkv-convert's GGUF files with gguf-py and llama.cpp (not part of make test).
+# Converts the fixture models in every type, then:
+#   - scripts/interop.py: gguf-py reads every tensor; stored bytes equal gguf-py's own encoding of
+#     the source values; llama.cpp (llama-cpp-python) loads every file and its logits on the
+#     fixture tokens are compared with the official package's;
+#   - GGUFInteropTests (Swift, opt-in): our reader's values equal gguf.quants.dequantize's;
+#   - rwkv-verify (our forward pass) on the same files and tokens, for comparison.
+# Needs the venv (scripts/venv.sh) plus llama-cpp-python (scripts/interop-requirements.txt:
+# compiles llama.cpp, slow). Writes to $OUT (default: a new folder in /tmp).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo /work/main/.venv/bin/python )}
+OUT=${OUT:-$(mktemp -d /tmp/rwkv-interop.XXXXXX)}
+"$PY" -c 'import gguf, llama_cpp' || {
+    echo "interop: the venv needs gguf and llama-cpp-python: $PY -m pip install -r scripts/interop-requirements.txt" >&2; exit 1; }
+swift build --product rwkv-convert >/dev/null
+swift build --product rwkv-verify >/dev/null
+export RWKV_VERIFY=.build/debug/rwkv-verify   # our forward pass on the same files, for comparison
+MODELS="rwkv7-tiny rwkv6-tiny"
+for m in $MODELS; do
+    for t in f32 f16 bf16 q8_0 q5_1 q5_0 q4_1 q4_0; do
+        .build/debug/rwkv-convert safetensors-to-native "fixtures/models/$m.safetensors" "$OUT/$m.$t.gguf" --type "$t" >/dev/null
+    done
+done
+status=0
+"$PY" scripts/interop.py "$OUT" $MODELS || status=1
+# A World-vocabulary model (65536 rows): llama.cpp must tokenize like the official package.
+# (In its own folder: the Swift check below compares every .gguf in $OUT.)
+mkdir -p "$OUT/world"
+"$PY" scripts/make-bench-checkpoint.py --world-tiny "$OUT/world/world-tiny" >/dev/null
+.build/debug/rwkv-convert safetensors-to-native "$OUT/world/world-tiny.safetensors" "$OUT/world/world-tiny.gguf" --type q8_0 >/dev/null
+"$PY" scripts/interop.py --tokenizer "$OUT/world/world-tiny.gguf" 2>/dev/null || status=1
+swift build --build-tests >/dev/null
+RWKV_INTEROP_DIR="$OUT" swift test --skip-build --filter GGUFInteropTests 2>&1 | grep -E "GGUFInteropTests:|✘|Test run" || status=1
+echo "interop outputs in $OUT"
+exit $status
