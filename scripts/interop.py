@@ -11,7 +11,9 @@
 3. llama.cpp (llama-cpp-python, logits_all=True) loads every output and evaluates the fixture's
    tokens; its logits are compared with the official rwkv package's logits for the same weights.
 
-4. (--tokenizer FILE.gguf) llama.cpp's RWKV tokenizer over the World token list we write gives
+4. llama.cpp's quantizer (`llama_model_quantize`, what llama-quantize runs) accepts our f16 files
+   and its q8_0 of them is byte-identical to our own q8_0 conversion.
+5. (--tokenizer FILE.gguf) llama.cpp's RWKV tokenizer over the World token list we write gives
    the same token ids as the official package's TRIE_TOKENIZER, and detokenizes back.
 
 Usage: interop.py OUT_DIR MODEL_NAME... (expects OUT_DIR/<model>.<type>.gguf from interop.sh)
@@ -88,6 +90,25 @@ def check_file(path, typ, source):
             problems.append(f"{t.name}: bytes differ from gguf-py's {typ} encoding of the source")
     save_file(values, path + ".gguf-py.safetensors")
     return len(reader.tensors), problems
+
+
+def check_requantize(f16_path, q8_path):
+    """llama.cpp's own quantizer (what llama-quantize runs) accepts our f16 file, and its q8_0 of it
+    is byte-identical, tensor for tensor, to our direct q8_0 conversion."""
+    import ctypes
+    import llama_cpp
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = 7            # LLAMA_FTYPE_MOSTLY_Q8_0
+    params.nthread = 2
+    out = q8_path + ".llama-quantize"
+    if llama_cpp.llama_model_quantize(f16_path.encode(), out.encode(), ctypes.byref(params)) != 0:
+        return ["llama_model_quantize refused the f16 file"]
+    theirs = {t.name: t for t in gguf.GGUFReader(out).tensors}
+    problems = [t.name for t in gguf.GGUFReader(q8_path).tensors
+                if t.name not in theirs or theirs[t.name].tensor_type != t.tensor_type
+                or np.asarray(theirs[t.name].data).tobytes() != np.asarray(t.data).tobytes()]
+    os.remove(out)
+    return problems
 
 
 def softmax(x):
@@ -173,6 +194,10 @@ def main():
             row["ours"] = ours(path, fixture)
             failures += bool(problems) or not row["within_bound"]
             results.append(row)
+        requant = check_requantize(os.path.join(out_dir, f"{model}.f16.gguf"), os.path.join(out_dir, f"{model}.q8_0.gguf"))
+        print(f"{model}: llama.cpp's quantizer on our f16 file -> q8_0 "
+              + ("byte-identical to our q8_0 file" if not requant else "differs in " + ", ".join(requant[:5])))
+        failures += bool(requant)
     with open(os.path.join(out_dir, "interop.json"), "w") as f:
         json.dump(results, f, indent=1)
     print("| model | type | gguf-py: tensors read, bytes == gguf-py encoding | llama.cpp max abs dlogit (bound) | max KL | top-1 | rwkv-verify max abs dlogit | max KL | top-1 |")

@@ -34,7 +34,7 @@ public enum OutputType: String, CaseIterable, Sendable, Codable {
     }
 }
 
-/// One output tensor: where it comes from (the layout) and the type it is stored in.
+/// One GGUF output tensor: where it comes from (the layout) and the type it is stored in.
 public struct PlannedTensor: Sendable {
     public let layout: GGUFTensorLayout
     public let dtype: DType

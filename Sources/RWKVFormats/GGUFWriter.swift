@@ -17,9 +17,9 @@ public final class GGUFWriter {
     private var next = 0
     /// Where each string metadata value's bytes sit in the file, for `patchString`.
     private let stringValueRanges: [String: Range<Int>]
-    /// A second descriptor on the temporary file, to start writing finished tensors to disk in
-    /// the background (see `startWriteback`).
-    private var writebackFD: Int32 = -1
+    /// A second descriptor on the temporary file: `patchString` writes through it, and
+    /// `startWriteback` uses it to start flushing finished tensors in the background.
+    private let sideFD: Int32
 
     /// - Parameters:
     ///   - metadata: key-value pairs in the order to write them. `general.alignment` is added
@@ -87,14 +87,16 @@ public final class GGUFWriter {
         self.alignment = alignment
         self.tensors = tensors
         self.stringValueRanges = stringValueRanges
-        self.out = try AtomicOutputFile(path, refusingToOverwrite: inputs)
+        let out = try AtomicOutputFile(path, refusingToOverwrite: inputs)
+        self.out = out
+        sideFD = open(out.temporaryPath, O_WRONLY | O_CLOEXEC)
+        guard sideFD >= 0 else {
+            throw RWKVError(path, "cannot reopen the temporary output \(out.temporaryPath): \(String(cString: strerror(errno)))")
+        }
         try out.write(header.data)
-        writebackFD = open(out.temporaryPath, O_WRONLY | O_CLOEXEC)
     }
 
-    deinit {
-        if writebackFD >= 0 { close(writebackFD) }
-    }
+    deinit { close(sideFD) }
 
     /// Asks the kernel to start writing the bytes written so far to disk without waiting, so the
     /// flush before the rename (AtomicOutputFile.commit) finds little left to do: the disk
@@ -103,7 +105,7 @@ public final class GGUFWriter {
     /// Best effort: an error changes nothing but speed.
     private func startWriteback() {
         #if os(Linux)
-        if writebackFD >= 0 { _ = posix_fadvise(writebackFD, 0, off_t(out.bytesWritten), POSIX_FADV_DONTNEED) }
+        _ = posix_fadvise(sideFD, 0, off_t(out.bytesWritten), POSIX_FADV_DONTNEED)
         #endif
     }
 
@@ -136,10 +138,7 @@ public final class GGUFWriter {
             throw RWKVError(path, "metadata \(key): patch is \(bytes.count) bytes, the reserved value \(range.count)")
         }
         guard !bytes.isEmpty else { return }
-        let fd = open(out.temporaryPath, O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw RWKVError(path, "cannot reopen the output to patch \(key): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress!, $0.count, off_t(range.lowerBound)) }
+        let n = bytes.withUnsafeBytes { pwrite(sideFD, $0.baseAddress!, $0.count, off_t(range.lowerBound)) }
         guard n == bytes.count else { throw RWKVError(path, "cannot patch \(key): \(String(cString: strerror(errno)))") }
     }
 

@@ -78,6 +78,22 @@ struct GGUFBytes {
         #expect(r.tensorInfos[2].dimensions == [3, 1, 1, 2])
     }
 
+    /// A string value reserved in the header and filled in after the tensors were written.
+    @Test func patchedStringValue() throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.path + "/p.gguf"
+        let w = try GGUFWriter(path: path, metadata: [.init("a", .string("0000")), .init("b", .uint8(1))],
+                               tensors: [TensorInfo(name: "t", dtype: .f32, shape: [1])])
+        try w.writeTensor([0, 0, 128, 63])
+        #expect(throws: RWKVError(path, "metadata a: patch is 3 bytes, the reserved value 4")) { try w.patchString("a", "abc") }
+        #expect(throws: RWKVError(path, "no string metadata b to patch")) { try w.patchString("b", "x") }
+        try w.patchString("a", "d1ce")
+        try w.finish()
+        let r = try GGUFReader(path: path)
+        #expect(r.value("a") == .string("d1ce") && r.value("b") == .uint8(1))
+        #expect(try r.floats("t") == [1])
+    }
+
     @Test func writerChecksWhatItIsGiven() throws {
         let dir = try TemporaryDirectory()
         let path = dir.path + "/w.gguf"
