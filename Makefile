@@ -22,8 +22,14 @@ test: setup
 	$(SWIFT) build --product rwkv-convert
 	scripts/check-bad-files.sh .build/debug/rwkv-convert
 
+# The main job on a bundled model: an official-layout RWKV-7 .pth to q8_0 GGUF for llama.cpp, then
+# the Swift forward pass on that GGUF against logits from the official rwkv package. The q8_0
+# tolerance (0.3) is about twice the measured drift of this tiny random model (docs/formats.md).
+DEMO_OUT = .build/demo
 demo: build
-	$(RELEASE)/rwkv-convert inspect fixtures/models/rwkv7-tiny-bf16.pth
+	@mkdir -p $(DEMO_OUT)
+	$(RELEASE)/rwkv-convert pth-to-native fixtures/models/rwkv7-tiny-bf16.pth $(DEMO_OUT)/rwkv7-tiny-q8_0.gguf --type q8_0
+	$(RELEASE)/rwkv-verify $(DEMO_OUT)/rwkv7-tiny-q8_0.gguf --fixture fixtures/expected/rwkv7-tiny-bf16.logits.safetensors --tolerance 0.3
 
 bench: build
 	bench/run.sh

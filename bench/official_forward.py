@@ -3,6 +3,8 @@
 
     official_forward.py MODEL.pth TOKENS(comma-separated) REPEATS RNN_REPEATS [LOGITS_OUT.safetensors]
 
+Threads: torch.set_num_threads($BENCH_THREADS, default 2). RNN_REPEATS 0 skips RNN mode.
+
 RWKV-7 (RWKV_V7_ON=1), strategy "cpu fp32", TorchScript on (the package's default), two threads.
 Sequence mode: model.forward(tokens, None) (logits of the last token only). RNN mode:
 model.forward([t], state) token by token (the package computes logits at every step there; it has
@@ -21,7 +23,7 @@ os.environ["RWKV_CUDA_ON"] = "0"
 
 import torch  # noqa: E402
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
 from rwkv.model import RWKV  # noqa: E402
 
 
@@ -57,15 +59,15 @@ def main():
 
     with torch.no_grad():
         s = best(seq, repeats, warm_up=seq)
-        r = best(rnn, rnn_repeats, warm_up=lambda: rnn(tokens[:4]))   # every step is the same call
-    if logits_out:
+        r = best(rnn, rnn_repeats, warm_up=lambda: rnn(tokens[:4])) if rnn_repeats > 0 else None   # every step is the same call
+    if logits_out and rows:
         from safetensors.torch import save_file
         save_file({"tokens": torch.tensor(tokens, dtype=torch.int32), "logits": torch.stack(rows).float().contiguous()},
                   logits_out, metadata={"about": f"{os.path.basename(path)}; official rwkv package, cpu fp32, RNN mode"})
     n = len(tokens)
     print(json.dumps({"tokens": n, "repeats": repeats, "rnnRepeats": rnn_repeats, "loadSeconds": load, "torchThreads": torch.get_num_threads(),
                       "sequenceSeconds": s, "rnnSeconds": r,
-                      "sequenceTokensPerSecond": n / s, "rnnTokensPerSecond": n / r}))
+                      "sequenceTokensPerSecond": n / s, "rnnTokensPerSecond": n / r if r else None}))
 
 
 if __name__ == "__main__":

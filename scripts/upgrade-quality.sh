@@ -47,3 +47,7 @@ for tokens in "$HELDOUT" "$TMP/long.txt"; do
         --model "paper=$TMP/paper.pth" --model "preserve=$TMP/preserve.pth" \
         --model "preserve --calibrate=$TMP/calibrated.pth" --fresh
 done
+
+echo "== what each remaining mismatch costs alone ($(basename "$HELDOUT"))"
+"$PYTHON" scripts/upgrade_quality.py ablate --v6 "$V6" --tokens "$HELDOUT" \
+    --model "paper=$TMP/paper.pth" --model "preserve=$TMP/preserve.pth" --model "preserve --calibrate=$TMP/calibrated.pth"

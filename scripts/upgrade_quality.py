@@ -4,7 +4,7 @@
     upgrade_quality.py report --v6 V6.pth --tokens HELDOUT.safetensors|FILE.txt \
         --model NAME=V7.pth [--model ...] [--fresh] [--json OUT.json]
     upgrade_quality.py logits {v6|v7} MODEL.pth OUT.safetensors TOKENS   (internal: one model, fresh process)
-    upgrade_quality.py activations V6.pth OUT.safetensors TOKENS          (LayerNorm inputs of each mix)
+    upgrade_quality.py ablate --v6 V6.pth --tokens T --model NAME=V7.pth  (which mismatch costs what)
 
 Logits come from the official `rwkv` package, cpu fp32, RNN mode (token by token): RWKV-6 with the
 plain package, RWKV-7 with RWKV_V7_ON=1 loading our .pth (which also proves the official code loads
@@ -14,6 +14,10 @@ import time. Reported per model over the token sequence:
     top-1         fraction of positions where both models' argmax agree
     loss          mean negative log-likelihood of the next token (positions 0..T-2 predict 1..T-1)
 Every .pth is also opened with torch.load(weights_only=True) and torch.load(mmap=True).
+`ablate` runs the exact RWKV-6 forward pass (torch, fp64, SPEC §3) with one part at a time taken
+from the upgraded RWKV-7 instead (its static lerps with its receptance/key/value, its gate, its
+decay, its state order and bonus, its channel mix) and reports KL(v6 || that hybrid): how much each
+remaining mismatch costs alone.
 --fresh adds a freshly initialised RWKV-7 of the same shape (RWKV-LM's RWKV-7 trainer init as of
 the paper) as the baseline an upgrade must beat.
 """
@@ -68,58 +72,79 @@ def official_logits(arch, model_path, tokens):
 
 
 # ---------------------------------------------------------------------------------------------
-# RWKV-6 activations (LayerNorm outputs feeding each time mix and channel mix), official package
-# weights, our own loop: used to check fits against real inputs instead of the Gaussian stand-in.
+# ablation: RWKV-6 with single parts replaced by the upgraded RWKV-7's
 
-def activations_main(model_path, out_path, tokens_csv):
+def hybrid_logits(w6, w7, tokens, use):
     import torch.nn.functional as F
-    tokens = [int(t) for t in tokens_csv.split(",")]
-    w = torch.load(model_path, map_location="cpu", weights_only=True)
-    w = {k: v.float() for k, v in w.items()}
-    L = 1 + max(int(k.split(".")[1]) for k in w if k.startswith("blocks."))
-    C = w["emb.weight"].shape[1]
-    H = w["blocks.0.att.time_faaaa"].shape[0]
+    L = 1 + max(int(k.split(".")[1]) for k in w6 if k.startswith("blocks."))
+    C = w6["emb.weight"].shape[1]
+    H = w6["blocks.0.att.time_faaaa"].shape[0]
     N = C // H
-    ln = lambda x, p: F.layer_norm(x, (C,), w[p + ".weight"], w[p + ".bias"], 1e-5)
-    att_prev = [torch.zeros(C) for _ in range(L)]
-    ffn_prev = [torch.zeros(C) for _ in range(L)]
-    S = [torch.zeros(H, N, N) for _ in range(L)]
-    rec = {f"blocks.{i}.{k}": [] for i in range(L) for k in ("ln1", "ln1_prev", "ln2", "ln2_prev")}
+    ln = lambda x, p: F.layer_norm(x, (C,), w6[p + ".weight"], w6[p + ".bias"], 1e-5)
+    zeros = lambda *s: torch.zeros(*s, dtype=torch.float64)
+    att_prev, ffn_prev, S = [zeros(C) for _ in range(L)], [zeros(C) for _ in range(L)], [zeros(H, N, N) for _ in range(L)]
+    outs = []
     for t in tokens:
-        x = ln(w["emb.weight"][t], "blocks.0.ln0")
+        x = ln(w6["emb.weight"][t], "blocks.0.ln0")
         for i in range(L):
-            b, a = f"blocks.{i}.", f"blocks.{i}.att."
+            b, a, f = f"blocks.{i}.", f"blocks.{i}.att.", f"blocks.{i}.ffn."
             xx = ln(x, b + "ln1")
-            rec[b + "ln1"].append(xx); rec[b + "ln1_prev"].append(att_prev[i])
             sx = att_prev[i] - xx
             att_prev[i] = xx
-            xxx = xx + sx * w[a + "time_maa_x"].flatten()
-            m = torch.tanh(xxx @ w[a + "time_maa_w1"]).view(5, 1, -1)
-            m = torch.bmm(m, w[a + "time_maa_w2"]).view(5, -1)
-            mw, mk, mv, mr, mg = m.unbind(0)
-            mix = lambda n, d: xx + sx * (w[a + "time_maa_" + n].flatten() + d)
-            r = mix("r", mr) @ w[a + "receptance.weight"].T
-            k = mix("k", mk) @ w[a + "key.weight"].T
-            v = mix("v", mv) @ w[a + "value.weight"].T
-            g = F.silu(mix("g", mg) @ w[a + "gate.weight"].T)
-            z = w[a + "time_decay"].flatten() + torch.tanh(mix("w", mw) @ w[a + "time_decay_w1"]) @ w[a + "time_decay_w2"]
-            dec = torch.exp(-torch.exp(z)).view(H, N, 1)
-            u = w[a + "time_faaaa"].view(H, N, 1)
+            m = torch.tanh((xx + sx * w6[a + "time_maa_x"].flatten()) @ w6[a + "time_maa_w1"]).view(5, 1, -1)
+            mw, mk, mv, mr, mg = torch.bmm(m, w6[a + "time_maa_w2"]).view(5, -1).unbind(0)
+            if "lerp" in use:
+                mix = lambda n, d: xx + sx * w7[a + "x_" + n].flatten()
+            else:
+                mix = lambda n, d: xx + sx * (w6[a + "time_maa_" + n].flatten() + d)
+            # "lerp": RWKV-7's static lerps with the receptance/key/value that read them
+            # (refitted by --calibrate); otherwise RWKV-6's LoRA lerps and matrices.
+            proj = w7 if "lerp" in use else w6
+            r = mix("r", mr) @ proj[a + "receptance.weight"].T
+            k = mix("k", mk) @ proj[a + "key.weight"].T
+            v = mix("v", mv) @ proj[a + "value.weight"].T
+            if "gate" in use:
+                g = torch.sigmoid((xx + sx * w7[a + "x_g"].flatten()) @ w7[a + "g1"]) @ w7[a + "g2"]
+            else:
+                g = F.silu(mix("g", mg) @ w6[a + "gate.weight"].T)
+            if "decay" in use:
+                z = w7[a + "w0"].flatten() + torch.tanh((xx + sx * w7[a + "x_w"].flatten()) @ w7[a + "w1"]) @ w7[a + "w2"]
+                dec = torch.exp(-math.exp(-0.5) * torch.sigmoid(z))
+            else:
+                dec = torch.exp(-torch.exp(w6[a + "time_decay"].flatten() + torch.tanh(mix("w", mw) @ w6[a + "time_decay_w1"]) @ w6[a + "time_decay_w2"]))
             kv = k.view(H, N, 1) @ v.view(H, 1, N)
-            y = (r.view(H, 1, N) @ (u * kv + S[i])).flatten()
-            S[i] = kv + dec * S[i]
-            y = F.group_norm(y.view(1, C), H, w[a + "ln_x.weight"], w[a + "ln_x.bias"], 64e-5).flatten()
-            x = x + (y * g) @ w[a + "output.weight"].T
-            f = f"blocks.{i}.ffn."
+            lnx = lambda y: F.group_norm(y.view(1, C), H, w6[a + "ln_x.weight"], w6[a + "ln_x.bias"], 64e-5).flatten()
+            if "state" in use:   # RWKV-7's order (decay, add, read) and its bonus r_k outside GroupNorm
+                S[i] = kv + dec.view(H, N, 1) * S[i]
+                y = lnx((r.view(H, 1, N) @ S[i]).flatten())
+                y = y + ((r * k * w7[a + "r_k"].flatten()).view(H, N).sum(-1, keepdim=True) * v.view(H, N)).flatten()
+            else:
+                y = lnx((r.view(H, 1, N) @ (w6[a + "time_faaaa"].view(H, N, 1) * kv + S[i])).flatten())
+                S[i] = kv + dec.view(H, N, 1) * S[i]
+            x = x + (y * g) @ w6[a + "output.weight"].T
             xx = ln(x, b + "ln2")
-            rec[b + "ln2"].append(xx); rec[b + "ln2_prev"].append(ffn_prev[i])
             sx = ffn_prev[i] - xx
             ffn_prev[i] = xx
-            kk = torch.relu((xx + sx * w[f + "time_maa_k"].flatten()) @ w[f + "key.weight"].T) ** 2
-            rr = torch.sigmoid((xx + sx * w[f + "time_maa_r"].flatten()) @ w[f + "receptance.weight"].T)
-            x = x + rr * (kk @ w[f + "value.weight"].T)
-    from safetensors.torch import save_file
-    save_file({k: torch.stack(v).contiguous() for k, v in rec.items()}, out_path)
+            if "channel mix" in use:
+                x = x + (torch.relu((xx + sx * w7[f + "x_k"].flatten()) @ w7[f + "key.weight"].T) ** 2) @ w7[f + "value.weight"].T
+            else:
+                kk = torch.relu((xx + sx * w6[f + "time_maa_k"].flatten()) @ w6[f + "key.weight"].T) ** 2
+                x = x + torch.sigmoid((xx + sx * w6[f + "time_maa_r"].flatten()) @ w6[f + "receptance.weight"].T) * (kk @ w6[f + "value.weight"].T)
+        outs.append(ln(x, "ln_out") @ w6["head.weight"].T)
+    return torch.stack(outs)
+
+
+def ablate_main(args):
+    tokens = read_tokens(args.tokens)
+    load = lambda p: {k: v.double() for k, v in torch.load(p, map_location="cpu", weights_only=True).items()}
+    w6 = load(args.v6)
+    ref = hybrid_logits(w6, w6, tokens, set())
+    parts = ["lerp", "gate", "decay", "state", "channel mix"]
+    print(f"{'model'.ljust(22)}" + "".join(p.rjust(13) for p in parts) + "   (KL(v6 || v6 with one part from the RWKV-7), nats)")
+    for name, path in (m.split("=", 1) for m in args.model):
+        w7 = load(path)
+        kls = [metrics(ref, hybrid_logits(w6, w7, tokens, {p}), tokens)["kl"] for p in parts]
+        print(name.ljust(22) + "".join(f"{k:13.4f}" for k in kls))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,8 +265,6 @@ def report_main(args):
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "logits":
         return logits_main(*sys.argv[2:6])
-    if len(sys.argv) > 1 and sys.argv[1] == "activations":
-        return activations_main(*sys.argv[2:5])
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("report")
@@ -250,8 +273,15 @@ def main():
     r.add_argument("--model", action="append", default=[], help="NAME=PATH.pth of an RWKV-7 to compare")
     r.add_argument("--fresh", action="store_true")
     r.add_argument("--json")
+    a = sub.add_parser("ablate")
+    a.add_argument("--v6", required=True)
+    a.add_argument("--tokens", required=True)
+    a.add_argument("--model", action="append", default=[])
     args = p.parse_args()
-    report_main(args)
+    if args.cmd == "ablate":
+        ablate_main(args)
+    else:
+        report_main(args)
 
 
 if __name__ == "__main__":

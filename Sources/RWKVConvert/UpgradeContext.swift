@@ -123,8 +123,8 @@ final class UpgradeContext: @unchecked Sendable {
 
     // MARK: preserve: fit batches
 
-    /// Time-mix inputs for the fits: recorded activations when given (`fitActivations`), else the
-    /// Gaussian stand-in built from ln1's weight and bias. The stand-in's stream is fixed (not the
+    /// Time-mix inputs for the fits: the calibration text's when given, else the Gaussian
+    /// stand-in built from ln1's weight and bias. The stand-in's stream is fixed (not the
     /// user's seed), so the fits do not change with --seed.
     func timeMixInputs(_ layer: Int) throws -> MixInputs {
         try remember("timeMixInputs") { try fitInputs(layer, norm: "ln1") }
@@ -140,7 +140,9 @@ final class UpgradeContext: @unchecked Sendable {
         let b = "blocks.\(layer)."
         if let text = options.calibrationText {
             if calibration == nil {
-                let bytes = try InputFile(text).read(at: 0, count: InputFile(text).size, what: "calibration text")
+                // A World token is at most a few dozen bytes: 128 bytes a token bounds what is read.
+                let file = try InputFile(text)
+                let bytes = try file.read(at: 0, count: min(file.size, options.fitTokens * 128), what: "calibration text")
                 var tokens = try CalibrationTokenizer.tokens(bytes, vocabularySize: plan.source.vocabSize, path: text)
                 tokens = Array(tokens.prefix(options.fitTokens))
                 guard tokens.count >= 16 else { throw RWKVError(text, "calibration text gives \(tokens.count) tokens; at least 16 are needed") }
@@ -160,16 +162,6 @@ final class UpgradeContext: @unchecked Sendable {
                 throw RWKVError(nil, "internal error: calibration inputs of layer \(layer) are gone")
             }
             return inputs
-        }
-        if let path = options.fitActivations {
-            let file = try ModelFile.open(path)
-            func read(_ name: String) throws -> Matrix {
-                guard let info = file.info(name), info.shape.count == 2, info.shape[1] == plan.source.embeddingSize else {
-                    throw RWKVError(path, "activations file needs \(name) shaped [tokens, \(plan.source.embeddingSize)]")
-                }
-                return Matrix(rows: info.shape[0], cols: info.shape[1], values: try file.floats(name))
-            }
-            return MixInputs(current: try read(b + norm), previous: try read(b + norm + "_prev"))
         }
         var random = SeededRandom(seed: 0, stream: "fit batch " + b + norm)
         return try MixInputs.gaussianProxy(lnWeight: weights.vector(b + norm + ".weight"), lnBias: weights.vector(b + norm + ".bias"),

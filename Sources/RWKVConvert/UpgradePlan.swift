@@ -39,9 +39,6 @@ public struct UpgradeOptions: Codable, Sendable {
     /// really see (first `fitTokens` tokens) instead of the Gaussian stand-in, and receptance,
     /// key and value are refitted to make up for the token-shift LoRA (`refitProjection`).
     public var calibrationText: String?
-    /// Recorded RWKV-6 activations to fit on instead of the Gaussian stand-in: a safetensors
-    /// file with blocks.<i>.ln1, .ln1_prev, .ln2, .ln2_prev, each [tokens, C] (experiments).
-    public var fitActivations: String?
 
     public init() {}
 }
@@ -88,7 +85,7 @@ public struct UpgradePlan: Sendable {
               ffnValue <= Double(64 * c) else {
             throw RWKVError(nil, "--ffn-mult \(options.ffnMultiplier) gives an FFN width that is not a whole number of at least the RWKV-6 width \(source.ffnSize) (n_embd \(c))")
         }
-        if options.recipe != .preserve && (options.calibrationText != nil || options.fitActivations != nil) {
+        if options.recipe != .preserve && options.calibrationText != nil {
             throw RWKVError(nil, "--calibrate only applies to --recipe preserve")
         }
         guard options.fitTokens >= 16, options.fitTokens <= 1 << 20 else {

@@ -1,3 +1,4 @@
+import COpenBLAS
 import Foundation
 import RWKVFormats
 
@@ -323,7 +324,7 @@ public enum PreserveRecipe {
     }
 
     /// argmin_B ‖F·B - T‖² + λ‖B - P‖², λ = relativeRidge · trace(FᵀF)/k, P = 0 unless given,
-    /// solved by Cholesky in Double. F: N×k, T: N×m, P: k×m → B: k×m.
+    /// solved by Cholesky in Double (LAPACK dposv). F: N×k, T: N×m, P: k×m → B: k×m.
     public static func ridgeLeastSquares(features f: Matrix, targets t: Matrix, relativeRidge: Double, prior: Matrix? = nil) throws -> Matrix {
         let k = f.cols, m = t.cols, n = f.rows
         let ft = f.transposed()
@@ -336,36 +337,21 @@ public enum PreserveRecipe {
         if let prior {
             for i in 0..<rhs.values.count { rhs.values[i] += Float(lambda) * prior.values[i] }
         }
-        // Cholesky A = L·Lᵀ (lower, row-major).
-        for j in 0..<k {
-            var d = a[j * k + j]
-            for p in 0..<j { d -= a[j * k + p] * a[j * k + p] }
-            guard d > 0, d.isFinite else {
-                throw RWKVError(nil, "least-squares fit of \(k) unknowns on \(n) samples is singular or not finite")
-            }
-            let root = d.squareRoot()
-            a[j * k + j] = root
-            for i in (j + 1)..<max(j + 1, k) {
-                var s = a[i * k + j]
-                for p in 0..<j { s -= a[i * k + p] * a[j * k + p] }
-                a[i * k + j] = s / root
-            }
+        // LAPACK dposv (Cholesky): A is symmetric, so its row-major layout is its column-major
+        // one; the right-hand sides go in column-major, one column per output.
+        var b = [Double](repeating: 0, count: k * m)
+        for i in 0..<k { for col in 0..<m { b[col * k + i] = Double(rhs[i, col]) } }
+        var uplo = Int8(UInt8(ascii: "L"))
+        var order = Int32(k), columns = Int32(m), lda = Int32(k), ldb = Int32(k), info: Int32 = 0
+        guard a.allSatisfy(\.isFinite) else {
+            throw RWKVError(nil, "least-squares fit of \(k) unknowns on \(n) samples has non-finite values")
+        }
+        dposv_(&uplo, &order, &columns, &a, &lda, &b, &ldb, &info, 1)
+        guard info == 0 else {
+            throw RWKVError(nil, "least-squares fit of \(k) unknowns on \(n) samples is singular (LAPACK dposv info \(info))")
         }
         var out = Matrix(zeros: k, m)
-        var y = [Double](repeating: 0, count: k)
-        for col in 0..<m {
-            for i in 0..<k {                       // L·y = b
-                var s = Double(rhs[i, col])
-                for p in 0..<i { s -= a[i * k + p] * y[p] }
-                y[i] = s / a[i * k + i]
-            }
-            for i in stride(from: k - 1, through: 0, by: -1) {   // Lᵀ·x = y
-                var s = y[i]
-                for p in (i + 1)..<max(i + 1, k) { s -= a[p * k + i] * y[p] }
-                y[i] = s / a[i * k + i]
-            }
-            for i in 0..<k { out[i, col] = Float(y[i]) }
-        }
+        for i in 0..<k { for col in 0..<m { out[i, col] = Float(b[col * k + i]) } }
         return out
     }
 

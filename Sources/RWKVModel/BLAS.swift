@@ -16,8 +16,8 @@ final class FloatBuffer: @unchecked Sendable {
     init(_ values: [Float]) {
         count = values.count
         base = .allocate(capacity: max(count, 1))
-        base.initialize(repeating: 0, count: max(count, 1))
-        values.withUnsafeBufferPointer { base.update(from: $0.baseAddress!, count: count) }
+        if count == 0 { base.initialize(to: 0) }
+        values.withUnsafeBufferPointer { if let src = $0.baseAddress { base.initialize(from: src, count: count) } }
     }
 
     deinit { base.deallocate() }

@@ -22,12 +22,16 @@ public struct WeightLoader {
     ///     package's rounding of the RWKV-6 embedding (see `RWKV6Weights`).
     public init(path: String, config: RWKVConfig, storedType: @escaping (String) -> DType? = { _ in nil },
                 fetch: @escaping (String) throws -> [Float]) throws {
-        // OpenBLAS takes 32-bit dimensions (blasint); refuse anything that would not fit.
-        let dims = [config.embeddingSize, config.vocabSize, config.ffnSize, config.decayRank, config.iclrRank,
-                    config.valueResidualRank, config.gateRank, 5 * config.tokenShiftRank, config.layerCount]
-        guard dims.allSatisfy({ $0 >= 0 && $0 < Int(Int32.max) }), config.layerCount > 0, config.headSize > 0,
-              config.embeddingSize > 0, config.embeddingSize % config.headSize == 0 else {
-            throw RWKVError(path, "model dimensions out of range: \(config)")
+        // Every dimension the forward pass uses must be at least 1 (OpenBLAS rejects empty
+        // matrices) and fit OpenBLAS's 32-bit `blasint`.
+        var used = [config.layerCount, config.embeddingSize, config.headSize, config.vocabSize, config.ffnSize, config.decayRank]
+        switch config.version {
+        case .v7: used += [config.iclrRank, config.gateRank] + (config.layerCount > 1 ? [config.valueResidualRank] : [])
+        case .v6: used += [5 * config.tokenShiftRank]
+        }
+        guard used.allSatisfy({ $0 >= 1 && $0 < Int(Int32.max) }), config.embeddingSize % config.headSize == 0 else {
+            throw RWKVError(path, "model dimensions out of range (layers \(config.layerCount), n_embd \(config.embeddingSize), "
+                                  + "head \(config.headSize), vocab \(config.vocabSize), ffn \(config.ffnSize), LoRA ranks \(used.dropFirst(5)))")
         }
         self.path = path
         self.config = config

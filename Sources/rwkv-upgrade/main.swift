@@ -69,11 +69,8 @@ struct V6ToV7: ParsableCommand {
     @Option(name: .customLong("lora-mean"), help: ArgumentHelp("preserve: on|off.", visibility: .hidden))
     var loraMean: String?
 
-    @Option(name: .customLong("fit-tokens"), help: ArgumentHelp("preserve: fit batch size.", visibility: .hidden))
+    @Option(name: .customLong("fit-tokens"), help: "preserve: tokens the fits run over (the Gaussian stand-in's batch, or the first tokens of --calibrate; default 4096).")
     var fitTokens: Int?
-
-    @Option(name: .customLong("fit-activations"), help: ArgumentHelp("preserve: recorded activations to fit on.", visibility: .hidden))
-    var fitActivations: String?
 
     @Option(name: .customLong("gate-spread"), help: ArgumentHelp("preserve: gate unit input spread.", visibility: .hidden))
     var gateSpread: Float?
@@ -92,7 +89,6 @@ struct V6ToV7: ParsableCommand {
             if let shiftCompensation { options.compensateDecayShift = try onOff(shiftCompensation, "--shift-compensation") }
             if let loraMean { options.lerpIncludesLoRAMean = try onOff(loraMean, "--lora-mean") }
             if let fitTokens { options.fitTokens = fitTokens }
-            options.fitActivations = fitActivations
             options.calibrationText = calibrate
             if let gateSpread { options.gateUnitSpreads = [gateSpread] }
             let progress = StderrProgress()

@@ -62,7 +62,7 @@ func quickOptions(_ recipe: UpgradeRecipeName, seed: UInt64 = 0) -> UpgradeOptio
     var o = UpgradeOptions()
     o.recipe = recipe
     o.seed = seed
-    o.fitTokens = 256
+    o.fitTokens = 128
     return o
 }
 

@@ -58,7 +58,8 @@ import RWKVModel
         let dir = try UpgradeScratch()
         let input = upgradeFixtures + "/models/rwkv6-tiny-fp32.pth"
         let pth = dir.file("rwkv7-upgraded.pth"), st = dir.file("rwkv7-upgraded.safetensors")
-        for recipe in UpgradeRecipeName.allCases {
+        // The writer does not care which recipe made the values; preserve's are the more varied.
+        for recipe in [UpgradeRecipeName.preserve] {
             _ = try RWKVUpgrade.run(input: input, output: pth, options: quickOptions(recipe), dtype: .f32)
             _ = try RWKVUpgrade.run(input: input, output: st, options: quickOptions(recipe), dtype: .f32)
             let a = try readAll(pth), b = try readAll(st)

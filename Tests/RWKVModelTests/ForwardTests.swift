@@ -146,6 +146,17 @@ import RWKVFormats
         }
     }
 
+    /// An empty dimension (a zero-rank LoRA, an empty vocabulary) is refused up front rather than
+    /// handed to OpenBLAS.
+    @Test func emptyDimensionsAreRefused() throws {
+        var config = SyntheticConfigs.v7
+        config.gateRank = 0
+        #expect(throws: RWKVError.self) { try WeightLoader(path: "x", config: config) { _ in [] } }
+        config = SyntheticConfigs.v6
+        config.vocabSize = 0
+        #expect(throws: RWKVError.self) { try WeightLoader(path: "x", config: config) { _ in [] } }
+    }
+
     @Test func versionsAreNotInterchangeable() throws {
         let v6 = try WeightLoader(source: SyntheticCheckpoint(SyntheticConfigs.v6))
         #expect(throws: RWKVError("synthetic", "not an RWKV-7 model")) { try RWKV7Model(v6) }
