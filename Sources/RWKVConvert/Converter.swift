@@ -106,17 +106,21 @@ public enum Converter {
 
         let totalBytes = plan.tensors.reduce(0) { $0 + $1.info.byteCount }
         let bar = ProgressBar(total: totalBytes, label: "converting", enabled: options.showProgress)
-        let encoder = ParallelEncoder(threads: max(1, options.threads))
+        let pipeline = WritePipeline(writer: writer, threads: max(1, options.threads))
+        defer { pipeline.drain() }   // no write may outlive the buffers, whatever happens
         var reports: [ConversionReport.Tensor] = []
         var done = 0
         for t in plan.tensors {
             bar.update(done, detail: t.layout.name)
+            let size = t.info.byteCount
+            let encoder = try pipeline.freeEncoder(forBytes: size)
             let (bytes, overflow) = try encode(t, from: source, with: encoder)
-            try writer.writeTensor(bytes)   // valid until the next encode
-            done += bytes.count
-            reports.append(.init(name: t.layout.name, type: t.dtype.rawValue, shape: t.layout.shape, bytes: bytes.count,
+            pipeline.write(bytes, from: encoder)
+            done += size
+            reports.append(.init(name: t.layout.name, type: t.dtype.rawValue, shape: t.layout.shape, bytes: size,
                                  sources: t.layout.sources, note: t.note, overflowCount: overflow))
         }
+        try pipeline.finish()
         bar.update(done, detail: "hashing the input")
         let digest = try hashing.wait()
         try writer.patchString(Provenance.sourceSHA256Key, digest)
@@ -155,6 +159,66 @@ public enum Converter {
         return values.withUnsafeBufferPointer { v in
             encoder.encode(count: layout.elementCount, as: t.dtype) { range, _ in UnsafeBufferPointer(rebasing: v[range]) }
         }
+    }
+}
+
+/// Writes each encoded tensor on a background thread while the next one is read and encoded.
+/// Two encoders (each with its own output buffer) take turns; a buffer is reused only once its
+/// write is done. Large outputs always go to the first encoder, so only one large buffer exists:
+/// memory stays one source tensor plus one large output plus one small one.
+final class WritePipeline: @unchecked Sendable {
+    private let writer: GGUFWriter
+    private let encoders: [ParallelEncoder]
+    private let pending = [DispatchGroup(), DispatchGroup()]
+    private let queue = DispatchQueue(label: "rwkv-convert.gguf-writer")
+    private let lock = NSLock()
+    private var failure: Error?
+    private var turn = 0
+    /// Outputs from this size up use encoder 0 only.
+    static let largeBytes = 8 << 20
+
+    init(writer: GGUFWriter, threads: Int) {
+        self.writer = writer
+        encoders = [ParallelEncoder(threads: threads), ParallelEncoder(threads: threads)]
+    }
+
+    /// An encoder whose buffer is free, for an output of `bytes`; throws a failed write's error.
+    func freeEncoder(forBytes bytes: Int) throws -> ParallelEncoder {
+        turn = bytes >= Self.largeBytes ? 0 : 1 - turn
+        pending[turn].wait()
+        try rethrowFailure()
+        return encoders[turn]
+    }
+
+    /// Queues `bytes` (in `encoder`'s buffer) to be written after everything queued before.
+    func write(_ bytes: UnsafeRawBufferPointer, from encoder: ParallelEncoder) {
+        let group = pending[encoders[0] === encoder ? 0 : 1]
+        group.enter()
+        let job = UnsafeSendable((self, bytes))
+        queue.async {
+            let (pipeline, bytes) = job.value
+            do { try pipeline.writer.writeTensor(bytes) } catch { pipeline.record(error) }
+            group.leave()
+        }
+    }
+
+    /// Waits for every queued write.
+    func drain() { pending.forEach { $0.wait() } }
+
+    /// Waits for every queued write and throws the first failure.
+    func finish() throws {
+        drain()
+        try rethrowFailure()
+    }
+
+    private func record(_ error: Error) {
+        lock.lock(); defer { lock.unlock() }
+        if failure == nil { failure = error }
+    }
+
+    private func rethrowFailure() throws {
+        lock.lock(); defer { lock.unlock() }
+        if let failure { throw failure }
     }
 }
 
