@@ -66,8 +66,9 @@ public struct ConversionReport: Codable, Sendable {
 }
 
 /// Converts an RWKV-6/7 checkpoint into a GGUF file llama.cpp runs, streaming one tensor at a
-/// time: read it, transform it, encode it on all cores, write it. Memory stays near the size of
-/// the largest tensor (its source bytes plus its encoded bytes).
+/// time: read it, transform it, encode it on all cores, write it (on a background thread, while
+/// the next one is read). Memory stays near twice the largest tensor (its source bytes plus its
+/// encoded bytes) whatever the file size.
 public enum Converter {
     public static func convert(input: String, output: String, options: ConversionOptions = ConversionOptions()) throws -> ConversionReport {
         let started = Date()
