@@ -152,29 +152,21 @@ public struct WorldTokenizer: Sendable {
         lock.lock()
         defer { lock.unlock() }
         if let t = cached { return t }
-        guard let path = Bundle.module.path(forResource: "rwkv_vocab_v20230424", ofType: "txt") else {
-            throw RWKVError(nil, "the bundled World vocabulary rwkv_vocab_v20230424.txt is missing")
+        guard let path = Vocabulary.bundledWorldPath else {
+            throw RWKVError(nil, "the bundled World vocabulary (rwkv-tools_RWKVConvert.resources) is not next to the program")
         }
         let t = try WorldTokenizer(vocabularyFile: path)
         cached = t
         return t
     }
 
+    /// Reads a World-format vocabulary file (parsed and checked by `Vocabulary.worldTokens`).
     public init(vocabularyFile path: String) throws {
-        let text = try String(contentsOfFile: path, encoding: .utf8)
-        var ids: [[UInt8]: Int] = [:]
-        var longest = 1
-        for (number, line) in text.split(whereSeparator: \.isNewline).enumerated() {
-            guard let first = line.firstIndex(of: " "), let last = line.lastIndex(of: " "), first < last,
-                  let id = Int(line[..<first]), let length = Int(line[line.index(after: last)...]),
-                  let bytes = Self.literal(line[line.index(after: first)..<last]), bytes.count == length else {
-                throw RWKVError(path, "line \(number + 1) is not `<id> <literal> <length>`")
-            }
-            ids[bytes] = id
-            longest = max(longest, bytes.count)
-        }
-        self.ids = ids
-        self.longest = longest
+        let file = try InputFile(path)
+        guard file.size <= 64 << 20 else { throw RWKVError(path, "vocabulary file is larger than 64 MiB") }
+        let tokens = try Vocabulary.worldTokens(contents: try file.read(at: 0, count: file.size), path: path)
+        ids = Dictionary(tokens.enumerated().map { ($1, $0 + 1) }, uniquingKeysWith: { first, _ in first })
+        longest = tokens.map(\.count).max() ?? 1
     }
 
     public func encode(_ text: [UInt8]) throws -> [Int] {
@@ -188,52 +180,6 @@ public struct WorldTokenizer: Sendable {
             }
             out.append(id)
             i += length
-        }
-        return out
-    }
-
-    /// The bytes of a Python literal as the vocabulary file writes them: 'text', "text" or
-    /// b'bytes', with the escapes \\ \' \" \n \r \t \xHH \uHHHH; str literals are UTF-8.
-    static func literal(_ s: Substring) -> [UInt8]? {
-        var chars = Array(s.unicodeScalars)
-        var isBytes = false
-        if chars.first == "b" { isBytes = true; chars.removeFirst() }
-        guard chars.count >= 2, let quote = chars.first, quote == "'" || quote == "\"", chars.last == quote else { return nil }
-        chars = Array(chars.dropFirst().dropLast())
-        var out: [UInt8] = []
-        var i = 0
-        func hex(_ count: Int) -> UInt32? {
-            guard i + count <= chars.count else { return nil }
-            let digits = String(String.UnicodeScalarView(chars[i..<(i + count)]))
-            i += count
-            return UInt32(digits, radix: 16)
-        }
-        while i < chars.count {
-            let ch = chars[i]
-            i += 1
-            guard ch == "\\" else { out += Array(String(ch).utf8); continue }
-            guard i < chars.count else { return nil }
-            let e = chars[i]
-            i += 1
-            switch e {
-            case "\\": out.append(0x5c)
-            case "'": out.append(0x27)
-            case "\"": out.append(0x22)
-            case "n": out.append(0x0a)
-            case "r": out.append(0x0d)
-            case "t": out.append(0x09)
-            case "x":
-                guard let v = hex(2) else { return nil }
-                if isBytes { out.append(UInt8(v)) } else {
-                    guard let scalar = Unicode.Scalar(v) else { return nil }
-                    out += Array(String(scalar).utf8)
-                }
-            case "u":
-                guard !isBytes, let v = hex(4), let scalar = Unicode.Scalar(v) else { return nil }
-                out += Array(String(scalar).utf8)
-            default:
-                return nil
-            }
         }
         return out
     }

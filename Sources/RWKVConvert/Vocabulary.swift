@@ -56,8 +56,19 @@ public struct Vocabulary: Sendable {
     }
 
     public static func world(contents: [UInt8], path: String, rows: Int) throws -> Vocabulary {
-        var tokens = ["<s>"]
-        var types = [control]
+        let entries = try worldTokens(contents: contents, path: path)
+        let tokens = ["<s>"] + entries.map(escape)
+        guard tokens.count <= rows else {
+            throw RWKVError(path, "vocabulary has \(tokens.count) tokens (with id 0) but the model's embedding has only \(rows) rows")
+        }
+        return padded(kind: .file(path), tokens: tokens, types: [control] + [Int32](repeating: normal, count: entries.count), rows: rows)
+    }
+
+    /// The bytes of every token of a World-format vocabulary file, in id order (ids 1, 2, ...;
+    /// id 0, end-of-text, has no line). Each line is checked: ids in order, the literal parsed,
+    /// its byte length matched.
+    public static func worldTokens(contents: [UInt8], path: String) throws -> [[UInt8]] {
+        var tokens: [[UInt8]] = []
         var lineNumber = 0
         for line in contents.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
             lineNumber += 1
@@ -70,19 +81,15 @@ public struct Vocabulary: Sendable {
                   let length = Int(String(decoding: bytes[(lastSpace + 1)...], as: UTF8.self)) else {
                 throw fail("expected \"<id> <python literal> <byte length>\"")
             }
-            guard id == tokens.count else { throw fail("token id \(id) out of order (expected \(tokens.count))") }
+            guard id == tokens.count + 1 else { throw fail("token id \(id) out of order (expected \(tokens.count + 1))") }
             let token: [UInt8]
             do { token = try PythonLiteral.parse(Array(bytes[(firstSpace + 1)..<lastSpace])) } catch let e as PythonLiteral.Error {
                 throw fail(e.message)
             }
             guard token.count == length else { throw fail("token is \(token.count) bytes, the line says \(length)") }
-            tokens.append(escape(token))
-            types.append(normal)
+            tokens.append(token)
         }
-        guard tokens.count <= rows else {
-            throw RWKVError(path, "vocabulary has \(tokens.count) tokens (with id 0) but the model's embedding has only \(rows) rows")
-        }
-        return padded(kind: .file(path), tokens: tokens, types: types, rows: rows)
+        return tokens
     }
 
     /// 256 byte tokens (id i is byte i), then placeholders up to `rows` (or fewer bytes when
