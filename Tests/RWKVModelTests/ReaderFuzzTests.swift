@@ -48,6 +48,38 @@ import RWKVFormats
         #expect(stats.accepted > 0)
     }
 
+    // MARK: regressions: lying numbers the mutations are unlikely to hit
+
+    /// A layer number near Int.max in one tensor name overflowed the layer count (a trap), and a
+    /// merely large one (1e9) made detection build the expected-tensor list of a billion layers.
+    @Test(arguments: ["9223372036854775807", "1000000000"])
+    func hugeLayerNumberIsRefused(layer: String) throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.path + "/m.safetensors"
+        let tensors = [TensorInfo(name: "emb.weight", dtype: .f32, shape: [2, 2]),
+                       TensorInfo(name: "blocks.\(layer).att.x_r", dtype: .f32, shape: [1])]
+        try SafetensorsWriter.write(to: path, tensors: tensors) { [UInt8](repeating: 0, count: $0.byteCount) }
+        let error = try #require(throws: RWKVError.self) { try Self.readEverything(path) }
+        #expect(error.message.contains("blocks.\(layer).att.x_r"), "\(error.message)")
+    }
+
+    /// A GGUF block_count within the small-integer cap (2^24) but far beyond the tensors present
+    /// made the canonical view list the tensors of 16 million layers before finding one missing.
+    @Test func hugeGGUFBlockCountIsRefused() throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.path + "/m.gguf"
+        try Self.writeQ8GGUF(to: path)
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        let key = Array("rwkv7.block_count".utf8)
+        let at = try #require((0...(bytes.count - key.count)).first { bytes[$0..<$0 + key.count].elementsEqual(key) })
+        let value = at + key.count + 4          // after the u32 value type
+        #expect(bytes[value..<value + 4].elementsEqual([2, 0, 0, 0]))
+        bytes.replaceSubrange(value..<value + 4, with: [0, 0, 0, 1])   // 1 << 24
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let error = try #require(throws: RWKVError.self) { try Self.readEverything(path) }
+        #expect(error.message.contains("block_count 16777216"), "\(error.message)")
+    }
+
     // MARK: the loop
 
     struct Stats { var total = 0, accepted = 0, refused = 0 }
