@@ -60,7 +60,7 @@ public final class TorchArchive: TensorSource {
             if let seen = storageTypes.updateValue(view.storage.dtype, forKey: view.storage.key), seen != view.storage.dtype {
                 throw RWKVError(path, "tensor \(name): storage \(view.storage.key) is used as both \(seen.rawValue) and \(view.storage.dtype.rawValue)")
             }
-            let record = try Self.checkView(view, of: name, records: records, top: topFolder, path: path)
+            let record = try Self.checkView(view, of: name, records: records, top: topFolder, fileSize: fileSize, path: path)
             guard views.updateValue(view, forKey: name) == nil else { throw RWKVError(path, "duplicate tensor name \(name)") }
             storageRecords[name] = record
             infos.append(TensorInfo(name: name, dtype: view.storage.dtype, shape: view.shape))
@@ -109,7 +109,7 @@ public final class TorchArchive: TensorSource {
 
     /// The view must lie inside its storage, and the storage record must hold exactly its bytes.
     static func checkView(_ view: TorchTensorRef, of name: String, records: [String: ZipArchive.Record],
-                          top: String, path: String) throws -> ZipArchive.Record {
+                          top: String, fileSize: Int, path: String) throws -> ZipArchive.Record {
         let s = view.storage
         guard let record = records["data/" + s.key] else {
             throw RWKVError(path, "tensor \(name): its storage record \(top)/data/\(s.key) is missing")
@@ -122,6 +122,12 @@ public final class TorchArchive: TensorSource {
         guard view.offset + view.extent <= s.elementCount else {
             throw RWKVError(path, "tensor \(name): view (offset \(view.offset), shape \(view.shape), strides \(view.strides)) "
                 + "runs past its storage of \(s.elementCount) elements")
+        }
+        // A stride-0 (broadcast) view is valid torch but grows when gathered into contiguous data:
+        // capped by the file's size, so a 2 KB file cannot make us allocate terabytes.
+        let viewBytes = s.dtype.byteCount(elements: view.elementCount) ?? Int.max
+        guard viewBytes <= fileSize else {
+            throw RWKVError(path, "tensor \(name): view of shape \(view.shape) holds \(viewBytes) bytes, more than the whole file (\(fileSize) bytes)")
         }
         return record
     }

@@ -102,11 +102,16 @@ public struct RWKVConfig: Equatable, Sendable, Codable {
         guard shapes["emb.weight"] != nil, shapes.keys.contains(where: { $0.hasPrefix("blocks.") }) else {
             throw RWKVError(source.path, "not an RWKV checkpoint (no emb.weight and blocks.* tensors)")
         }
-        let layers = shapes.keys.compactMap { name -> Int? in
-            guard name.hasPrefix("blocks.") else { return nil }
-            return Int(name.dropFirst(7).prefix { $0 != "." })
+        let layers = shapes.keys.compactMap { name -> (name: String, layer: Int)? in
+            guard name.hasPrefix("blocks."), let layer = Int(name.dropFirst(7).prefix { $0 != "." }) else { return nil }
+            return (name, layer)
         }
-        let layerCount = (layers.max() ?? -1) + 1
+        // Every layer holds tensors, so a layer number beyond the tensor count is a damaged name;
+        // trusted, it would overflow the layer count or list the tensors of billions of layers.
+        if let bad = layers.first(where: { $0.layer < 0 || $0.layer >= source.tensors.count }) {
+            throw RWKVError(source.path, "tensor \(bad.name): layer number \(bad.layer) is impossible in a file of \(source.tensors.count) tensors")
+        }
+        let layerCount = (layers.map(\.layer).max() ?? -1) + 1
         let vocab = try dim("emb.weight", 0, rank: 2)
         let C = try dim("emb.weight", 1, rank: 2)
 

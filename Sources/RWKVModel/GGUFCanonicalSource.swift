@@ -68,6 +68,11 @@ extension RWKVConfig {
         guard c.layerCount > 0, c.headSize > 0, c.embeddingSize % c.headSize == 0 else {
             throw RWKVError(r.path, "GGUF hyperparameters are inconsistent (\(c.layerCount) layers, n_embd \(c.embeddingSize), head size \(c.headSize))")
         }
+        // Every block has tensors of its own: a larger block_count would have the layout list
+        // the tensors of millions of layers before finding the first one missing.
+        guard c.layerCount <= r.tensors.count else {
+            throw RWKVError(r.path, "GGUF metadata \(arch).block_count \(c.layerCount) is more than the file's \(r.tensors.count) tensors can hold")
+        }
         return c
     }
 }
