@@ -108,6 +108,7 @@ public enum Converter {
         let totalBytes = plan.tensors.reduce(0) { $0 + $1.info.byteCount }
         let bar = ProgressBar(total: totalBytes, label: "converting", enabled: options.showProgress)
         let pipeline = WritePipeline(writer: writer, threads: max(1, options.threads))
+        let sourceBytes = ReusableBuffer()   // each tensor's source bytes, read into the same memory
         defer { pipeline.drain() }   // no write may outlive the buffers, whatever happens
         var reports: [ConversionReport.Tensor] = []
         var done = 0
@@ -115,13 +116,14 @@ public enum Converter {
             bar.update(done, detail: t.layout.name)
             let size = t.info.byteCount
             let encoder = try pipeline.freeEncoder(forBytes: size)
-            let (bytes, overflow) = try encode(t, from: source, with: encoder)
+            let (bytes, overflow) = try encode(t, from: source, reading: sourceBytes, with: encoder)
             pipeline.write(bytes, from: encoder)
             done += size
             reports.append(.init(name: t.layout.name, type: t.dtype.rawValue, shape: t.layout.shape, bytes: size,
                                  sources: t.layout.sources, note: t.note, overflowCount: overflow))
         }
         try pipeline.finish()
+        sourceBytes.release()
         bar.update(done, detail: "hashing the input")
         let digest = try hashing.wait()
         try writer.patchString(Provenance.sourceSHA256Key, digest)
@@ -142,18 +144,17 @@ public enum Converter {
     /// One planned tensor's encoded bytes. A tensor copied as is (the large matrices) is decoded
     /// straight from the source bytes piece by piece; the small transformed ones are built as
     /// floats first.
-    static func encode(_ t: PlannedTensor, from source: TensorSource, with encoder: ParallelEncoder) throws -> (UnsafeRawBufferPointer, Int) {
+    static func encode(_ t: PlannedTensor, from source: TensorSource, reading buffer: ReusableBuffer,
+                       with encoder: ParallelEncoder) throws -> (UnsafeRawBufferPointer, Int) {
         let layout = t.layout
         if layout.transform == .reshape, layout.sources.count == 1, let info = source.info(layout.sources[0]) {
-            let raw = try source.data(layout.sources[0])
+            let src = try source.data(layout.sources[0], into: buffer)
             let stride = info.dtype.blockBytes
-            return raw.withUnsafeBytes { src in
-                encoder.encode(count: layout.elementCount, as: t.dtype) { range, scratch in
-                    let piece = UnsafeMutableBufferPointer(rebasing: scratch[0..<range.count])
-                    ElementCodec.decodeChunk(UnsafeRawBufferPointer(rebasing: src[range.lowerBound * stride..<range.upperBound * stride]),
-                                             as: info.dtype, into: piece)
-                    return UnsafeBufferPointer(piece)
-                }
+            return encoder.encode(count: layout.elementCount, as: t.dtype) { range, scratch in
+                let piece = UnsafeMutableBufferPointer(rebasing: scratch[0..<range.count])
+                ElementCodec.decodeChunk(UnsafeRawBufferPointer(rebasing: src[range.lowerBound * stride..<range.upperBound * stride]),
+                                         as: info.dtype, into: piece)
+                return UnsafeBufferPointer(piece)
             }
         }
         let values = GGUFLayout.apply(layout, to: try layout.sources.map { try source.floats($0) })
