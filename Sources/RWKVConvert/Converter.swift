@@ -150,6 +150,12 @@ public enum Converter {
         if layout.transform == .reshape, layout.sources.count == 1, let info = source.info(layout.sources[0]) {
             let src = try source.data(layout.sources[0], into: buffer)
             let stride = info.dtype.blockBytes
+            if ElementCodec.canTranscode(from: info.dtype, to: t.dtype) {
+                return encoder.encodePieces(count: layout.elementCount, as: t.dtype) { range, dst, _ in
+                    ElementCodec.transcodeChunk(UnsafeRawBufferPointer(rebasing: src[range.lowerBound * stride..<range.upperBound * stride]),
+                                                from: info.dtype, into: dst, as: t.dtype)
+                }
+            }
             return encoder.encode(count: layout.elementCount, as: t.dtype) { range, scratch in
                 let piece = UnsafeMutableBufferPointer(rebasing: scratch[0..<range.count])
                 ElementCodec.decodeChunk(UnsafeRawBufferPointer(rebasing: src[range.lowerBound * stride..<range.upperBound * stride]),
@@ -241,6 +247,18 @@ final class ParallelEncoder {
     /// bytes (valid until the next call) and how many values overflowed to infinity.
     func encode(count: Int, as dtype: DType,
                 values: (Range<Int>, UnsafeMutableBufferPointer<Float>) -> UnsafeBufferPointer<Float>) -> (UnsafeRawBufferPointer, Int) {
+        withoutActuallyEscaping(values) { values in
+            encodePieces(count: count, as: dtype) { range, dst, scratch in
+                ElementCodec.encodeChunk(values(range, scratch), as: dtype, into: dst)
+            }
+        }
+    }
+
+    /// The loop under `encode`: `piece(range, bytes, scratch)` writes the encoded `bytes` of the
+    /// values in `range` (using `scratch` as it likes) and returns how many overflowed.
+    func encodePieces(count: Int, as dtype: DType,
+                      piece encodePiece: (Range<Int>, UnsafeMutableRawBufferPointer, UnsafeMutableBufferPointer<Float>) -> Int)
+        -> (UnsafeRawBufferPointer, Int) {
         let size = dtype.byteCount(elements: count) ?? 0
         if buffer.count < size {
             buffer.deallocate()
@@ -249,7 +267,7 @@ final class ParallelEncoder {
         let pieces = (count + Self.pieceElements - 1) / Self.pieceElements
         let workers = max(1, min(threads, pieces))
         var overflow = [Int](repeating: 0, count: workers)
-        withoutActuallyEscaping(values) { values in
+        withoutActuallyEscaping(encodePiece) { encodePiece in
             overflow.withUnsafeMutableBufferPointer { counts in
                 let outBase = buffer.baseAddress
                 let countsBase = counts.baseAddress!
@@ -260,11 +278,10 @@ final class ParallelEncoder {
                     var piece = worker
                     while piece < pieces {
                         let range = piece * Self.pieceElements..<min(count, (piece + 1) * Self.pieceElements)
-                        let src = values(range, scratch)
                         let byteStart = range.lowerBound / dtype.blockSize * dtype.blockBytes
                         let byteCount = range.count / dtype.blockSize * dtype.blockBytes
                         let dst = UnsafeMutableRawBufferPointer(start: outBase.map { $0 + byteStart }, count: byteCount)
-                        countsBase[worker] += ElementCodec.encodeChunk(src, as: dtype, into: dst)
+                        countsBase[worker] += encodePiece(range, dst, scratch)
                         piece += workers
                     }
                 }
