@@ -108,6 +108,7 @@ public enum Converter {
         let totalBytes = plan.tensors.reduce(0) { $0 + $1.info.byteCount }
         let bar = ProgressBar(total: totalBytes, label: "converting", enabled: options.showProgress)
         let pipeline = WritePipeline(writer: writer, threads: max(1, options.threads))
+        let sourceBytes = ReusableBuffer()   // each tensor's source bytes, read into the same memory
         defer { pipeline.drain() }   // no write may outlive the buffers, whatever happens
         var reports: [ConversionReport.Tensor] = []
         var done = 0
@@ -115,13 +116,14 @@ public enum Converter {
             bar.update(done, detail: t.layout.name)
             let size = t.info.byteCount
             let encoder = try pipeline.freeEncoder(forBytes: size)
-            let (bytes, overflow) = try encode(t, from: source, with: encoder)
+            let (bytes, overflow) = try encode(t, from: source, reading: sourceBytes, with: encoder)
             pipeline.write(bytes, from: encoder)
             done += size
             reports.append(.init(name: t.layout.name, type: t.dtype.rawValue, shape: t.layout.shape, bytes: size,
                                  sources: t.layout.sources, note: t.note, overflowCount: overflow))
         }
         try pipeline.finish()
+        sourceBytes.release()
         bar.update(done, detail: "hashing the input")
         let digest = try hashing.wait()
         try writer.patchString(Provenance.sourceSHA256Key, digest)
@@ -142,18 +144,23 @@ public enum Converter {
     /// One planned tensor's encoded bytes. A tensor copied as is (the large matrices) is decoded
     /// straight from the source bytes piece by piece; the small transformed ones are built as
     /// floats first.
-    static func encode(_ t: PlannedTensor, from source: TensorSource, with encoder: ParallelEncoder) throws -> (UnsafeRawBufferPointer, Int) {
+    static func encode(_ t: PlannedTensor, from source: TensorSource, reading buffer: ReusableBuffer,
+                       with encoder: ParallelEncoder) throws -> (UnsafeRawBufferPointer, Int) {
         let layout = t.layout
         if layout.transform == .reshape, layout.sources.count == 1, let info = source.info(layout.sources[0]) {
-            let raw = try source.data(layout.sources[0])
+            let src = try source.data(layout.sources[0], into: buffer)
             let stride = info.dtype.blockBytes
-            return raw.withUnsafeBytes { src in
-                encoder.encode(count: layout.elementCount, as: t.dtype) { range, scratch in
-                    let piece = UnsafeMutableBufferPointer(rebasing: scratch[0..<range.count])
-                    ElementCodec.decodeChunk(UnsafeRawBufferPointer(rebasing: src[range.lowerBound * stride..<range.upperBound * stride]),
-                                             as: info.dtype, into: piece)
-                    return UnsafeBufferPointer(piece)
+            if ElementCodec.canTranscode(from: info.dtype, to: t.dtype) {
+                return encoder.encodePieces(count: layout.elementCount, as: t.dtype) { range, dst, _ in
+                    ElementCodec.transcodeChunk(UnsafeRawBufferPointer(rebasing: src[range.lowerBound * stride..<range.upperBound * stride]),
+                                                from: info.dtype, into: dst, as: t.dtype)
                 }
+            }
+            return encoder.encode(count: layout.elementCount, as: t.dtype) { range, scratch in
+                let piece = UnsafeMutableBufferPointer(rebasing: scratch[0..<range.count])
+                ElementCodec.decodeChunk(UnsafeRawBufferPointer(rebasing: src[range.lowerBound * stride..<range.upperBound * stride]),
+                                         as: info.dtype, into: piece)
+                return UnsafeBufferPointer(piece)
             }
         }
         let values = GGUFLayout.apply(layout, to: try layout.sources.map { try source.floats($0) })
@@ -240,6 +247,18 @@ final class ParallelEncoder {
     /// bytes (valid until the next call) and how many values overflowed to infinity.
     func encode(count: Int, as dtype: DType,
                 values: (Range<Int>, UnsafeMutableBufferPointer<Float>) -> UnsafeBufferPointer<Float>) -> (UnsafeRawBufferPointer, Int) {
+        withoutActuallyEscaping(values) { values in
+            encodePieces(count: count, as: dtype) { range, dst, scratch in
+                ElementCodec.encodeChunk(values(range, scratch), as: dtype, into: dst)
+            }
+        }
+    }
+
+    /// The loop under `encode`: `piece(range, bytes, scratch)` writes the encoded `bytes` of the
+    /// values in `range` (using `scratch` as it likes) and returns how many overflowed.
+    func encodePieces(count: Int, as dtype: DType,
+                      piece encodePiece: (Range<Int>, UnsafeMutableRawBufferPointer, UnsafeMutableBufferPointer<Float>) -> Int)
+        -> (UnsafeRawBufferPointer, Int) {
         let size = dtype.byteCount(elements: count) ?? 0
         if buffer.count < size {
             buffer.deallocate()
@@ -248,7 +267,7 @@ final class ParallelEncoder {
         let pieces = (count + Self.pieceElements - 1) / Self.pieceElements
         let workers = max(1, min(threads, pieces))
         var overflow = [Int](repeating: 0, count: workers)
-        withoutActuallyEscaping(values) { values in
+        withoutActuallyEscaping(encodePiece) { encodePiece in
             overflow.withUnsafeMutableBufferPointer { counts in
                 let outBase = buffer.baseAddress
                 let countsBase = counts.baseAddress!
@@ -259,11 +278,10 @@ final class ParallelEncoder {
                     var piece = worker
                     while piece < pieces {
                         let range = piece * Self.pieceElements..<min(count, (piece + 1) * Self.pieceElements)
-                        let src = values(range, scratch)
                         let byteStart = range.lowerBound / dtype.blockSize * dtype.blockBytes
                         let byteCount = range.count / dtype.blockSize * dtype.blockBytes
                         let dst = UnsafeMutableRawBufferPointer(start: outBase.map { $0 + byteStart }, count: byteCount)
-                        countsBase[worker] += ElementCodec.encodeChunk(src, as: dtype, into: dst)
+                        countsBase[worker] += encodePiece(range, dst, scratch)
                         piece += workers
                     }
                 }

@@ -52,4 +52,20 @@ extension ElementCodec {
             preconditionFailure("encodeChunk: \(dtype) is not an output type")   // callers choose the type
         }
     }
+
+    /// Whether `transcodeChunk` has a direct path from `source` to `target` (no f32 in between).
+    public static func canTranscode(from source: DType, to target: DType) -> Bool {
+        source == .bf16 && target == .f16
+    }
+
+    /// Converts `src` (values of `source`) straight into `dst` as `target`, the same bytes as
+    /// `decodeChunk` then `encodeChunk` but without the f32 pass through memory; only for pairs
+    /// `canTranscode` accepts. Returns the overflow count as `encodeChunk`.
+    public static func transcodeChunk(_ src: UnsafeRawBufferPointer, from source: DType,
+                                      into dst: UnsafeMutableRawBufferPointer, as target: DType) -> Int {
+        precondition(canTranscode(from: source, to: target) && src.count == dst.count,
+                     "transcodeChunk: \(source) -> \(target) is not a direct path")   // callers check first
+        guard let s = src.baseAddress, let d = dst.baseAddress else { return 0 }
+        return chalf_bf16_to_f16(s.assumingMemoryBound(to: UInt16.self), d.assumingMemoryBound(to: UInt16.self), src.count / 2)
+    }
 }

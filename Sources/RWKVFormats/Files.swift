@@ -30,20 +30,32 @@ public final class InputFile: @unchecked Sendable {
 
     /// Reads exactly `count` bytes at `offset`, or throws naming `what` was being read.
     public func read(at offset: Int, count: Int, what: String = "data") throws -> [UInt8] {
+        try checkRange(offset, count, what)
+        // Filled by pread, so not zeroed first (a throw leaves it empty).
+        return try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            try read(at: offset, into: UnsafeMutableRawBufferPointer(buffer), what: what)
+            initialized = count
+        }
+    }
+
+    /// Reads exactly `buffer.count` bytes at `offset` into `buffer` (a caller's reused memory,
+    /// so large reads need not fault in and zero fresh pages), or throws naming `what`.
+    public func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer, what: String = "data") throws {
+        let count = buffer.count
+        try checkRange(offset, count, what)
+        var done = 0
+        while done < count {
+            let n = pread(fd, buffer.baseAddress! + done, count - done, off_t(offset + done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw RWKVError(path, "read error in \(what): file shorter than expected") }
+            done += n
+        }
+    }
+
+    private func checkRange(_ offset: Int, _ count: Int, _ what: String) throws {
         guard offset >= 0, count >= 0, offset <= size, count <= size - offset else {
             throw RWKVError(path, "\(what) at offset \(offset) (\(count) bytes) runs past the end of the file (\(size) bytes)")
         }
-        var buf = [UInt8](repeating: 0, count: count)
-        var done = 0
-        try buf.withUnsafeMutableBytes { raw in
-            while done < count {
-                let n = pread(fd, raw.baseAddress! + done, count - done, off_t(offset + done))
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { throw RWKVError(path, "read error in \(what): file shorter than expected") }
-                done += n
-            }
-        }
-        return buf
     }
 
     /// The first bytes of the file (fewer if it is shorter), for format sniffing.

@@ -55,15 +55,18 @@ public struct SHA256: Sendable {
         return h.finalize()
     }
 
-    /// Hashes a whole file, reading it in 4 MiB pieces. `progress` gets the bytes done so far.
+    /// Hashes a whole file, reading it in 1 MiB pieces into one buffer (small enough to stay in
+    /// cache between the read and the hashing). `progress` gets the bytes done so far.
     public static func hash(file: InputFile, progress: ((Int) -> Void)? = nil) throws -> [UInt8] {
         var h = SHA256()
         var offset = 0
-        let piece = 4 << 20
+        let piece = UnsafeMutableRawBufferPointer.allocate(byteCount: min(1 << 20, max(file.size, 1)), alignment: 64)
+        defer { piece.deallocate() }
         while offset < file.size {
-            let n = min(piece, file.size - offset)
-            h.update(try file.read(at: offset, count: n, what: "data (hashing)"))
-            offset += n
+            let chunk = UnsafeMutableRawBufferPointer(rebasing: piece[0..<min(piece.count, file.size - offset)])
+            try file.read(at: offset, into: chunk, what: "data (hashing)")
+            h.update(UnsafeRawBufferPointer(chunk))
+            offset += chunk.count
             progress?(offset)
         }
         return h.finalize()

@@ -115,6 +115,14 @@ public final class SafetensorsReader: TensorSource {
         guard let r = ranges[name] else { throw RWKVError(path, "no tensor named \(name)") }
         return try file.read(at: dataStart + r.lowerBound, count: r.count, what: "tensor \(name)")
     }
+
+    /// One pread straight into the caller's buffer.
+    public func data(_ name: String, into buffer: ReusableBuffer) throws -> UnsafeRawBufferPointer {
+        guard let r = ranges[name] else { throw RWKVError(path, "no tensor named \(name)") }
+        let out = buffer.bytes(r.count)
+        try file.read(at: dataStart + r.lowerBound, into: out, what: "tensor \(name)")
+        return UnsafeRawBufferPointer(out)
+    }
 }
 
 /// Writes `.safetensors` in one pass: the header is computed from the tensor list, then each

@@ -26,9 +26,20 @@ public protocol TensorSource: AnyObject {
     var tensors: [TensorInfo] { get }
     /// The tensor's elements, contiguous row-major little-endian bytes in `info.dtype`.
     func data(_ name: String) throws -> [UInt8]
+    /// The same bytes as `data`, read into `buffer` (reused across calls, so large tensors do
+    /// not each allocate fresh pages); valid until `buffer`'s next use.
+    func data(_ name: String, into buffer: ReusableBuffer) throws -> UnsafeRawBufferPointer
 }
 
 extension TensorSource {
+    /// Copies `data(name)`: sources that can read straight into the buffer override this.
+    public func data(_ name: String, into buffer: ReusableBuffer) throws -> UnsafeRawBufferPointer {
+        let bytes = try data(name)
+        let out = buffer.bytes(bytes.count)
+        bytes.withUnsafeBytes { out.copyMemory(from: $0) }
+        return UnsafeRawBufferPointer(out)
+    }
+
     public func info(_ name: String) -> TensorInfo? {
         tensors.first { $0.name == name }
     }

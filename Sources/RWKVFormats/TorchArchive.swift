@@ -203,6 +203,22 @@ public final class TorchArchive: TensorSource {
         return out
     }
 
+    /// Contiguous little-endian tensors (all that torch.save writes for a state dict) are read
+    /// straight into the caller's buffer; other views go through `data`.
+    public func data(_ name: String, into buffer: ReusableBuffer) throws -> UnsafeRawBufferPointer {
+        guard let view = views[name], let record = storageRecords[name] else { throw RWKVError(path, "no tensor named \(name)") }
+        guard view.isContiguous, !isBigEndian else {
+            let bytes = try data(name)
+            let out = buffer.bytes(bytes.count)
+            bytes.withUnsafeBytes { out.copyMemory(from: $0) }
+            return UnsafeRawBufferPointer(out)
+        }
+        let first = view.offset * view.storage.dtype.blockBytes
+        let out = buffer.bytes(view.extent * view.storage.dtype.blockBytes)
+        try lock.withLock { try zip.read(record, range: first..<first + out.count, into: out) }
+        return UnsafeRawBufferPointer(out)
+    }
+
     /// Copies a strided view (offsets relative to its first element) into row-major order.
     static func gather(_ source: [UInt8], view: TorchTensorRef, elementSize: Int) -> [UInt8] {
         let count = view.elementCount

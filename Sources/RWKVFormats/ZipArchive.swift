@@ -64,6 +64,16 @@ final class ZipArchive {
     /// Bytes `range` of a stored record. The whole record is read so that libzip checks its
     /// CRC-32; bytes outside `range` go through a small scratch buffer and are dropped.
     func read(_ record: Record, range: Range<Int>) throws -> [UInt8] {
+        // Filled by zip_fread, so not zeroed first (a throw leaves it empty).
+        try [UInt8](unsafeUninitializedCapacity: range.count) { buffer, initialized in
+            try read(record, range: range, into: UnsafeMutableRawBufferPointer(buffer))
+            initialized = range.count
+        }
+    }
+
+    /// `read(_:range:)` into `out` (exactly `range.count` bytes), a caller's reused memory.
+    func read(_ record: Record, range: Range<Int>, into out: UnsafeMutableRawBufferPointer) throws {
+        precondition(out.count == range.count, "ZipArchive.read: buffer of \(out.count) bytes for \(range.count)")   // caller's contract
         guard record.isStored, !record.encrypted else {
             throw RWKVError(path, "record \(record.name) is compressed or encrypted")
         }
@@ -92,11 +102,7 @@ final class ZipArchive {
                 try fill(s.baseAddress!, min(s.count, range.lowerBound - position))
             }
         }
-        // Filled by zip_fread, so not zeroed first (a throw leaves it empty).
-        let out = try [UInt8](unsafeUninitializedCapacity: range.count) { buffer, initialized in
-            if let base = buffer.baseAddress, range.count > 0 { try fill(base, range.count) }
-            initialized = range.count
-        }
+        if let base = out.baseAddress, range.count > 0 { try fill(base, range.count) }
         try scratch.withUnsafeMutableBytes { s in
             while position < record.size {
                 try fill(s.baseAddress!, min(s.count, record.size - position))
@@ -107,7 +113,6 @@ final class ZipArchive {
                 throw n < 0 ? readError(file, record, at: position) : RWKVError(path, "record \(record.name) is longer than its directory entry says")
             }
         }
-        return out
     }
 
     private func readError(_ file: OpaquePointer, _ record: Record, at offset: Int) -> RWKVError {

@@ -119,6 +119,25 @@ import Testing
         #expect(back[0] == 65504 && back[1] == 65504 && back[2] == .infinity && back[10] == -.infinity && back[7].isNaN)
     }
 
+    /// The direct bf16 -> f16 path must give exactly the bytes and overflow count of widening to
+    /// f32 and narrowing, for every bf16 bit pattern (NaNs, infinities, subnormals, out-of-range
+    /// values) and a tail shorter than one SIMD group (3 values past a multiple of 8).
+    @Test func bf16ToF16DirectMatchesThroughF32() throws {
+        var patterns = (0...UInt16.max).map { $0 }
+        patterns += [0x4780, 0x7f7f, 0xc780]   // 65536, max finite, -65536: overflows in the tail
+        let src = patterns.flatMap { [UInt8($0 & 0xff), UInt8($0 >> 8)] }
+        var expectedOverflow = 0
+        let widened = try ElementCodec.decode(src, as: .bf16, count: patterns.count, context: "test")
+        let expected = try ElementCodec.encode(widened, as: .f16, overflowCount: &expectedOverflow)
+        var direct = [UInt8](repeating: 0, count: src.count)
+        #expect(ElementCodec.canTranscode(from: .bf16, to: .f16))
+        let overflow = src.withUnsafeBytes { s in
+            direct.withUnsafeMutableBytes { ElementCodec.transcodeChunk(s, from: .bf16, into: $0, as: .f16) }
+        }
+        #expect(direct == expected)
+        #expect(overflow == expectedOverflow && expectedOverflow > 3)
+    }
+
     @Test func bf16ToF16NarrowingCountsOverflows() throws {
         // bf16 keeps f32's range: 1e5 and 3e38 fit in bf16 but not in f16.
         let wide: [Float] = [1e5, 70016, 1, -65280, 3e38, .infinity, -1e-8, 0]

@@ -40,6 +40,24 @@ let torchFixtures = fixturesDirectory + "/torch"
         for t in little.tensors { #expect(try big.data(t.name) == little.data(t.name), "\(t.name)") }
     }
 
+    /// The converter's read into a reused buffer gives `data`'s bytes: contiguous tensors (read
+    /// straight in), strided views and big-endian storages (through `data`), one buffer for all,
+    /// and the same for safetensors.
+    @Test func readsIntoAReusedBufferMatchData() throws {
+        let buffer = ReusableBuffer()
+        let sources: [TensorSource] = [
+            try TorchArchive(path: torchFixtures + "/views.pth"), try TorchArchive(path: torchFixtures + "/bigendian.pth"),
+            try ModelFile.open(fixturesDirectory + "/models/rwkv7-tiny-bf16.pth"),
+            try ModelFile.open(fixturesDirectory + "/models/rwkv7-tiny.safetensors"),
+        ]
+        for source in sources {
+            for t in source.tensors {
+                let bytes = try source.data(t.name, into: buffer)
+                #expect(Array(bytes) == (try source.data(t.name)), "\(source.path): \(t.name)")
+            }
+        }
+    }
+
     @Test func nestedTrainingCheckpointsAreUnwrapped() throws {
         let archive = try TorchArchive(path: torchFixtures + "/nested.pth")
         #expect(archive.tensors.map(\.name) == ["a", "b"])
@@ -185,6 +203,7 @@ struct FixtureManifest {
         }
         let source = try ModelFile.open(data)                       // the pickle is intact: opening works
         #expect(throws: RWKVError(data, "record m/data/0 is corrupt: CRC-32 mismatch")) { _ = try source.data("w") }
+        #expect(throws: RWKVError(data, "record m/data/0 is corrupt: CRC-32 mismatch")) { _ = try source.data("w", into: ReusableBuffer()) }
         let pickle = try zip("crc-pickle.pth", records)
         try patch(pickle) { b in b[64 + 3] ^= 0x20 }                 // 'c' of GLOBAL 'collections' -> 'C'
         expectError(pickle, "record m/data.pkl is corrupt: CRC-32 mismatch")

@@ -20,6 +20,10 @@ void chalf_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
 /// returns how many finite inputs overflowed to infinity.
 size_t chalf_f32_to_bf16(const float *src, uint16_t *dst, size_t n);
 
+// bf16 -> f16 without an f32 array in between: the same bits as chalf_bf16_to_f32 followed by
+// chalf_f32_to_f16 (bf16 widens to f32 exactly). Returns the overflow count as chalf_f32_to_f16.
+size_t chalf_bf16_to_f16(const uint16_t *src, uint16_t *dst, size_t n);
+
 /// 1 when the F16C path is in use on this CPU.
 int chalf_has_f16c(void);
 /// The portable paths of the two f16 array calls, exposed so tests can compare them with F16C.
