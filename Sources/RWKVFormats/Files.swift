@@ -92,7 +92,7 @@ public final class AtomicOutputFile {
         }
         self.fd = fd
         self.path = path
-        self.temporaryPath = String(cString: template)
+        self.temporaryPath = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         fchmod(fd, 0o644)
         CleanupOnSignal.shared.register(temporaryPath)
     }
