@@ -21,6 +21,10 @@ public final class GGUFReader: TensorSource {
     public static let maxStringBytes = 16 << 20
     public static let maxArrayCount = 16 << 20
     public static let maxArrayDepth = 4
+    /// Cap on array items over the whole header. Each item becomes a `GGUFValue` of a few dozen
+    /// bytes, so this bounds the parsed metadata to ~100 MB whatever the file claims; real
+    /// vocabularies hold under a million items (tokens, types, merges).
+    public static let maxMetadataArrayItems = 4 << 20
 
     public init(path: String) throws {
         let file = try InputFile(path)
@@ -164,6 +168,8 @@ struct GGUFCursor {
     init(file: InputFile) { self.file = file }
 
     var remaining: Int { file.size - position }
+    /// Array items read so far, against `GGUFReader.maxMetadataArrayItems`.
+    var arrayItems = 0
 
     private mutating func ensure(_ n: Int, _ what: String) throws {
         guard n <= remaining else {
@@ -246,6 +252,10 @@ struct GGUFCursor {
             let n = try count("\(what) array count", minimumItemBytes: elementType.minimumSize)
             guard n <= GGUFReader.maxArrayCount else {
                 throw RWKVError(file.path, "\(what): array of \(n) values exceeds the limit of \(GGUFReader.maxArrayCount)")
+            }
+            arrayItems += n
+            guard arrayItems <= GGUFReader.maxMetadataArrayItems else {
+                throw RWKVError(file.path, "\(what): metadata arrays hold more than \(GGUFReader.maxMetadataArrayItems) values in all")
             }
             var items: [GGUFValue] = []
             items.reserveCapacity(n)

@@ -145,6 +145,13 @@ struct GGUFBytes {
         try expectError({ g in
             g.header(tensors: 0, kvs: 1); g.str("k"); g.u32(8); g.u64(2); g.bytes += [0xff, 0xfe]
         }, "metadata \"k\" is not valid UTF-8")
+        // Each array alone is allowed, together they pass the whole-header cap that bounds the
+        // parsed metadata's memory (a u8 item on disk is ~30x that as a parsed value).
+        let half = UInt64(GGUFReader.maxMetadataArrayItems / 2 + 1)
+        try expectError({ g in
+            g.header(tensors: 0, kvs: 2)
+            for key in ["a", "b"] { g.str(key); g.u32(9); g.u32(0); g.u64(half); g.bytes += [UInt8](repeating: 1, count: Int(half)) }
+        }, "metadata \"b\": metadata arrays hold more than \(GGUFReader.maxMetadataArrayItems) values in all")
         try expectError({ g in g.header(tensors: 0, kvs: 1); g.kvU32("general.alignment", 48) }, "general.alignment 48 is not a power of two")
         try expectError({ g in g.header(tensors: 0, kvs: 1); g.str("general.alignment"); g.u32(10); g.u64(32) },
                         "general.alignment must be a uint32, found uint64")
