@@ -1,8 +1,8 @@
 import Foundation
 import RWKVFormats
 
-/// Exit codes shared by the three programs.
-public enum ExitCode2 {
+/// Exit status of rwkv-convert and rwkv-upgrade (rwkv-verify adds 1, outside tolerance: VerifyExitCode).
+public enum ExitStatus {
     /// Bad input: unreadable, malformed or unsupported file, or bad arguments.
     public static let badInput: Int32 = 2
 }
@@ -13,7 +13,7 @@ public func runReportingErrors(_ body: () throws -> Void) rethrows {
         try body()
     } catch let error as RWKVError {
         FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
-        exit(ExitCode2.badInput)
+        exit(ExitStatus.badInput)
     }
 }
 
