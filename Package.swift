@@ -35,7 +35,7 @@ let package = Package(
         .target(name: "RWKVVerify", dependencies: ["RWKVFormats", "RWKVModel"]),
 
         .executableTarget(name: "rwkv-convert", dependencies: [
-            "RWKVConvert", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            "RWKVConvert", "RWKVModel", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "rwkv-upgrade", dependencies: [
             "RWKVConvert", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "rwkv-verify", dependencies: [

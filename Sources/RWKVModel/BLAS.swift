@@ -1,4 +1,7 @@
 import COpenBLAS
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Float storage at a fixed address, so the kernels and OpenBLAS can address it directly without
 /// going through `withUnsafe...` closures. Used for weights (written once at load) and for the
@@ -70,5 +73,18 @@ struct Linear: @unchecked Sendable {
         case (.inputsByOutputs, _):
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1, x, lda, w, n, beta, y, ldc)
         }
+    }
+}
+
+/// OpenBLAS itself: the pthreads build starts its worker threads when the library is loaded, and
+/// each spins (sched_yield) for about 0.1 s before going to sleep. A program that links it but
+/// does no matrix work (rwkv-convert) would lose a core to that spin at start.
+public enum OpenBLAS {
+    /// Ends OpenBLAS's worker threads now; it starts them again on its next threaded call. Looked
+    /// up by name because only the pthreads build of the library has the function.
+    public static func stopIdleThreads() {
+        guard let process = dlopen(nil, RTLD_NOW), let symbol = dlsym(process, "blas_thread_shutdown_") else { return }
+        typealias Shutdown = @convention(c) () -> Int32
+        _ = unsafeBitCast(symbol, to: Shutdown.self)()
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import RWKVConvert
 import RWKVFormats
+import RWKVModel
 
 struct RWKVConvertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -100,4 +101,6 @@ struct SafetensorsToNative: ParsableCommand {
     func run() throws { try options.convert(input, expecting: .safetensors) }
 }
 
+// Conversion does no matrix work: free the core OpenBLAS's idle threads would spin on.
+OpenBLAS.stopIdleThreads()
 RWKVConvertCommand.main()
