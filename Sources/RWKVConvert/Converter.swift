@@ -16,6 +16,15 @@ public struct ConversionOptions: Sendable {
     /// safetensors); nil accepts any checkpoint.
     public var expectedFormat: ModelFormat?
     public var showProgress: Bool = ProgressBar.stderrIsTerminal
+    /// Flush the output to disk before renaming it into place (`--sync`), so a power cut cannot
+    /// leave it short. Off by default, as with cp and llama.cpp's converter: the output can be
+    /// made again, and the flush costs more than the conversion when the disk is slower than
+    /// memory. An interrupted or failed run leaves no output either way.
+    public var sync: Bool = false
+    /// Source elements per piece of a streamed tensor (2 MiB of bf16): small enough that a piece
+    /// stays in cache from its read to its write, and a multiple of every block size. (Tests
+    /// make it small, so the tiny fixtures cross piece boundaries.)
+    var pieceElements = 1 << 20
 
     public init() {}
 }
@@ -84,6 +93,9 @@ public enum Converter {
     static func convert(source: TensorSource, format: ModelFormat, output: String, options: ConversionOptions,
                         started: Date = Date()) throws -> ConversionReport {
         let input = source.path
+        // The hash (SHA-256, sequential, a core's worth of work) starts first and runs beside
+        // everything else.
+        let hashing = BackgroundHash(path: input)
         let config = try RWKVConfig.detect(source)
         let plan = ConversionPlan(config: config, type: options.type, keepF32: options.keepF32)
         for (name, _) in plan.sourceShapes.sorted(by: { $0.key < $1.key }) {
@@ -102,24 +114,21 @@ public enum Converter {
         let metadata = plan.metadata(name: name, vocabulary: vocabulary,
                                      provenance: Provenance(sourceFile: (input as NSString).lastPathComponent, sourceSHA256: placeholder))
         let writer = try GGUFWriter(path: output, metadata: metadata, tensors: plan.tensors.map(\.info),
-                                    refusingToOverwrite: [input] + (options.vocabularyPath.map { [$0] } ?? []))
-        let hashing = BackgroundHash(path: input)
+                                    refusingToOverwrite: [input] + (options.vocabularyPath.map { [$0] } ?? []),
+                                    durable: options.sync)
 
         let totalBytes = plan.tensors.reduce(0) { $0 + $1.info.byteCount }
         let bar = ProgressBar(total: totalBytes, label: "converting", enabled: options.showProgress)
         let pipeline = WritePipeline(writer: writer, threads: max(1, options.threads))
-        let sourceBytes = ReusableBuffer()   // each tensor's source bytes, read into the same memory
+        let sourceBytes = ReusableBuffer()   // each piece of source bytes, read into the same memory
         defer { pipeline.drain() }   // no write may outlive the buffers, whatever happens
         var reports: [ConversionReport.Tensor] = []
         var done = 0
         for t in plan.tensors {
             bar.update(done, detail: t.layout.name)
-            let size = t.info.byteCount
-            let encoder = try pipeline.freeEncoder(forBytes: size)
-            let (bytes, overflow) = try encode(t, from: source, reading: sourceBytes, with: encoder)
-            pipeline.write(bytes, from: encoder)
-            done += size
-            reports.append(.init(name: t.layout.name, type: t.dtype.rawValue, shape: t.layout.shape, bytes: size,
+            let overflow = try convert(t, from: source, reading: sourceBytes, inPiecesOf: options.pieceElements, into: pipeline)
+            done += t.info.byteCount
+            reports.append(.init(name: t.layout.name, type: t.dtype.rawValue, shape: t.layout.shape, bytes: t.info.byteCount,
                                  sources: t.layout.sources, note: t.note, overflowCount: overflow))
         }
         try pipeline.finish()
@@ -141,39 +150,35 @@ public enum Converter {
             notes: plan.notes.map { "\($0.name): \($0.note)" })
     }
 
-    /// One planned tensor's encoded bytes. A tensor copied as is (the large matrices) is decoded
-    /// straight from the source bytes piece by piece; the small transformed ones are built as
-    /// floats first.
-    static func encode(_ t: PlannedTensor, from source: TensorSource, reading buffer: ReusableBuffer,
-                       with encoder: ParallelEncoder) throws -> (UnsafeRawBufferPointer, Int) {
+    /// Encodes one planned tensor and queues its bytes for writing; returns how many values
+    /// overflowed. A tensor copied as is (the large matrices) streams through in pieces, read,
+    /// encoded and written one after another; the small transformed ones are built as floats.
+    static func convert(_ t: PlannedTensor, from source: TensorSource, reading buffer: ReusableBuffer,
+                        inPiecesOf pieceElements: Int, into pipeline: WritePipeline) throws -> Int {
         let layout = t.layout
         if layout.transform == .reshape, layout.sources.count == 1, let info = source.info(layout.sources[0]) {
-            let src = try source.data(layout.sources[0], into: buffer)
-            let stride = info.dtype.blockBytes
-            if ElementCodec.canTranscode(from: info.dtype, to: t.dtype) {
-                return encoder.encodePieces(count: layout.elementCount, as: t.dtype) { range, dst, _ in
-                    ElementCodec.transcodeChunk(UnsafeRawBufferPointer(rebasing: src[range.lowerBound * stride..<range.upperBound * stride]),
-                                                from: info.dtype, into: dst, as: t.dtype)
-                }
+            var overflow = 0
+            try source.read(layout.sources[0], inPiecesOf: pieceElements * info.dtype.blockBytes, using: buffer) { piece in
+                let encoder = try pipeline.freeEncoder()
+                let (bytes, n) = encoder.encode(piece, of: info.dtype, as: t.dtype)
+                pipeline.write(bytes, from: encoder)
+                overflow += n
             }
-            return encoder.encode(count: layout.elementCount, as: t.dtype) { range, scratch in
-                let piece = UnsafeMutableBufferPointer(rebasing: scratch[0..<range.count])
-                ElementCodec.decodeChunk(UnsafeRawBufferPointer(rebasing: src[range.lowerBound * stride..<range.upperBound * stride]),
-                                         as: info.dtype, into: piece)
-                return UnsafeBufferPointer(piece)
-            }
+            return overflow
         }
         let values = GGUFLayout.apply(layout, to: try layout.sources.map { try source.floats($0) })
-        return values.withUnsafeBufferPointer { v in
+        let encoder = try pipeline.freeEncoder()
+        let (bytes, overflow) = values.withUnsafeBufferPointer { v in
             encoder.encode(count: layout.elementCount, as: t.dtype) { range, _ in UnsafeBufferPointer(rebasing: v[range]) }
         }
+        pipeline.write(bytes, from: encoder)
+        return overflow
     }
 }
 
-/// Writes each encoded tensor on a background thread while the next one is read and encoded.
-/// Two encoders (each with its own output buffer) take turns; a buffer is reused only once its
-/// write is done. Large outputs always go to the first encoder, so only one large buffer exists:
-/// memory stays one source tensor plus one large output plus one small one.
+/// Writes encoded bytes on a background thread while the next piece is read and encoded. Two
+/// encoders (each with its own output buffer) take turns; a buffer is reused only once its
+/// write is done.
 final class WritePipeline: @unchecked Sendable {
     private let writer: GGUFWriter
     private let encoders: [ParallelEncoder]
@@ -182,30 +187,28 @@ final class WritePipeline: @unchecked Sendable {
     private let lock = NSLock()
     private var failure: Error?
     private var turn = 0
-    /// Outputs from this size up use encoder 0 only.
-    static let largeBytes = 8 << 20
 
     init(writer: GGUFWriter, threads: Int) {
         self.writer = writer
         encoders = [ParallelEncoder(threads: threads), ParallelEncoder(threads: threads)]
     }
 
-    /// An encoder whose buffer is free, for an output of `bytes`; throws a failed write's error.
-    func freeEncoder(forBytes bytes: Int) throws -> ParallelEncoder {
-        turn = bytes >= Self.largeBytes ? 0 : 1 - turn
+    /// An encoder whose buffer is free; throws a failed write's error.
+    func freeEncoder() throws -> ParallelEncoder {
+        turn = 1 - turn
         pending[turn].wait()
         try rethrowFailure()
         return encoders[turn]
     }
 
-    /// Queues `bytes` (in `encoder`'s buffer) to be written after everything queued before.
+    /// Queues `bytes` (in `encoder`'s buffer) to be appended after everything queued before.
     func write(_ bytes: UnsafeRawBufferPointer, from encoder: ParallelEncoder) {
         let group = pending[encoders[0] === encoder ? 0 : 1]
         group.enter()
         let job = UnsafeSendable((self, bytes))
         queue.async {
             let (pipeline, bytes) = job.value
-            do { try pipeline.writer.writeTensor(bytes) } catch { pipeline.record(error) }
+            do { try pipeline.writer.append(bytes) } catch { pipeline.record(error) }
             group.leave()
         }
     }
@@ -230,17 +233,44 @@ final class WritePipeline: @unchecked Sendable {
     }
 }
 
-/// Encodes a tensor's values in pieces of whole blocks on several threads, into an output buffer
-/// kept from one tensor to the next (so the large tensors do not each map and fault in fresh
-/// pages).
+/// Encodes values in pieces of whole blocks on several threads, into an output buffer kept from
+/// one call to the next (so it is not mapped and faulted in afresh each time).
 final class ParallelEncoder {
     let threads: Int
     /// Elements per piece: a multiple of every block size, small enough to stay in cache.
     static let pieceElements = 1 << 15
     private var buffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    /// One piece of float scratch per worker, allocated once.
+    private let scratch: [UnsafeMutableBufferPointer<Float>]
 
-    init(threads: Int) { self.threads = threads }
-    deinit { buffer.deallocate() }
+    init(threads: Int) {
+        self.threads = threads
+        scratch = (0..<max(1, threads)).map { _ in .allocate(capacity: Self.pieceElements) }
+    }
+
+    deinit {
+        buffer.deallocate()
+        scratch.forEach { $0.deallocate() }
+    }
+
+    /// Encodes `source`, elements of `sourceType` (a float type), as `dtype`: straight from the
+    /// source bytes when ElementCodec has a direct path, else through floats.
+    func encode(_ source: UnsafeRawBufferPointer, of sourceType: DType, as dtype: DType) -> (UnsafeRawBufferPointer, Int) {
+        let stride = sourceType.blockBytes
+        let count = source.count / stride
+        if ElementCodec.canTranscode(from: sourceType, to: dtype) {
+            return encodePieces(count: count, as: dtype) { range, dst, _ in
+                ElementCodec.transcodeChunk(UnsafeRawBufferPointer(rebasing: source[range.lowerBound * stride..<range.upperBound * stride]),
+                                            from: sourceType, into: dst, as: dtype)
+            }
+        }
+        return encode(count: count, as: dtype) { range, scratch in
+            let piece = UnsafeMutableBufferPointer(rebasing: scratch[0..<range.count])
+            ElementCodec.decodeChunk(UnsafeRawBufferPointer(rebasing: source[range.lowerBound * stride..<range.upperBound * stride]),
+                                     as: sourceType, into: piece)
+            return UnsafeBufferPointer(piece)
+        }
+    }
 
     /// `values(range, scratch)` gives the values of `range`, either in `scratch` (room for one
     /// piece, owned by the calling thread) or from wherever they already are. Returns the encoded
@@ -272,16 +302,15 @@ final class ParallelEncoder {
                 let outBase = buffer.baseAddress
                 let countsBase = counts.baseAddress!
                 // Each worker takes every `workers`-th piece; pieces write disjoint bytes.
+                let scratch = self.scratch
                 let work = UnsafeSendable { (worker: Int) in
-                    let scratch = UnsafeMutableBufferPointer<Float>.allocate(capacity: Self.pieceElements)
-                    defer { scratch.deallocate() }
                     var piece = worker
                     while piece < pieces {
                         let range = piece * Self.pieceElements..<min(count, (piece + 1) * Self.pieceElements)
                         let byteStart = range.lowerBound / dtype.blockSize * dtype.blockBytes
                         let byteCount = range.count / dtype.blockSize * dtype.blockBytes
                         let dst = UnsafeMutableRawBufferPointer(start: outBase.map { $0 + byteStart }, count: byteCount)
-                        countsBase[worker] += encodePiece(range, dst, scratch)
+                        countsBase[worker] += encodePiece(range, dst, scratch[worker])
                         piece += workers
                     }
                 }

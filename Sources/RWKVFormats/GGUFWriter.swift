@@ -15,6 +15,10 @@ public final class GGUFWriter {
     public let tensors: [TensorInfo]
     private let out: AtomicOutputFile
     private var next = 0
+    /// Bytes of tensor `next` written so far (`append` takes a tensor in parts).
+    private var filled = 0
+    /// Whether `finish()` flushes to disk before the rename (see `AtomicOutputFile`).
+    private let durable: Bool
     /// Where each string metadata value's bytes sit in the file, for `patchString`.
     private let stringValueRanges: [String: Range<Int>]
     /// A second descriptor on the temporary file: `patchString` writes through it, and
@@ -26,8 +30,10 @@ public final class GGUFWriter {
     ///     (as uint32) when absent.
     ///   - tensors: every tensor, shapes in torch order (outermost first), in data order.
     ///   - inputs: files that must not be overwritten.
+    ///   - durable: flush the file to disk before renaming it into place (see `AtomicOutputFile`).
     public init(path: String, metadata: [GGUFKeyValue], tensors: [TensorInfo],
-                alignment: Int = GGUF.defaultAlignment, refusingToOverwrite inputs: [String] = []) throws {
+                alignment: Int = GGUF.defaultAlignment, refusingToOverwrite inputs: [String] = [],
+                durable: Bool = true) throws {
         guard alignment > 0, alignment & (alignment - 1) == 0 else {
             throw RWKVError(path, "GGUF alignment \(alignment) is not a power of two")
         }
@@ -87,7 +93,8 @@ public final class GGUFWriter {
         self.alignment = alignment
         self.tensors = tensors
         self.stringValueRanges = stringValueRanges
-        let out = try AtomicOutputFile(path, refusingToOverwrite: inputs)
+        self.durable = durable
+        let out = try AtomicOutputFile(path, refusingToOverwrite: inputs, durable: durable)
         self.out = out
         sideFD = open(out.temporaryPath, O_WRONLY | O_CLOEXEC)
         guard sideFD >= 0 else {
@@ -99,7 +106,7 @@ public final class GGUFWriter {
     deinit { close(sideFD) }
 
     /// Asks the kernel to start writing the bytes written so far to disk without waiting, so the
-    /// flush before the rename (AtomicOutputFile.commit) finds little left to do: the disk
+    /// flush before the rename (AtomicOutputFile.commit, when durable) finds little left to do: the disk
     /// writes overlap the conversion of the next tensors. On Linux, POSIX_FADV_DONTNEED starts
     /// asynchronous writeback of dirty pages (and drops clean ones, which we never read again).
     /// Best effort: an error changes nothing but speed.
@@ -115,13 +122,29 @@ public final class GGUFWriter {
     /// Appends the data of the next tensor in plan order (exactly its planned size).
     public func writeTensor(_ bytes: UnsafeRawBufferPointer) throws {
         guard let t = nextTensor else { throw RWKVError(path, "more tensor data than planned tensors") }
+        guard filled == 0 else { throw RWKVError(path, "tensor \(t.name): \(filled) of its bytes were already appended") }
         guard bytes.count == t.byteCount else {
             throw RWKVError(path, "tensor \(t.name): got \(bytes.count) bytes, planned \(t.byteCount)")
         }
+        try append(bytes)
+    }
+
+    /// Appends the next part of the tensor data, in plan order: a tensor is complete (and padded
+    /// to the alignment) once its planned size has been appended, and the next part starts the
+    /// next tensor. This lets a large tensor be written piece by piece as it is converted.
+    public func append(_ bytes: UnsafeRawBufferPointer) throws {
+        guard let t = nextTensor else { throw RWKVError(path, "more tensor data than planned tensors") }
+        guard bytes.count <= t.byteCount - filled else {
+            throw RWKVError(path, "tensor \(t.name): \(filled + bytes.count) bytes, more than the planned \(t.byteCount)")
+        }
         try out.write(bytes)
-        try out.pad(alignUp(bytes.count, alignment) - bytes.count)
-        next += 1
-        if bytes.count >= 1 << 20 { startWriteback() }
+        filled += bytes.count
+        if filled == t.byteCount {
+            try out.pad(alignUp(filled, alignment) - filled)
+            next += 1
+            filled = 0
+        }
+        if durable && bytes.count >= 1 << 20 { startWriteback() }
     }
 
     public func writeTensor(_ bytes: [UInt8]) throws {
@@ -145,7 +168,7 @@ public final class GGUFWriter {
     /// Checks every planned tensor was written and moves the file into place.
     public func finish() throws {
         guard next == tensors.count else {
-            throw RWKVError(path, "only \(next) of \(tensors.count) tensors were written")
+            throw RWKVError(path, "only \(next) of \(tensors.count) tensors were written" + (filled > 0 ? " (and \(filled) bytes of the next)" : ""))
         }
         try out.commit()
     }

@@ -123,6 +123,21 @@ public final class SafetensorsReader: TensorSource {
         try file.read(at: dataStart + r.lowerBound, into: out, what: "tensor \(name)")
         return UnsafeRawBufferPointer(out)
     }
+
+    /// One pread per piece, into the same `pieceBytes` of `buffer`.
+    public func read(_ name: String, inPiecesOf pieceBytes: Int, using buffer: ReusableBuffer,
+                     _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        guard let r = ranges[name] else { throw RWKVError(path, "no tensor named \(name)") }
+        precondition(pieceBytes > 0, "SafetensorsReader.read: pieces must hold at least one byte")   // caller's contract
+        let piece = buffer.bytes(min(pieceBytes, r.count))
+        var start = 0
+        while start < r.count {
+            let chunk = UnsafeMutableRawBufferPointer(rebasing: piece[0..<min(piece.count, r.count - start)])
+            try file.read(at: dataStart + r.lowerBound + start, into: chunk, what: "tensor \(name)")
+            try body(UnsafeRawBufferPointer(chunk))
+            start += chunk.count
+        }
+    }
 }
 
 /// Writes `.safetensors` in one pass: the header is computed from the tensor list, then each

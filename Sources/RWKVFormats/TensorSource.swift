@@ -29,6 +29,13 @@ public protocol TensorSource: AnyObject {
     /// The same bytes as `data`, read into `buffer` (reused across calls, so large tensors do
     /// not each allocate fresh pages); valid until `buffer`'s next use.
     func data(_ name: String, into buffer: ReusableBuffer) throws -> UnsafeRawBufferPointer
+    /// The same bytes again, handed to `body` in order `pieceBytes` at a time (the last piece
+    /// may be shorter), each valid only during the call. Readers that can read part of a tensor
+    /// read each piece into `buffer`, so a tensor of any size passes through `pieceBytes` of
+    /// memory that stays in cache. A failed check (a zip record's CRC-32) may throw after the
+    /// last piece: callers must not keep what they made of the pieces then.
+    func read(_ name: String, inPiecesOf pieceBytes: Int, using buffer: ReusableBuffer,
+              _ body: (UnsafeRawBufferPointer) throws -> Void) throws
 }
 
 extension TensorSource {
@@ -40,6 +47,13 @@ extension TensorSource {
         return UnsafeRawBufferPointer(out)
     }
 
+    /// Reads the whole tensor, then hands it out in pieces: sources that can read a part of a
+    /// tensor override this.
+    public func read(_ name: String, inPiecesOf pieceBytes: Int, using buffer: ReusableBuffer,
+                     _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try forEachPiece(of: try data(name, into: buffer), pieceBytes: pieceBytes, body)
+    }
+
     public func info(_ name: String) -> TensorInfo? {
         tensors.first { $0.name == name }
     }
@@ -49,5 +63,17 @@ extension TensorSource {
         guard let info = info(name) else { throw RWKVError(path, "no tensor named \(name)") }
         let bytes = try data(name)
         return try ElementCodec.decode(bytes, as: info.dtype, count: info.elementCount, context: "\(path): \(name)")
+    }
+}
+
+/// Hands `bytes` to `body` in consecutive pieces of at most `pieceBytes`.
+func forEachPiece(of bytes: UnsafeRawBufferPointer, pieceBytes: Int,
+                  _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+    precondition(pieceBytes > 0, "forEachPiece: pieces must hold at least one byte")   // caller's contract
+    var start = 0
+    while start < bytes.count {
+        let end = min(bytes.count, start + pieceBytes)
+        try body(UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
+        start = end
     }
 }

@@ -219,6 +219,21 @@ public final class TorchArchive: TensorSource {
         return UnsafeRawBufferPointer(out)
     }
 
+    /// Contiguous little-endian tensors are streamed from their record a piece at a time (its
+    /// CRC-32 is checked after the last piece); other views are gathered whole first.
+    public func read(_ name: String, inPiecesOf pieceBytes: Int, using buffer: ReusableBuffer,
+                     _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        guard let view = views[name], let record = storageRecords[name] else { throw RWKVError(path, "no tensor named \(name)") }
+        guard view.isContiguous, !isBigEndian else {
+            return try forEachPiece(of: try data(name, into: buffer), pieceBytes: pieceBytes, body)
+        }
+        precondition(pieceBytes > 0, "TorchArchive.read: pieces must hold at least one byte")   // caller's contract
+        let first = view.offset * view.storage.dtype.blockBytes
+        let count = view.extent * view.storage.dtype.blockBytes
+        let piece = buffer.bytes(min(pieceBytes, count))
+        try lock.withLock { try zip.read(record, range: first..<first + count, inPiecesOf: piece, body) }
+    }
+
     /// Copies a strided view (offsets relative to its first element) into row-major order.
     static func gather(_ source: [UInt8], view: TorchTensorRef, elementSize: Int) -> [UInt8] {
         let count = view.elementCount

@@ -74,6 +74,16 @@ final class ZipArchive {
     /// `read(_:range:)` into `out` (exactly `range.count` bytes), a caller's reused memory.
     func read(_ record: Record, range: Range<Int>, into out: UnsafeMutableRawBufferPointer) throws {
         precondition(out.count == range.count, "ZipArchive.read: buffer of \(out.count) bytes for \(range.count)")   // caller's contract
+        try read(record, range: range, inPiecesOf: out) { _ in }
+    }
+
+    /// Bytes `range` of a record handed to `body` in order, a piece at a time: each piece is
+    /// read into `piece` (the last may be shorter) and is valid only during the call. The rest
+    /// of the record is read too, so libzip checks its CRC-32: a corrupt record throws after
+    /// its last piece has been seen, so callers must not keep what they made of it.
+    func read(_ record: Record, range: Range<Int>, inPiecesOf piece: UnsafeMutableRawBufferPointer,
+              _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        precondition(range.isEmpty || piece.count > 0, "ZipArchive.read: no room for a piece")   // caller's contract
         guard record.isStored, !record.encrypted else {
             throw RWKVError(path, "record \(record.name) is compressed or encrypted")
         }
@@ -102,7 +112,13 @@ final class ZipArchive {
                 try fill(s.baseAddress!, min(s.count, range.lowerBound - position))
             }
         }
-        if let base = out.baseAddress, range.count > 0 { try fill(base, range.count) }
+        if let base = piece.baseAddress, piece.count > 0 {
+            while position < range.upperBound {
+                let count = min(piece.count, range.upperBound - position)
+                try fill(base, count)
+                try body(UnsafeRawBufferPointer(start: base, count: count))
+            }
+        }
         try scratch.withUnsafeMutableBytes { s in
             while position < record.size {
                 try fill(s.baseAddress!, min(s.count, record.size - position))

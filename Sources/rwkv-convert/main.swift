@@ -53,6 +53,9 @@ struct ConversionArguments: ParsableArguments {
     @Option(help: "general.name to record (default: the input file name).")
     var name: String?
 
+    @Flag(help: "Flush the output to disk before moving it into place, so a power cut cannot leave it short (slower).")
+    var sync = false
+
     @Flag(help: "Print a JSON summary (every tensor's name, type, shape and bytes; totals; time; overflows).")
     var json = false
 
@@ -69,6 +72,7 @@ struct ConversionArguments: ParsableArguments {
             options.keepF32 = keepF32
             options.name = name
             options.expectedFormat = format
+            options.sync = sync
             let report = try Converter.convert(input: input, output: output, options: options)
             print(json ? try jsonString(report) : report.text)
         }

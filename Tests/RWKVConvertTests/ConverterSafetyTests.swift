@@ -58,6 +58,30 @@ import RWKVModel
         #expect(Set(dir.files) == ["out.gguf", "vocab.txt", "int.safetensors"])
     }
 
+    /// A .pth whose tensor record is corrupt is found out by its CRC-32 only after the last piece
+    /// of that tensor has been converted and written: the conversion still fails and leaves
+    /// nothing behind.
+    @Test func corruptRecordFoundAfterStreamingLeavesNoOutput() throws {
+        let dir = try ConversionFiles.ScratchDirectory()
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: ConversionFiles.fixture("rwkv7-tiny-bf16.pth"))))
+        // The bf16 .pth stores the same bytes as the .safetensors: find the embedding's record data.
+        let emb = Array(try SafetensorsReader(path: ConversionFiles.fixture("rwkv7-tiny.safetensors")).data("emb.weight").prefix(64))
+        let start = try #require((0...bytes.count - emb.count).first { bytes[$0..<$0 + emb.count].elementsEqual(emb) })
+        bytes[start + 1000] ^= 1
+        let input = dir.path + "/corrupt.pth"
+        try Data(bytes).write(to: URL(fileURLWithPath: input))
+        var options = ConversionOptions()
+        options.showProgress = false
+        options.pieceElements = 64
+        do {
+            _ = try Converter.convert(input: input, output: dir.path + "/out.gguf", options: options)
+            Issue.record("a corrupt record was converted")
+        } catch let error as RWKVError {
+            #expect(error.description.hasPrefix(input + ": record ") && error.description.hasSuffix(" is corrupt: CRC-32 mismatch"), "\(error)")
+        }
+        #expect(dir.files == ["corrupt.pth"])
+    }
+
     /// The writer abandoned mid-way (as when a tensor read fails) removes its temporary file.
     @Test func abandonedWriterLeavesNothing() throws {
         let dir = try ConversionFiles.ScratchDirectory()

@@ -94,6 +94,32 @@ struct GGUFBytes {
         #expect(try r.floats("t") == [1])
     }
 
+    /// A tensor appended in parts (as the converter streams large ones) gives the same file as
+    /// whole tensors, padding included; a part that overruns its tensor is refused.
+    @Test func tensorsAppendedInPartsMatchWholeTensors() throws {
+        let dir = try TemporaryDirectory()
+        let infos = [TensorInfo(name: "a", dtype: .f32, shape: [3]), TensorInfo(name: "b", dtype: .f16, shape: [2, 5])]
+        let a = (0..<12).map { UInt8($0) }, b = (0..<20).map { UInt8(100 + $0) }
+        let whole = try GGUFWriter(path: dir.path + "/whole.gguf", metadata: [], tensors: infos)
+        try whole.writeTensor(a)
+        try whole.writeTensor(b)
+        try whole.finish()
+        let parts = try GGUFWriter(path: dir.path + "/parts.gguf", metadata: [], tensors: infos, durable: false)
+        for part in [a[0..<5], a[5...], b[0..<7], b[7..<14], b[14...]] {
+            try Array(part).withUnsafeBytes { try parts.append($0) }
+        }
+        try parts.finish()
+        #expect(FileManager.default.contents(atPath: dir.path + "/parts.gguf") == FileManager.default.contents(atPath: dir.path + "/whole.gguf"))
+
+        let over = try GGUFWriter(path: dir.path + "/over.gguf", metadata: [], tensors: infos)
+        try Array(a[0..<8]).withUnsafeBytes { try over.append($0) }
+        #expect(throws: RWKVError(dir.path + "/over.gguf", "tensor a: 16 bytes, more than the planned 12")) {
+            try Array(a[0..<8]).withUnsafeBytes { try over.append($0) }
+        }
+        #expect(throws: RWKVError(dir.path + "/over.gguf", "tensor a: 8 of its bytes were already appended")) { try over.writeTensor(a) }
+        #expect(throws: RWKVError(dir.path + "/over.gguf", "only 0 of 2 tensors were written (and 8 bytes of the next)")) { try over.finish() }
+    }
+
     @Test func writerChecksWhatItIsGiven() throws {
         let dir = try TemporaryDirectory()
         let path = dir.path + "/w.gguf"

@@ -58,6 +58,29 @@ let torchFixtures = fixturesDirectory + "/torch"
         }
     }
 
+    /// Streaming a tensor in pieces hands out `data`'s bytes in order, in pieces of the size asked
+    /// (the last shorter), for every source and for piece sizes that do and do not divide the
+    /// tensor: contiguous records straight from the zip, views and big-endian storages through
+    /// `data`, safetensors by pread.
+    @Test(arguments: [1, 6, 64, 1 << 20])
+    func readsInPiecesMatchData(pieceBytes: Int) throws {
+        let buffer = ReusableBuffer()
+        let sources: [TensorSource] = [
+            try TorchArchive(path: torchFixtures + "/views.pth"), try TorchArchive(path: torchFixtures + "/bigendian.pth"),
+            try ModelFile.open(fixturesDirectory + "/models/rwkv6-tiny-fp16.pth"),
+            try ModelFile.open(fixturesDirectory + "/models/rwkv7-tiny.safetensors"),
+        ]
+        for source in sources {
+            for t in source.tensors where pieceBytes > 1 || t.byteCount < 4096 {   // byte-sized pieces: small tensors only
+                var pieces: [[UInt8]] = []
+                try source.read(t.name, inPiecesOf: pieceBytes, using: buffer) { pieces.append(Array($0)) }
+                #expect(pieces.joined().elementsEqual(try source.data(t.name)), "\(source.path): \(t.name)")
+                #expect(pieces.dropLast().allSatisfy { $0.count == pieceBytes } && pieces.allSatisfy { !$0.isEmpty },
+                        "\(source.path): \(t.name): pieces of \(pieces.map(\.count))")
+            }
+        }
+    }
+
     @Test func nestedTrainingCheckpointsAreUnwrapped() throws {
         let archive = try TorchArchive(path: torchFixtures + "/nested.pth")
         #expect(archive.tensors.map(\.name) == ["a", "b"])
@@ -204,6 +227,12 @@ struct FixtureManifest {
         let source = try ModelFile.open(data)                       // the pickle is intact: opening works
         #expect(throws: RWKVError(data, "record m/data/0 is corrupt: CRC-32 mismatch")) { _ = try source.data("w") }
         #expect(throws: RWKVError(data, "record m/data/0 is corrupt: CRC-32 mismatch")) { _ = try source.data("w", into: ReusableBuffer()) }
+        // Streamed: every piece is handed out, then the check at the end of the record throws.
+        var seen = 0
+        #expect(throws: RWKVError(data, "record m/data/0 is corrupt: CRC-32 mismatch")) {
+            try source.read("w", inPiecesOf: 8, using: ReusableBuffer()) { seen += $0.count }
+        }
+        #expect(seen == 24)
         let pickle = try zip("crc-pickle.pth", records)
         try patch(pickle) { b in b[64 + 3] ^= 0x20 }                 // 'c' of GLOBAL 'collections' -> 'C'
         expectError(pickle, "record m/data.pkl is corrupt: CRC-32 mismatch")
