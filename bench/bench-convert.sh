@@ -4,9 +4,9 @@
 # same file with cp in the same run. Targets: f16 within 3x the copy's time, q8_0 within 5x, peak
 # RSS under 2x the largest tensor + 100 MB. Needs the release build (make build) and, once, the
 # venv to generate the checkpoint (scripts/venv.sh). Everything goes to bench/out/ (git-ignored).
-# Note: cp copies in the kernel (copy_file_range) and does not flush; the converter reads and
-# writes through user space and fsyncs before renaming its output into place (AtomicOutputFile),
-# so "dd conv=fsync" (a user-space copy that flushes) is printed as a second baseline.
+# Note: cp copies in the kernel (copy_file_range) and does not flush to disk; neither does the
+# converter by default (it writes a temporary file and renames it into place). With --sync it
+# flushes before the rename: those runs are set against "dd conv=fsync", a copy that flushes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.build/release/rwkv-convert
@@ -44,6 +44,8 @@ read -r cp_s cp_kb < <(measure "$OUT/copy.bin" cp "$IN" "$OUT/copy.bin")
 read -r cps_s cps_kb < <(measure "$OUT/copy.bin" dd if="$IN" of="$OUT/copy.bin" bs=4M conv=fsync status=none)
 read -r f16_s f16_kb < <(measure "$OUT/bench-f16.gguf" "$BIN" safetensors-to-native "$IN" "$OUT/bench-f16.gguf" --type f16)
 read -r q8_s q8_kb < <(measure "$OUT/bench-q8_0.gguf" "$BIN" safetensors-to-native "$IN" "$OUT/bench-q8_0.gguf" --type q8_0)
+read -r f16s_s f16s_kb < <(measure "$OUT/bench-f16.gguf" "$BIN" safetensors-to-native "$IN" "$OUT/bench-f16.gguf" --type f16 --sync)
+read -r q8s_s q8s_kb < <(measure "$OUT/bench-q8_0.gguf" "$BIN" safetensors-to-native "$IN" "$OUT/bench-q8_0.gguf" --type q8_0 --sync)
 rm -f "$OUT/copy.bin"
 
 limit_kb=$(( (2 * LARGEST + 100 * 1000 * 1000) / 1024 ))
@@ -57,5 +59,11 @@ printf '%-22s %8.2f %7d MB %8s %12s   (target: <= 3 x cp)\n' "convert --type f16
     "$(ratio "$f16_s" "$cp_s")" "$(ratio "$f16_s" "$cps_s")"
 printf '%-22s %8.2f %7d MB %8s %12s   (target: <= 5 x cp)\n' "convert --type q8_0" "$q8_s" $((q8_kb / 1024)) \
     "$(ratio "$q8_s" "$cp_s")" "$(ratio "$q8_s" "$cps_s")"
+printf '%-22s %8.2f %7d MB %8s %12s\n' "convert f16 --sync" "$f16s_s" $((f16s_kb / 1024)) \
+    "$(ratio "$f16s_s" "$cp_s")" "$(ratio "$f16s_s" "$cps_s")"
+printf '%-22s %8.2f %7d MB %8s %12s\n' "convert q8_0 --sync" "$q8s_s" $((q8s_kb / 1024)) \
+    "$(ratio "$q8s_s" "$cp_s")" "$(ratio "$q8s_s" "$cps_s")"
 printf 'peak RSS limit (2 x largest tensor + 100 MB): %d MB; f16 %s, q8_0 %s\n' $((limit_kb / 1024)) \
     "$([ "$f16_kb" -le "$limit_kb" ] && echo within || echo OVER)" "$([ "$q8_kb" -le "$limit_kb" ] && echo within || echo OVER)"
+printf 'targets: f16 %s, q8_0 %s\n' "$(awk "BEGIN{print ($f16_s <= 3 * $cp_s) ? \"met\" : \"NOT met\"}")" \
+    "$(awk "BEGIN{print ($q8_s <= 5 * $cp_s) ? \"met\" : \"NOT met\"}")"

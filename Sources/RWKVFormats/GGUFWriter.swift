@@ -17,6 +17,8 @@ public final class GGUFWriter {
     private var next = 0
     /// Bytes of tensor `next` written so far (`append` takes a tensor in parts).
     private var filled = 0
+    /// Where the next `startWriteback` begins.
+    private var writebackStart = 0
     /// Whether `finish()` flushes to disk before the rename (see `AtomicOutputFile`).
     private let durable: Bool
     /// Where each string metadata value's bytes sit in the file, for `patchString`.
@@ -110,9 +112,13 @@ public final class GGUFWriter {
     /// writes overlap the conversion of the next tensors. On Linux, POSIX_FADV_DONTNEED starts
     /// asynchronous writeback of dirty pages (and drops clean ones, which we never read again).
     /// Best effort: an error changes nothing but speed.
+    /// Only the bytes written since the last call, once there are 8 MiB of them: each call costs
+    /// in proportion to the range it covers.
     private func startWriteback() {
         #if os(Linux)
-        _ = posix_fadvise(sideFD, 0, off_t(out.bytesWritten), POSIX_FADV_DONTNEED)
+        guard out.bytesWritten - writebackStart >= 8 << 20 else { return }
+        _ = posix_fadvise(sideFD, off_t(writebackStart), off_t(out.bytesWritten - writebackStart), POSIX_FADV_DONTNEED)
+        writebackStart = out.bytesWritten
         #endif
     }
 
@@ -144,7 +150,7 @@ public final class GGUFWriter {
             next += 1
             filled = 0
         }
-        if durable && bytes.count >= 1 << 20 { startWriteback() }
+        if durable { startWriteback() }
     }
 
     public func writeTensor(_ bytes: [UInt8]) throws {
