@@ -155,6 +155,7 @@ public enum Converter {
     /// encoded and written one after another; the small transformed ones are built as floats.
     static func convert(_ t: PlannedTensor, from source: TensorSource, reading buffer: ReusableBuffer,
                         inPiecesOf pieceElements: Int, into pipeline: WritePipeline) throws -> Int {
+        precondition(pieceElements > 0 && pieceElements % 32 == 0, "pieces must hold whole blocks")   // caller's contract
         let layout = t.layout
         if layout.transform == .reshape, layout.sources.count == 1, let info = source.info(layout.sources[0]) {
             var overflow = 0

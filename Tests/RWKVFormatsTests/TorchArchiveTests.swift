@@ -45,12 +45,7 @@ let torchFixtures = fixturesDirectory + "/torch"
     /// and the same for safetensors.
     @Test func readsIntoAReusedBufferMatchData() throws {
         let buffer = ReusableBuffer()
-        let sources: [TensorSource] = [
-            try TorchArchive(path: torchFixtures + "/views.pth"), try TorchArchive(path: torchFixtures + "/bigendian.pth"),
-            try ModelFile.open(fixturesDirectory + "/models/rwkv7-tiny-bf16.pth"),
-            try ModelFile.open(fixturesDirectory + "/models/rwkv7-tiny.safetensors"),
-        ]
-        for source in sources {
+        for source in try Self.bufferedReadSources() {
             for t in source.tensors {
                 let bytes = try source.data(t.name, into: buffer)
                 #expect(Array(bytes) == (try source.data(t.name)), "\(source.path): \(t.name)")
@@ -65,12 +60,7 @@ let torchFixtures = fixturesDirectory + "/torch"
     @Test(arguments: [1, 6, 64, 1 << 20])
     func readsInPiecesMatchData(pieceBytes: Int) throws {
         let buffer = ReusableBuffer()
-        let sources: [TensorSource] = [
-            try TorchArchive(path: torchFixtures + "/views.pth"), try TorchArchive(path: torchFixtures + "/bigendian.pth"),
-            try ModelFile.open(fixturesDirectory + "/models/rwkv6-tiny-fp16.pth"),
-            try ModelFile.open(fixturesDirectory + "/models/rwkv7-tiny.safetensors"),
-        ]
-        for source in sources {
+        for source in try Self.bufferedReadSources() {
             for t in source.tensors where pieceBytes > 1 || t.byteCount < 4096 {   // byte-sized pieces: small tensors only
                 var pieces: [[UInt8]] = []
                 try source.read(t.name, inPiecesOf: pieceBytes, using: buffer) { pieces.append(Array($0)) }
@@ -79,6 +69,14 @@ let torchFixtures = fixturesDirectory + "/torch"
                         "\(source.path): \(t.name): pieces of \(pieces.map(\.count))")
             }
         }
+    }
+
+    /// Views, a big-endian file, official .pth files (one bf16, one fp16) and a safetensors file.
+    static func bufferedReadSources() throws -> [TensorSource] {
+        [try TorchArchive(path: torchFixtures + "/views.pth"), try TorchArchive(path: torchFixtures + "/bigendian.pth"),
+         try ModelFile.open(fixturesDirectory + "/models/rwkv7-tiny-bf16.pth"),
+         try ModelFile.open(fixturesDirectory + "/models/rwkv6-tiny-fp16.pth"),
+         try ModelFile.open(fixturesDirectory + "/models/rwkv7-tiny.safetensors")]
     }
 
     @Test func nestedTrainingCheckpointsAreUnwrapped() throws {
