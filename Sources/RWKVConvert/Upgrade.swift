@@ -20,9 +20,11 @@ public enum RWKVUpgrade {
 
     /// - Parameters:
     ///   - dtype: .bf16 (official checkpoints) or .f32.
+    ///   - sync: flush the output to disk before renaming it into place (`--sync`; see
+    ///     `AtomicOutputFile`). Off by default, as for rwkv-convert.
     ///   - progress: called before each tensor with (index, count, name).
     public static func run(input: String, output: String, options: UpgradeOptions, dtype: DType = .bf16,
-                           progress: ((Int, Int, String) -> Void)? = nil) throws -> UpgradeReport {
+                           sync: Bool = false, progress: ((Int, Int, String) -> Void)? = nil) throws -> UpgradeReport {
         guard dtype == .bf16 || dtype == .f32 else { throw RWKVError(nil, "output dtype must be bf16 or fp32") }
         let format = try OutputFormat(path: output)
         let started = Date()
@@ -43,9 +45,9 @@ public enum RWKVUpgrade {
         let metadata = ["format": "pt", "rwkv-upgrade": "v6-to-v7 recipe=\(options.recipe.rawValue) seed=\(options.seed)"]
         switch format {
         case .safetensors:
-            try SafetensorsWriter.write(to: output, tensors: infos, metadata: metadata, inputs: [input], data: produce)
+            try SafetensorsWriter.write(to: output, tensors: infos, metadata: metadata, inputs: [input], durable: sync, data: produce)
         case .pth:
-            try TorchWriter.write(to: output, tensors: infos, inputs: [input], data: produce)
+            try TorchWriter.write(to: output, tensors: infos, inputs: [input], durable: sync, data: produce)
         }
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         return UpgradeReport(input: input, output: output, format: format, plan: plan, dtype: dtype,

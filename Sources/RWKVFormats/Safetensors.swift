@@ -143,8 +143,9 @@ public final class SafetensorsReader: TensorSource {
 /// Writes `.safetensors` in one pass: the header is computed from the tensor list, then each
 /// tensor's bytes are produced and appended in order.
 public enum SafetensorsWriter {
+    /// `durable`: flush to disk before the rename (see `AtomicOutputFile`).
     public static func write(to path: String, tensors: [TensorInfo], metadata: [String: String] = [:],
-                             inputs: [String] = [], data: (TensorInfo) throws -> [UInt8]) throws {
+                             inputs: [String] = [], durable: Bool = true, data: (TensorInfo) throws -> [UInt8]) throws {
         var offset = 0
         var parts: [String] = []
         if !metadata.isEmpty {
@@ -160,7 +161,7 @@ public enum SafetensorsWriter {
         var header = Array("{\(parts.joined(separator: ","))}".utf8)
         while header.count % 8 != 0 { header.append(0x20) }   // pad with spaces: data starts 8-aligned
 
-        let out = try AtomicOutputFile(path, refusingToOverwrite: inputs)
+        let out = try AtomicOutputFile(path, refusingToOverwrite: inputs, durable: durable)
         var length = UInt64(header.count).littleEndian
         try withUnsafeBytes(of: &length) { try out.write($0) }
         try out.write(header)

@@ -10,8 +10,9 @@
 /// tensor, contiguous, keys in tensor order. Streaming: each tensor's bytes are asked for in turn
 /// and written straight out, so memory stays bounded by one tensor.
 public enum TorchWriter {
+    /// `durable`: flush to disk before the rename (see `AtomicOutputFile`).
     public static func write(to path: String, tensors: [TensorInfo], archiveName: String? = nil,
-                             inputs: [String] = [], data: (TensorInfo) throws -> [UInt8]) throws {
+                             inputs: [String] = [], durable: Bool = true, data: (TensorInfo) throws -> [UInt8]) throws {
         let top = archiveName ?? defaultArchiveName(path)
         guard !top.isEmpty, !top.contains("/") else { throw RWKVError(path, "invalid archive folder name \"\(top)\"") }
         for t in tensors where t.dtype.torchStorageName == nil {
@@ -19,7 +20,7 @@ public enum TorchWriter {
         }
         guard Set(tensors.map(\.name)).count == tensors.count else { throw RWKVError(path, "duplicate tensor names") }
 
-        let out = try AtomicOutputFile(path, refusingToOverwrite: inputs)
+        let out = try AtomicOutputFile(path, refusingToOverwrite: inputs, durable: durable)
         var zip = StoredZipWriter(out: out)
         try zip.add(top + "/data.pkl", Array(TorchPickler.stateDict(tensors)))
         try zip.add(top + "/.format_version", Array("1".utf8))

@@ -59,6 +59,9 @@ struct V6ToV7: ParsableCommand {
     @Flag(help: "Print a JSON report of what was done on stdout.")
     var json = false
 
+    @Flag(help: "Flush the output to disk before moving it into place, so a power cut cannot leave it short (slower).")
+    var sync = false
+
     // preserve-recipe settings, for experiments (docs/upgrade.md explains the defaults).
     @Option(name: .customLong("off-bias"), help: ArgumentHelp("preserve: a0 and v0 value.", visibility: .hidden))
     var offBias: Float?
@@ -93,7 +96,7 @@ struct V6ToV7: ParsableCommand {
             if let gateSpread { options.gateUnitSpreads = [gateSpread] }
             let progress = StderrProgress()
             let report = try RWKVUpgrade.run(input: input, output: output, options: options,
-                                             dtype: dtype == .bf16 ? .bf16 : .f32, progress: progress.update)
+                                             dtype: dtype == .bf16 ? .bf16 : .f32, sync: sync, progress: progress.update)
             progress.finish()
             if json { print(try jsonString(report)) } else { print(report.summary) }
         }
