@@ -174,7 +174,8 @@ let rwkv6Table = LlamaLoaderTable.rwkv6(L: 2, C: 128, V: 256, F: 448, N: 64, Dm:
     /// Large tensors stream through in pieces; the tiny fixtures fit in one piece by default, so
     /// here pieces of 96 elements (three blocks, not dividing most tensors) must give the same
     /// file byte for byte, from a .pth (records streamed out of the zip) and a .safetensors, for
-    /// a direct (f16), a decode-then-quantize (q8_0, q4_1) and a widening (f32) path.
+    /// a direct (f16), a decode-then-quantize (q8_0, q4_1) and a widening (f32) path, and with
+    /// --sync.
     @Test(arguments: ["rwkv7-tiny-bf16.pth", "rwkv6-tiny.safetensors"], [OutputType.f16, .q8_0, .q4_1, .f32])
     func piecesGiveTheSameFile(model: String, type: OutputType) throws {
         let dir = try ConversionFiles.ScratchDirectory()
@@ -184,6 +185,7 @@ let rwkv6Table = LlamaLoaderTable.rwkv6(L: 2, C: 128, V: 256, F: 448, N: 64, Dm:
         let whole = try Converter.convert(input: ConversionFiles.fixture(model), output: dir.path + "/whole.gguf", options: options)
         options.pieceElements = 96
         options.threads = 3
+        options.sync = true   // flushed before the rename (the default is not): the same bytes
         let pieces = try Converter.convert(input: ConversionFiles.fixture(model), output: dir.path + "/pieces.gguf", options: options)
         #expect(FileManager.default.contents(atPath: dir.path + "/pieces.gguf") == FileManager.default.contents(atPath: dir.path + "/whole.gguf"))
         #expect(pieces.tensors.map(\.overflowCount) == whole.tensors.map(\.overflowCount))
