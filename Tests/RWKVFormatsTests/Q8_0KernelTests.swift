@@ -158,9 +158,12 @@ enum AdversarialBlocks {
                 var v = (0..<32).map { _ in Float(rng.normal() * scale) }
                 if random(3) == 0 { v[random(32)] *= [50, 1e4][random(2)] }
                 b = v
-            case 1:  // exact ties at d = 2^e: amax = 127·2^e, x = (k + 0.5)·2^e
+            case 1:  // d = 2^e: amax = 127·2^e, x·id = k + 0.5 exactly, or one ulp either side
                 let p = Float(sign: .plus, exponent: random(60) - 30, significand: 1)
-                b = block(amax: 127 * p) { signed((Float(random(127)) + 0.5) * p) }
+                b = block(amax: 127 * p) {
+                    let t = Float(random(127)) + 0.5
+                    return signed([t, t, t.nextDown, t.nextUp][random(4)] * p)
+                }
             case 2, 3:  // ties (and near-ties) at arbitrary scales
                 b = nearTies(amax: Float(rng.normal() * [1e-3, 0.05, 1, 100][random(4)]).magnitude)
             case 4:  // values at and just below amax (codes ±127, and 126.99...)
