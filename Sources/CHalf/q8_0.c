@@ -29,8 +29,9 @@ Q8_TARGET static inline __m256i block_magnitudes(const void *src, size_t i, int 
 }
 
 // q = roundf(x*id) for the block at value i, into 32 int8 at qs. roundf(v) is trunc(v +
-// copysign(0.49999997f, v)), the largest float below one half: checked for every float of
-// magnitude below 2^31 against roundf (a plain 0.5 would take 0.49999997 to 1). With a finite
+// copysign(0.49999997f, v)), the largest float below one half (a plain 0.5 would take
+// 0.49999997 to 1): checked once, with a scratch C loop, against roundf for every float of
+// magnitude below 2^31, both signs; the unit tests hit ties and their neighbours. With a finite
 // id, |v| <= 127 * (1 + 2^-21) < 127.5 (d is rounded once, subnormal or not), so the codes fit
 // int8 without saturating. v must be rounded before the add: no FMA in Q8_TARGET.
 Q8_TARGET static inline void store_codes(const void *src, size_t i, int bf16, float id, uint8_t *qs) {
