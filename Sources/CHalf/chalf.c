@@ -17,6 +17,14 @@ static int detect_f16c(void) {
     return (lo & 6) == 6;
 }
 
+// AVX2 is CPUID leaf 7, EBX bit 5; it needs the same OS support as F16C.
+static int detect_avx2(void) {
+    unsigned a, b, c, d;
+    if (!detect_f16c() || __get_cpuid_max(0, NULL) < 7) return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    return (b >> 5) & 1;
+}
+
 // Compiled for F16C only inside these functions: the rest of the library stays baseline x86-64.
 __attribute__((target("avx,f16c")))
 static size_t f16_to_f32_f16c(const uint16_t *src, float *dst, size_t n) {
@@ -72,6 +80,20 @@ int chalf_has_f16c(void) {
     int has = __atomic_load_n(&cached, __ATOMIC_RELAXED);
     if (has < 0) {
         has = detect_f16c();
+        __atomic_store_n(&cached, has, __ATOMIC_RELAXED);
+    }
+    return has;
+#else
+    return 0;
+#endif
+}
+
+int chalf_has_avx2(void) {
+#ifdef CHALF_X86
+    static int cached = -1;  // as in chalf_has_f16c
+    int has = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (has < 0) {
+        has = detect_avx2();
         __atomic_store_n(&cached, has, __ATOMIC_RELAXED);
     }
     return has;

@@ -55,17 +55,36 @@ extension ElementCodec {
 
     /// Whether `transcodeChunk` has a direct path from `source` to `target` (no f32 in between).
     public static func canTranscode(from source: DType, to target: DType) -> Bool {
-        source == .bf16 && target == .f16
+        source == .bf16 && (target == .f16 || target == .q8_0)
     }
 
     /// Converts `src` (values of `source`) straight into `dst` as `target`, the same bytes as
     /// `decodeChunk` then `encodeChunk` but without the f32 pass through memory; only for pairs
-    /// `canTranscode` accepts. Returns the overflow count as `encodeChunk`.
+    /// `canTranscode` accepts (for q8_0, whole blocks). Returns the overflow count as `encodeChunk`.
     public static func transcodeChunk(_ src: UnsafeRawBufferPointer, from source: DType,
                                       into dst: UnsafeMutableRawBufferPointer, as target: DType) -> Int {
-        precondition(canTranscode(from: source, to: target) && src.count == dst.count,
-                     "transcodeChunk: \(source) -> \(target) is not a direct path")   // callers check first
-        guard let s = src.baseAddress, let d = dst.baseAddress else { return 0 }
-        return chalf_bf16_to_f16(s.assumingMemoryBound(to: UInt16.self), d.assumingMemoryBound(to: UInt16.self), src.count / 2)
+        let count = src.count / source.blockBytes
+        precondition(canTranscode(from: source, to: target) && target.byteCount(elements: count) == dst.count,
+                     "transcodeChunk: \(source) -> \(target) is not a direct path for these sizes")   // callers check first
+        guard let s = src.baseAddress?.assumingMemoryBound(to: UInt16.self), let d = dst.baseAddress else { return 0 }
+        if target == .f16 {
+            return chalf_bf16_to_f16(s, d.assumingMemoryBound(to: UInt16.self), count)
+        }
+        return Q8_0.usesAVX2 ? Q8_0.quantizeWithAVX2(bf16: s, into: d, blocks: count / 32)
+                             : quantizeQ8_0ThroughFloats(bf16: s, count: count, into: d)
+    }
+
+    /// bf16 -> q8_0 without AVX2: widens a few blocks at a time on the stack and quantizes them.
+    static func quantizeQ8_0ThroughFloats(bf16 src: UnsafePointer<UInt16>, count: Int, into dst: UnsafeMutableRawPointer) -> Int {
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 256) { piece in
+            var overflow = 0
+            for start in stride(from: 0, to: count, by: 256) {
+                let n = min(256, count - start)
+                chalf_bf16_to_f32(src + start, piece.baseAddress!, n)
+                overflow += Quantizer.quantize(UnsafeBufferPointer(rebasing: piece[0..<n]), type: .q8_0,
+                                               into: UnsafeMutableRawBufferPointer(start: dst + start / 32 * 34, count: n / 32 * 34))
+            }
+            return overflow
+        }
     }
 }

@@ -17,6 +17,9 @@ public enum Quantizer {
         return quantizeBlocks(type, x, y, 0..<blocks)
     }
 
+    /// Whether q8_0 blocks are quantized with AVX2 on this CPU (else portable Swift; same bytes).
+    public static var usesAVX2ForQ8_0: Bool { Q8_0.usesAVX2 }
+
     /// Dequantizes `src`, whole blocks of `type`, into `dst`, exactly their values.
     public static func dequantize(_ src: UnsafeRawBufferPointer, type: DType, into dst: UnsafeMutableBufferPointer<Float>) {
         let blocks = checkedBlockCount(values: dst.count, bytes: src.count, type: type)
@@ -98,6 +101,8 @@ public enum Quantizer {
     private static func quantizeBlocks(_ type: DType, _ x: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer,
                                        _ range: Range<Int>) -> Int {
         switch type {
+        case .q8_0 where Q8_0.usesAVX2:
+            return Q8_0.quantizeWithAVX2(x + range.lowerBound * 32, into: y + range.lowerBound * 34, blocks: range.count)
         case .q8_0: return quantizeBlocks(Q8_0.self, x, y, range)
         case .q4_0: return quantizeBlocks(Q4_0.self, x, y, range)
         case .q4_1: return quantizeBlocks(Q4_1.self, x, y, range)

@@ -26,6 +26,8 @@ size_t chalf_bf16_to_f16(const uint16_t *src, uint16_t *dst, size_t n);
 
 /// 1 when the F16C path is in use on this CPU.
 int chalf_has_f16c(void);
+/// 1 when the CPU also has AVX2 (for the q8_0 kernel, chalf_q8_0.h).
+int chalf_has_avx2(void);
 /// The portable paths of the two f16 array calls, exposed so tests can compare them with F16C.
 void chalf_f16_to_f32_scalar(const uint16_t *src, float *dst, size_t n);
 size_t chalf_f32_to_f16_scalar(const float *src, uint16_t *dst, size_t n);
