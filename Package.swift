@@ -18,7 +18,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZip", pkgConfig: "libzip", providers: [.apt(["libzip-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
-        // Half-float conversion kernels: F16C turns f16<->f32 into one instruction per 8 values,
+        // Half-float conversion kernels (and the AVX2 q8_0 quantizer): F16C turns f16<->f32 into one instruction per 8 values,
         // which Swift's Float16 does not use on a generic x86-64 target. The F16C functions are
         // chosen at run time (target attributes in chalf.c), so no -mf16c for the whole target:
         // it would let the compiler use AVX everywhere and crash on CPUs without it.

@@ -116,6 +116,10 @@ public enum Converter {
         let writer = try GGUFWriter(path: output, metadata: metadata, tensors: plan.tensors.map(\.info),
                                     refusingToOverwrite: [input] + (options.vocabularyPath.map { [$0] } ?? []),
                                     durable: options.sync)
+        // Removed now on any failure, not whenever the last reference (held by a write job on
+        // the writer thread until it is released) goes away.
+        var finished = false
+        defer { if !finished { writer.abandon() } }
 
         let totalBytes = plan.tensors.reduce(0) { $0 + $1.info.byteCount }
         let bar = ProgressBar(total: totalBytes, label: "converting", enabled: options.showProgress)
@@ -137,6 +141,7 @@ public enum Converter {
         let digest = try hashing.wait()
         try writer.patchString(Provenance.sourceSHA256Key, digest)
         try writer.finish()
+        finished = true
         bar.finish()
 
         let overflowing = reports.filter { $0.overflowCount > 0 }

@@ -79,6 +79,7 @@ public final class AtomicOutputFile {
     public let durable: Bool
     private var fd: Int32
     private var committed = false
+    private var abandoned = false
     public private(set) var bytesWritten = 0
 
     /// - Parameters:
@@ -134,6 +135,7 @@ public final class AtomicOutputFile {
     /// Flushes (when durable), closes and renames into place.
     public func commit() throws {
         guard !committed else { return }
+        guard !abandoned else { throw RWKVError(path, "output was abandoned; nothing to finish") }
         guard !durable || fsync(fd) == 0, close(fd) == 0 else {
             throw RWKVError(path, "cannot finish writing: \(String(cString: strerror(errno)))")
         }
@@ -149,6 +151,8 @@ public final class AtomicOutputFile {
 
     /// Removes the temporary file; the destination is left as it was.
     public func abandon() {
+        guard !committed, !abandoned else { return }
+        abandoned = true
         if fd >= 0 { close(fd); fd = -1 }
         unlink(temporaryPath)
         CleanupOnSignal.shared.unregister(temporaryPath)
