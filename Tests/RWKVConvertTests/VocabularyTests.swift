@@ -56,6 +56,36 @@ import RWKVFormats
         #expect(v.metadata.first { $0.key == "tokenizer.ggml.eot_token_id" }?.value == .uint32(261))
     }
 
+    /// Most lines of a World file take a fast path (`PythonLiteral.plainBody`: the literal's
+    /// bytes as they stand); it must give what the general parser gives, on every line of the
+    /// bundled file and on edge cases, and must decline whatever the parser decodes or refuses.
+    @Test func plainLiteralsAgreeWithTheParser() throws {
+        func check(_ literal: [UInt8]) -> (plain: Bool, agrees: Bool) {
+            let parsed = try? PythonLiteral.parse(literal)
+            let body = literal.withUnsafeBufferPointer { PythonLiteral.plainBody($0).map(Array.init) }
+            return (body != nil, body == nil || body == parsed)
+        }
+        let path = try #require(Vocabulary.bundledWorldPath)
+        let file = try InputFile(path)
+        var plain = 0, declined = 0, disagreeing: [String] = []
+        for line in try file.read(at: 0, count: file.size).split(separator: 0x0a) {
+            let literal = Array(line[(line.firstIndex(of: 0x20)! + 1)..<line.lastIndex(of: 0x20)!])
+            let (isPlain, agrees) = check(literal)
+            if isPlain { plain += 1 } else { declined += 1 }
+            if !agrees { disagreeing.append(String(decoding: line, as: UTF8.self)) }
+        }
+        #expect(disagreeing.isEmpty)
+        #expect(plain + declined == 65529 && plain > 60_000 && declined > 500)   // both paths taken
+
+        let edges = ["''", "b''", "'é'", "b'é'", #"'a\nb'"#, "'a'b'", "\"it's\"", "'it\"s'", "'", "b", "b'", "",
+                     "'abc\"", "x'a'", "b\"\"", #"b'\\'"#, "'\u{7f}'", "b'\u{80}'"]
+        for e in edges {
+            let (isPlain, agrees) = check(Array(e.utf8))
+            #expect(agrees, "\(e)")
+            #expect(isPlain == ["''", "b''", "'é'", "\"it's\"", "'it\"s'", "b\"\"", "'\u{7f}'"].contains(e), "\(e)")
+        }
+    }
+
     @Test func byteVocabularyForOtherSizes() {
         let v = Vocabulary.bytes(rows: 300)
         #expect(v.tokens.count == 300 && v.realTokenCount == 256)
@@ -69,12 +99,19 @@ import RWKVFormats
         func load(_ text: String, rows: Int = 10) throws -> Vocabulary {
             try Vocabulary.world(contents: Array(text.utf8), path: "v.txt", rows: rows)
         }
-        #expect(try load("1 'a' 1\n2 b'\\xff' 1\n").tokens.prefix(3) == ["<s>", "a", #"\xff"#])
+        #expect(Array(try load("1 'a' 1\n2 b'\\xff' 1\n").tokens.prefix(3)) == ["<s>", "a", #"\xff"#])
         #expect(try load("1 ' ' 1\r\n2 'x y' 3\r\n").tokens[2] == "x y")          // spaces inside, CRLF
         #expect(throws: RWKVError("v.txt", "line 1: token id 2 out of order (expected 1)")) { try load("2 'a' 1\n") }
         #expect(throws: RWKVError("v.txt", "line 1: expected \"<id> <python literal> <byte length>\"")) { try load("1 'a'\n") }
         #expect(throws: RWKVError("v.txt", "line 1: token is 1 bytes, the line says 2")) { try load("1 'a' 2\n") }
         #expect(throws: RWKVError("v.txt", "line 1: unescaped quote inside the literal")) { try load("1 'a'b' 3\n") }
+        #expect(throws: RWKVError("v.txt", "line 2: non-ASCII character in a bytes literal")) { try load("1 'a' 1\n2 b'é' 2\n") }
+        // Numbers read as Int(String) reads them: a sign or leading zeros are fine, overflow is not.
+        #expect(try load("+1 'a' 01\n00000000000000000002 'b' 1\n").tokens[2] == "b")
+        #expect(throws: RWKVError("v.txt", "line 1: expected \"<id> <python literal> <byte length>\"")) {
+            try load("1 'a' 99999999999999999999\n")
+        }
+        #expect(throws: RWKVError("v.txt", "line 3: token id 3 out of order (expected 2)")) { try load("1 'a' 1\n\n3 'b' 1\n") }
         #expect(throws: RWKVError("v.txt", "vocabulary has 3 tokens (with id 0) but the model's embedding has only 2 rows")) {
             try load("1 'a' 1\n2 'b' 1\n", rows: 2)
         }
