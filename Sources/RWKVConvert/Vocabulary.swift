@@ -52,102 +52,55 @@ public struct Vocabulary: Sendable {
     public static func world(path: String, rows: Int) throws -> Vocabulary {
         let file = try InputFile(path)
         guard file.size <= 64 << 20 else { throw RWKVError(path, "vocabulary file is larger than 64 MiB") }
-        return try world(contents: try file.read(at: 0, count: file.size), path: path, rows: rows)
+        return try world(path: path, rows: rows, size: file.size) { try WorldFile.forEachToken(in: file, path: path, $0) }
     }
 
     public static func world(contents: [UInt8], path: String, rows: Int) throws -> Vocabulary {
+        try world(path: path, rows: rows, size: contents.count) { try WorldFile.forEachToken(in: contents, path: path, $0) }
+    }
+
+    /// A World vocabulary from `forEachToken`, which reads a file of `size` bytes.
+    private static func world(path: String, rows: Int, size: Int,
+                              forEachToken: ((UnsafeBufferPointer<UInt8>) -> Void) throws -> Int) throws -> Vocabulary {
         var tokens = GGUFStringList()
         // Escaped tokens take about as many bytes as their lines, plus a length each.
-        tokens.reserveCapacity(items: rows, bytes: contents.count + 8 * rows)
+        tokens.reserveCapacity(items: rows, bytes: size + 8 * rows)
         tokens.append("<s>")
-        let count = try forEachWorldToken(in: contents, path: path) { appendEscaped($0, to: &tokens) }
+        _ = try forEachToken { appendEscaped($0, to: &tokens) }
         guard tokens.count <= rows else {
             throw RWKVError(path, "vocabulary has \(tokens.count) tokens (with id 0) but the model's embedding has only \(rows) rows")
         }
-        return Vocabulary(kind: .file(path), tokens: &tokens, types: [control] + [Int32](repeating: normal, count: count), rows: rows)
+        return Vocabulary(kind: .file(path), tokens: &tokens, controlTokens: 1, rows: rows)
     }
 
     /// The bytes of every token of a World-format vocabulary file, in id order (ids 1, 2, ...;
-    /// id 0, end-of-text, has no line), checked as `forEachWorldToken` checks them.
+    /// id 0, end-of-text, has no line), checked as `WorldFile` checks them.
     public static func worldTokens(contents: [UInt8], path: String) throws -> [[UInt8]] {
         var tokens: [[UInt8]] = []
-        _ = try forEachWorldToken(in: contents, path: path) { tokens.append(Array($0)) }
+        _ = try WorldFile.forEachToken(in: contents, path: path) { tokens.append(Array($0)) }
         return tokens
-    }
-
-    /// Calls `body` with the bytes of every token of a World-format vocabulary file in id order,
-    /// and returns how many there were. Each line is checked: ids in order, the literal parsed,
-    /// its byte length matched. Plain literals (see `PythonLiteral.plainBody`), most of the
-    /// file, are passed straight from the file's bytes; the rest go through `PythonLiteral.parse`.
-    static func forEachWorldToken(in contents: [UInt8], path: String,
-                                  _ body: (UnsafeBufferPointer<UInt8>) -> Void) throws -> Int {
-        try contents.withUnsafeBufferPointer { file in
-            guard let base = file.baseAddress else { return 0 }
-            var count = 0
-            var lineNumber = 0
-            var lineStart = 0
-            while lineStart < file.count {
-                lineNumber += 1
-                let newline = memchr(base + lineStart, 0x0a, file.count - lineStart)
-                let lineEnd = newline.map { UnsafeRawPointer(base).distance(to: $0) } ?? file.count
-                defer { lineStart = lineEnd + 1 }
-                var end = lineEnd
-                if end > lineStart, file[end - 1] == UInt8(ascii: "\r") { end -= 1 }
-                if end == lineStart { continue }
-                let line = UnsafeBufferPointer(rebasing: file[lineStart..<end])
-                func fail(_ why: String) -> RWKVError { RWKVError(path, "line \(lineNumber): \(why)") }
-                guard let firstSpace = line.firstIndex(of: 0x20), let lastSpace = line.lastIndex(of: 0x20), firstSpace < lastSpace,
-                      let id = integer(UnsafeBufferPointer(rebasing: line[..<firstSpace])),
-                      let length = integer(UnsafeBufferPointer(rebasing: line[(lastSpace + 1)...])) else {
-                    throw fail("expected \"<id> <python literal> <byte length>\"")
-                }
-                guard id == count + 1 else { throw fail("token id \(id) out of order (expected \(count + 1))") }
-                func deliver(_ token: UnsafeBufferPointer<UInt8>) throws {
-                    guard token.count == length else { throw fail("token is \(token.count) bytes, the line says \(length)") }
-                    body(token)
-                }
-                let literal = UnsafeBufferPointer(rebasing: line[(firstSpace + 1)..<lastSpace])
-                if let plain = PythonLiteral.plainBody(literal) {
-                    try deliver(plain)
-                } else {
-                    let token: [UInt8]
-                    do { token = try PythonLiteral.parse(Array(literal)) } catch let e as PythonLiteral.Error {
-                        throw fail(e.message)
-                    }
-                    try token.withUnsafeBufferPointer { try deliver($0) }
-                }
-                count += 1
-            }
-            return count
-        }
-    }
-
-    /// The decimal integer `text` holds, as `Int(String)` reads it, without making a String for
-    /// the usual case of a few digits.
-    private static func integer(_ text: UnsafeBufferPointer<UInt8>) -> Int? {
-        guard !text.isEmpty, text.count <= 18, text.allSatisfy({ $0 &- 0x30 < 10 }) else {
-            return Int(String(decoding: text, as: UTF8.self))   // signs, overflow, junk: the general rules
-        }
-        return text.reduce(0) { $0 &* 10 &+ Int($1 &- 0x30) }   // 18 digits cannot overflow
     }
 
     /// 256 byte tokens (id i is byte i), then placeholders up to `rows` (or fewer bytes when
     /// the model has fewer rows).
     public static func bytes(rows: Int) -> Vocabulary {
-        let n = min(256, rows)
         var tokens = GGUFStringList()
-        for b in 0..<n { [UInt8(b)].withUnsafeBufferPointer { appendEscaped($0, to: &tokens) } }
-        return Vocabulary(kind: .bytes, tokens: &tokens, types: [Int32](repeating: normal, count: n), rows: rows)
+        for b in 0..<min(256, rows) { [UInt8(b)].withUnsafeBufferPointer { appendEscaped($0, to: &tokens) } }
+        return Vocabulary(kind: .bytes, tokens: &tokens, controlTokens: 0, rows: rows)
     }
 
-    /// `tokens` and their `types`, then placeholders up to `rows`. (`inout`: the placeholders go
-    /// on the caller's list, not on a copy of its megabyte of text.)
-    private init(kind: Kind, tokens: inout GGUFStringList, types: [Int32], rows: Int) {
+    /// `tokens`, the first `controlTokens` of them control tokens and the rest normal, then
+    /// placeholders up to `rows`. (`inout`: the placeholders go on the caller's list, not on a
+    /// copy of its megabyte of text.)
+    private init(kind: Kind, tokens: inout GGUFStringList, controlTokens: Int, rows: Int) {
         let real = tokens.count
         for i in real..<max(real, rows) { tokens.append("[PAD\(i)]") }
+        var types = [Int32](repeating: Self.normal, count: tokens.count)
+        types.replaceSubrange(0..<controlTokens, with: repeatElement(Self.control, count: controlTokens))
+        types.replaceSubrange(real..., with: repeatElement(Self.unused, count: tokens.count - real))
         self.kind = kind
         self.tokens = tokens
-        self.types = types + repeatElement(Self.unused, count: max(0, rows - real))
+        self.types = types
         realTokenCount = real
     }
 
@@ -173,12 +126,12 @@ public struct Vocabulary: Sendable {
         var n = 0
         func put(_ b: UInt8) { out[n] = b; n += 1 }
         for b in bytes {
+            if b >= 0x20, b < 0x7f, b != quote, b != 0x5c { put(b); continue }   // most bytes: tested first
             switch b {
             case quote, 0x5c: put(0x5c); put(b)
             case 0x09: put(0x5c); put(UInt8(ascii: "t"))
             case 0x0a: put(0x5c); put(UInt8(ascii: "n"))
             case 0x0d: put(0x5c); put(UInt8(ascii: "r"))
-            case 0x20..<0x7f: put(b)
             default: put(0x5c); put(UInt8(ascii: "x")); put(hex.utf8Start[Int(b >> 4)]); put(hex.utf8Start[Int(b & 15)])
             }
         }
@@ -210,6 +163,111 @@ public struct Vocabulary: Sendable {
         case .bytes:
             return "\(realTokenCount) byte tokens" + (tokens.count > realTokenCount ? " + \(tokens.count - realTokenCount) placeholders" : "")
         }
+    }
+}
+
+/// Reading a World-format vocabulary file (`<id> <python literal> <byte length>` per line), each
+/// line checked: ids in order from 1, the literal parsed, its byte length matched. Errors name
+/// the file and line.
+private struct WorldFile {
+    let path: String
+    private(set) var lineNumber = 0
+    private(set) var tokenCount = 0
+
+    /// Calls `body` with the bytes of every token of `contents` in id order; returns how many.
+    static func forEachToken(in contents: [UInt8], path: String, _ body: (UnsafeBufferPointer<UInt8>) -> Void) throws -> Int {
+        var reader = WorldFile(path: path)
+        try contents.withUnsafeBufferPointer { _ = try forEachLine(in: $0, atEnd: true) { try reader.read(line: $0, body) } }
+        return reader.tokenCount
+    }
+
+    /// The same, reading `file` a block at a time into one reused buffer: a fresh megabyte to
+    /// read the whole file into costs more in page faults than parsing it.
+    static func forEachToken(in file: InputFile, path: String, _ body: (UnsafeBufferPointer<UInt8>) -> Void) throws -> Int {
+        var reader = WorldFile(path: path)
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        var kept = 0      // the start of a line the last block cut, moved to the front
+        var offset = 0
+        repeat {
+            if kept == buffer.count { buffer += buffer }   // a line longer than the buffer
+            let count = min(buffer.count - kept, file.size - offset)
+            try buffer.withUnsafeMutableBytes { try file.read(at: offset, into: UnsafeMutableRawBufferPointer(rebasing: $0[kept..<(kept + count)])) }
+            offset += count
+            let filled = kept + count
+            try buffer.withUnsafeMutableBufferPointer { buffer in
+                let used = try forEachLine(in: UnsafeBufferPointer(rebasing: buffer[..<filled]), atEnd: offset == file.size) {
+                    try reader.read(line: $0, body)
+                }
+                kept = filled - used
+                buffer.baseAddress!.update(from: buffer.baseAddress! + used, count: kept)
+            }
+        } while offset < file.size
+        return reader.tokenCount
+    }
+
+    /// Calls `body` with each line of `bytes` (without its "\n"), the last one without a "\n" only
+    /// `atEnd`; returns how many bytes it went through.
+    private static func forEachLine(in bytes: UnsafeBufferPointer<UInt8>, atEnd: Bool,
+                                    _ body: (UnsafeBufferPointer<UInt8>) throws -> Void) rethrows -> Int {
+        guard let base = bytes.baseAddress else { return 0 }
+        var start = 0
+        while start < bytes.count {
+            guard let newline = memchr(base + start, 0x0a, bytes.count - start) else {
+                guard atEnd else { return start }
+                try body(UnsafeBufferPointer(rebasing: bytes[start...]))
+                return bytes.count
+            }
+            let end = UnsafeRawPointer(base).distance(to: newline)
+            try body(UnsafeBufferPointer(rebasing: bytes[start..<end]))
+            start = end + 1
+        }
+        return start
+    }
+
+    /// Reads one line, passing its token, if it has one, to `body`. Plain literals (see
+    /// `PythonLiteral.plainBody`), most of a World file, are passed straight from the line;
+    /// the rest go through `PythonLiteral.parse`.
+    mutating func read(line: UnsafeBufferPointer<UInt8>, _ body: (UnsafeBufferPointer<UInt8>) -> Void) throws {
+        lineNumber += 1
+        let line = line.last == UInt8(ascii: "\r") ? UnsafeBufferPointer(rebasing: line.dropLast()) : line
+        if line.isEmpty { return }
+        guard let firstSpace = line.firstIndex(of: 0x20), let lastSpace = line.lastIndex(of: 0x20), firstSpace < lastSpace,
+              let id = Self.integer(UnsafeBufferPointer(rebasing: line[..<firstSpace])),
+              let length = Self.integer(UnsafeBufferPointer(rebasing: line[(lastSpace + 1)...])) else {
+            throw fail("expected \"<id> <python literal> <byte length>\"")
+        }
+        guard id == tokenCount + 1 else { throw fail("token id \(id) out of order (expected \(tokenCount + 1))") }
+        func deliver(_ token: UnsafeBufferPointer<UInt8>) throws {
+            guard token.count == length else { throw fail("token is \(token.count) bytes, the line says \(length)") }
+            body(token)
+        }
+        let literal = UnsafeBufferPointer(rebasing: line[(firstSpace + 1)..<lastSpace])
+        if let plain = PythonLiteral.plainBody(literal) {
+            try deliver(plain)
+        } else {
+            let token: [UInt8]
+            do { token = try PythonLiteral.parse(Array(literal)) } catch let e as PythonLiteral.Error {
+                throw fail(e.message)
+            }
+            try token.withUnsafeBufferPointer { try deliver($0) }
+        }
+        tokenCount += 1
+    }
+
+    private func fail(_ why: String) -> RWKVError { RWKVError(path, "line \(lineNumber): \(why)") }
+
+    /// The decimal integer `text` holds, as `Int(String)` reads it, without making a String for
+    /// the usual case of a few digits.
+    private static func integer(_ text: UnsafeBufferPointer<UInt8>) -> Int? {
+        var value = 0
+        for c in text {
+            let digit = c &- UInt8(ascii: "0")
+            guard digit < 10, text.count <= 18 else {   // signs, overflow, junk: the general rules
+                return Int(String(decoding: text, as: UTF8.self))
+            }
+            value = value &* 10 &+ Int(digit)           // 18 digits cannot overflow
+        }
+        return text.isEmpty ? nil : value
     }
 }
 

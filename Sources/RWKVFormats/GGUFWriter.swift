@@ -45,9 +45,9 @@ public final class GGUFWriter {
         }
 
         var header = GGUFEncoder()
-        // Room for the whole header up front: a vocabulary makes it megabytes, and growing it
-        // step by step would copy it several times.
-        header.data.reserveCapacity(24 + alignment
+        // Room for the header up front (a vocabulary's token types alone are 256 KiB): growing
+        // it step by step would copy it several times.
+        header.reserveCapacity(24 + alignment
             + kvs.reduce(0) { $0 + 12 + $1.key.utf8.count + GGUFEncoder.size(of: $1.value) }
             + tensors.reduce(0) { $0 + 24 + $1.name.utf8.count + 8 * $1.shape.count })
         header.bytes(GGUF.magic)
@@ -59,7 +59,7 @@ public final class GGUFWriter {
             header.string(kv.key)
             header.u32(kv.value.type.rawValue)
             if case .string(let s) = kv.value {
-                let start = header.data.count + 8
+                let start = header.count + 8
                 stringValueRanges[kv.key] = start..<start + s.utf8.count
             }
             try header.value(kv.value, path: path, key: kv.key)
@@ -98,7 +98,7 @@ public final class GGUFWriter {
         guard sideFD >= 0 else {
             throw RWKVError(path, "cannot reopen the temporary output \(out.temporaryPath): \(String(cString: strerror(errno)))")
         }
-        try out.write(header.data)
+        try header.write(to: out)
     }
 
     deinit { close(sideFD) }
@@ -163,7 +163,26 @@ public final class GGUFWriter {
 
 /// Little-endian GGUF serialisation into a byte array.
 struct GGUFEncoder {
-    var data: [UInt8] = []
+    private var data: [UInt8] = []
+    /// Packed string lists, which are not copied into `data` (a vocabulary is most of a header's
+    /// bytes): each goes in at its offset in `data` when written.
+    private var lists: [(at: Int, bytes: [UInt8])] = []
+    private var listBytes = 0
+
+    /// Bytes encoded so far.
+    var count: Int { data.count + listBytes }
+
+    mutating func reserveCapacity(_ bytes: Int) { data.reserveCapacity(bytes) }
+
+    func write(to out: AtomicOutputFile) throws {
+        var done = 0
+        for list in lists {
+            try data[done..<list.at].withUnsafeBytes { try out.write($0) }
+            try out.write(list.bytes)
+            done = list.at
+        }
+        try data[done...].withUnsafeBytes { try out.write($0) }
+    }
 
     mutating func bytes(_ b: [UInt8]) { data += b }
     mutating func u8(_ v: UInt8) { data.append(v) }
@@ -180,15 +199,15 @@ struct GGUFEncoder {
         data += s.utf8
     }
     mutating func pad(to alignment: Int) {
-        data += [UInt8](repeating: 0, count: alignUp(data.count, alignment) - data.count)
+        data += [UInt8](repeating: 0, count: alignUp(count, alignment) - count)
     }
 
-    /// The bytes `value(v)` appends (for arrays of fixed-size values, assuming every item has the
-    /// array's type, which `value` checks).
+    /// The bytes `value(v)` appends to `data` (for arrays of fixed-size values, assuming every
+    /// item has the array's type, which `value` checks).
     static func size(of v: GGUFValue) -> Int {
         switch v {
         case .string(let s): return 8 + s.utf8.count
-        case .strings(let list): return 12 + list.encoded.count
+        case .strings: return 12
         case .int32s(let list): return 12 + 4 * list.count
         case .array(let t, let items):
             if let itemSize = t.fixedSize { return 12 + items.count * itemSize }
@@ -214,7 +233,8 @@ struct GGUFEncoder {
         case .strings(let list):
             u32(GGUFValueType.string.rawValue)
             u64(UInt64(list.count))
-            data += list.encoded
+            lists.append((data.count, list.encoded))
+            listBytes += list.encoded.count
         case .int32s(let list):
             u32(GGUFValueType.int32.rawValue)
             u64(UInt64(list.count))

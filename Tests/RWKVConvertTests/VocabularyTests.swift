@@ -86,6 +86,44 @@ import RWKVFormats
         }
     }
 
+    /// A vocabulary file is read a block (64 KiB) at a time: lines cut by a block boundary, a line
+    /// longer than a block, CRLF, blank lines and a last line without "\n" read as they do from
+    /// memory, and an error far past the first block names its line.
+    @Test func vocabularyFileReadInBlocks() throws {
+        let dir = try ConversionFiles.ScratchDirectory()
+        var text = "", id = 0
+        func line(_ literal: String, _ length: Int, ending: String = "\n") {
+            id += 1
+            text += "\(id) \(literal) \(length)" + ending
+        }
+        for i in 0..<9000 {
+            line("'t\(i)'", "t\(i)".utf8.count, ending: i % 7 == 0 ? "\r\n" : "\n")
+            if i % 1000 == 0 { text += "\n" }
+        }
+        line("'" + String(repeating: "é", count: 50_000) + "'", 100_000)   // 100 KB of text
+        line(#"b'\xff'"#, 1)
+        for i in 0..<5000 { line("'x \(i)'", "x \(i)".utf8.count) }
+        line("'end'", 3, ending: "")
+        #expect(text.utf8.count > 3 * (64 << 10))
+        func write(_ name: String, _ text: String) throws -> String {
+            let path = dir.path + "/" + name
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+            return path
+        }
+        let path = try write("v.txt", text)
+        let fromFile = try Vocabulary.world(path: path, rows: 20_000)
+        let fromMemory = try Vocabulary.world(contents: Array(text.utf8), path: path, rows: 20_000)
+        #expect(fromFile.tokens == fromMemory.tokens && fromFile.types == fromMemory.types)
+        #expect(fromFile.realTokenCount == id + 1 && fromFile.tokens[id] == "end" && fromFile.tokens[9001].count == 400_000)
+
+        let newlines = text.utf8.filter { $0 == 0x0a }.count
+        let bad = try write("bad.txt", text + "\n\(id + 2) 'x' 1\n")
+        #expect(throws: RWKVError(bad, "line \(newlines + 2): token id \(id + 2) out of order (expected \(id + 1))")) {
+            try Vocabulary.world(path: bad, rows: 20_000)
+        }
+        #expect(try Vocabulary.world(path: try write("empty.txt", ""), rows: 3).tokens == GGUFStringList(["<s>", "[PAD1]", "[PAD2]"]))
+    }
+
     @Test func byteVocabularyForOtherSizes() {
         let v = Vocabulary.bytes(rows: 300)
         #expect(v.tokens.count == 300 && v.realTokenCount == 256)
