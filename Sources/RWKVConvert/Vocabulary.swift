@@ -61,12 +61,12 @@ public struct Vocabulary: Sendable {
 
     /// A World vocabulary from `forEachToken`, which reads a file of `size` bytes.
     private static func world(path: String, rows: Int, size: Int,
-                              forEachToken: ((UnsafeBufferPointer<UInt8>) -> Void) throws -> Int) throws -> Vocabulary {
+                              forEachToken: ((UnsafeBufferPointer<UInt8>) -> Void) throws -> Void) throws -> Vocabulary {
         var tokens = GGUFStringList()
         // Escaped tokens take about as many bytes as their lines, plus a length each.
         tokens.reserveCapacity(items: rows, bytes: size + 8 * rows)
         tokens.append("<s>")
-        _ = try forEachToken { appendEscaped($0, to: &tokens) }
+        try forEachToken { appendEscaped($0, to: &tokens) }
         guard tokens.count <= rows else {
             throw RWKVError(path, "vocabulary has \(tokens.count) tokens (with id 0) but the model's embedding has only \(rows) rows")
         }
@@ -77,7 +77,7 @@ public struct Vocabulary: Sendable {
     /// id 0, end-of-text, has no line), checked as `WorldFile` checks them.
     public static func worldTokens(contents: [UInt8], path: String) throws -> [[UInt8]] {
         var tokens: [[UInt8]] = []
-        _ = try WorldFile.forEachToken(in: contents, path: path) { tokens.append(Array($0)) }
+        try WorldFile.forEachToken(in: contents, path: path) { tokens.append(Array($0)) }
         return tokens
     }
 
@@ -171,19 +171,18 @@ public struct Vocabulary: Sendable {
 /// the file and line.
 private struct WorldFile {
     let path: String
-    private(set) var lineNumber = 0
-    private(set) var tokenCount = 0
+    private var lineNumber = 0
+    private var tokenCount = 0
 
-    /// Calls `body` with the bytes of every token of `contents` in id order; returns how many.
-    static func forEachToken(in contents: [UInt8], path: String, _ body: (UnsafeBufferPointer<UInt8>) -> Void) throws -> Int {
+    /// Calls `body` with the bytes of every token of `contents`, in id order.
+    static func forEachToken(in contents: [UInt8], path: String, _ body: (UnsafeBufferPointer<UInt8>) -> Void) throws {
         var reader = WorldFile(path: path)
         try contents.withUnsafeBufferPointer { _ = try forEachLine(in: $0, atEnd: true) { try reader.read(line: $0, body) } }
-        return reader.tokenCount
     }
 
     /// The same, reading `file` a block at a time into one reused buffer: a fresh megabyte to
     /// read the whole file into costs more in page faults than parsing it.
-    static func forEachToken(in file: InputFile, path: String, _ body: (UnsafeBufferPointer<UInt8>) -> Void) throws -> Int {
+    static func forEachToken(in file: InputFile, path: String, _ body: (UnsafeBufferPointer<UInt8>) -> Void) throws {
         var reader = WorldFile(path: path)
         var buffer = [UInt8](repeating: 0, count: 64 << 10)
         var kept = 0      // the start of a line the last block cut, moved to the front
@@ -199,10 +198,9 @@ private struct WorldFile {
                     try reader.read(line: $0, body)
                 }
                 kept = filled - used
-                buffer.baseAddress!.update(from: buffer.baseAddress! + used, count: kept)
+                buffer.baseAddress!.update(from: buffer.baseAddress! + used, count: kept)   // may overlap
             }
         } while offset < file.size
-        return reader.tokenCount
     }
 
     /// Calls `body` with each line of `bytes` (without its "\n"), the last one without a "\n" only

@@ -161,7 +161,7 @@ public final class GGUFWriter {
     public var bytesWritten: Int { out.bytesWritten }
 }
 
-/// Little-endian GGUF serialisation into a byte array.
+/// Little-endian GGUF serialisation into a byte array (and the buffers of packed string lists).
 struct GGUFEncoder {
     private var data: [UInt8] = []
     /// Packed string lists, which are not copied into `data` (a vocabulary is most of a header's
