@@ -17,7 +17,7 @@ public struct Vocabulary: Sendable {
 
     public let kind: Kind
     /// Token texts, escaped for GGUF, one per embedding row.
-    public let tokens: [String]
+    public let tokens: GGUFStringList
     /// gguf-py `TokenType` values: 1 normal, 3 control, 5 unused.
     public let types: [Int32]
     /// How many tokens came from the vocabulary (the rest are placeholders).
@@ -52,78 +52,90 @@ public struct Vocabulary: Sendable {
     public static func world(path: String, rows: Int) throws -> Vocabulary {
         let file = try InputFile(path)
         guard file.size <= 64 << 20 else { throw RWKVError(path, "vocabulary file is larger than 64 MiB") }
-        return try world(contents: try file.read(at: 0, count: file.size), path: path, rows: rows)
+        return try world(path: path, rows: rows, size: file.size) { try WorldFile.forEachToken(in: file, path: path, $0) }
     }
 
     public static func world(contents: [UInt8], path: String, rows: Int) throws -> Vocabulary {
-        let entries = try worldTokens(contents: contents, path: path)
-        let tokens = ["<s>"] + entries.map(escape)
+        try world(path: path, rows: rows, size: contents.count) { try WorldFile.forEachToken(in: contents, path: path, $0) }
+    }
+
+    /// A World vocabulary from `forEachToken`, which reads a file of `size` bytes.
+    private static func world(path: String, rows: Int, size: Int,
+                              forEachToken: ((UnsafeBufferPointer<UInt8>) -> Void) throws -> Void) throws -> Vocabulary {
+        var tokens = GGUFStringList()
+        // Escaped tokens take about as many bytes as their lines, plus a length each.
+        tokens.reserveCapacity(items: rows, bytes: size + 8 * rows)
+        tokens.append("<s>")
+        try forEachToken { appendEscaped($0, to: &tokens) }
         guard tokens.count <= rows else {
             throw RWKVError(path, "vocabulary has \(tokens.count) tokens (with id 0) but the model's embedding has only \(rows) rows")
         }
-        return padded(kind: .file(path), tokens: tokens, types: [control] + [Int32](repeating: normal, count: entries.count), rows: rows)
+        return Vocabulary(kind: .file(path), tokens: &tokens, controlTokens: 1, rows: rows)
     }
 
     /// The bytes of every token of a World-format vocabulary file, in id order (ids 1, 2, ...;
-    /// id 0, end-of-text, has no line). Each line is checked: ids in order, the literal parsed,
-    /// its byte length matched.
+    /// id 0, end-of-text, has no line), checked as `WorldFile` checks them.
     public static func worldTokens(contents: [UInt8], path: String) throws -> [[UInt8]] {
         var tokens: [[UInt8]] = []
-        var lineNumber = 0
-        for line in contents.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
-            lineNumber += 1
-            var bytes = Array(line)
-            if bytes.last == UInt8(ascii: "\r") { bytes.removeLast() }
-            if bytes.isEmpty { continue }
-            func fail(_ why: String) -> RWKVError { RWKVError(path, "line \(lineNumber): \(why)") }
-            guard let firstSpace = bytes.firstIndex(of: 0x20), let lastSpace = bytes.lastIndex(of: 0x20), firstSpace < lastSpace,
-                  let id = Int(String(decoding: bytes[..<firstSpace], as: UTF8.self)),
-                  let length = Int(String(decoding: bytes[(lastSpace + 1)...], as: UTF8.self)) else {
-                throw fail("expected \"<id> <python literal> <byte length>\"")
-            }
-            guard id == tokens.count + 1 else { throw fail("token id \(id) out of order (expected \(tokens.count + 1))") }
-            let token: [UInt8]
-            do { token = try PythonLiteral.parse(Array(bytes[(firstSpace + 1)..<lastSpace])) } catch let e as PythonLiteral.Error {
-                throw fail(e.message)
-            }
-            guard token.count == length else { throw fail("token is \(token.count) bytes, the line says \(length)") }
-            tokens.append(token)
-        }
+        try WorldFile.forEachToken(in: contents, path: path) { tokens.append(Array($0)) }
         return tokens
     }
 
     /// 256 byte tokens (id i is byte i), then placeholders up to `rows` (or fewer bytes when
     /// the model has fewer rows).
     public static func bytes(rows: Int) -> Vocabulary {
-        let n = min(256, rows)
-        return padded(kind: .bytes, tokens: (0..<n).map { escape([UInt8($0)]) },
-                      types: [Int32](repeating: normal, count: n), rows: rows)
+        var tokens = GGUFStringList()
+        for b in 0..<min(256, rows) { [UInt8(b)].withUnsafeBufferPointer { appendEscaped($0, to: &tokens) } }
+        return Vocabulary(kind: .bytes, tokens: &tokens, controlTokens: 0, rows: rows)
     }
 
-    private static func padded(kind: Kind, tokens: [String], types: [Int32], rows: Int) -> Vocabulary {
+    /// `tokens`, the first `controlTokens` of them control tokens and the rest normal, then
+    /// placeholders up to `rows`. (`inout`: the placeholders go on the caller's list, not on a
+    /// copy of its megabyte of text.)
+    private init(kind: Kind, tokens: inout GGUFStringList, controlTokens: Int, rows: Int) {
         let real = tokens.count
-        return Vocabulary(kind: kind, tokens: tokens + (real..<max(real, rows)).map { "[PAD\($0)]" },
-                          types: types + [Int32](repeating: unused, count: max(0, rows - real)), realTokenCount: real)
+        for i in real..<max(real, rows) { tokens.append("[PAD\(i)]") }
+        var types = [Int32](repeating: Self.normal, count: tokens.count)
+        types.replaceSubrange(0..<controlTokens, with: repeatElement(Self.control, count: controlTokens))
+        types.replaceSubrange(real..., with: repeatElement(Self.unused, count: tokens.count - real))
+        self.kind = kind
+        self.tokens = tokens
+        self.types = types
+        realTokenCount = real
     }
 
     /// Python's `repr(bytes)[2:-1]`: printable ASCII as is, `\\`, `\t`, `\n`, `\r`, other bytes
     /// `\xhh` (lowercase); the quote Python picks is escaped (`'` unless the bytes hold `'`
     /// and no `"`).
     public static func escape(_ bytes: [UInt8]) -> String {
-        let quote: UInt8 = bytes.contains(0x27) && !bytes.contains(0x22) ? 0x22 : 0x27
-        let hex = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        for b in bytes {
-            switch b {
-            case quote, 0x5c: out += [0x5c, b]
-            case 0x09: out += Array("\\t".utf8)
-            case 0x0a: out += Array("\\n".utf8)
-            case 0x0d: out += Array("\\r".utf8)
-            case 0x20..<0x7f: out.append(b)
-            default: out += [0x5c, UInt8(ascii: "x"), hex[Int(b >> 4)], hex[Int(b & 15)]]
+        bytes.withUnsafeBufferPointer { bytes in
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 4 * bytes.count + 1) { out in
+                String(decoding: out[..<escape(bytes, into: out)], as: UTF8.self)
             }
         }
-        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static func appendEscaped(_ bytes: UnsafeBufferPointer<UInt8>, to list: inout GGUFStringList) {
+        list.append(maxCount: 4 * bytes.count) { escape(bytes, into: $0) }
+    }
+
+    /// Writes `escape(bytes)` into `out` (at least 4 bytes per input byte) and returns its length.
+    private static func escape(_ bytes: UnsafeBufferPointer<UInt8>, into out: UnsafeMutableBufferPointer<UInt8>) -> Int {
+        let quote: UInt8 = bytes.contains(0x27) && !bytes.contains(0x22) ? 0x22 : 0x27
+        let hex: StaticString = "0123456789abcdef"
+        var n = 0
+        func put(_ b: UInt8) { out[n] = b; n += 1 }
+        for b in bytes {
+            if b >= 0x20, b < 0x7f, b != quote, b != 0x5c { put(b); continue }   // most bytes: tested first
+            switch b {
+            case quote, 0x5c: put(0x5c); put(b)
+            case 0x09: put(0x5c); put(UInt8(ascii: "t"))
+            case 0x0a: put(0x5c); put(UInt8(ascii: "n"))
+            case 0x0d: put(0x5c); put(UInt8(ascii: "r"))
+            default: put(0x5c); put(UInt8(ascii: "x")); put(hex.utf8Start[Int(b >> 4)]); put(hex.utf8Start[Int(b & 15)])
+            }
+        }
+        return n
     }
 
     /// The GGUF metadata: model, tokens, token types and the special ids llama.cpp's converter
@@ -131,8 +143,8 @@ public struct Vocabulary: Sendable {
     public var metadata: [GGUFKeyValue] {
         var kv: [GGUFKeyValue] = [
             GGUFKeyValue("tokenizer.ggml.model", .string("rwkv")),
-            GGUFKeyValue("tokenizer.ggml.tokens", .array(.string, tokens.map { .string($0) })),
-            GGUFKeyValue("tokenizer.ggml.token_type", .array(.int32, types.map { .int32($0) })),
+            GGUFKeyValue("tokenizer.ggml.tokens", .strings(tokens)),
+            GGUFKeyValue("tokenizer.ggml.token_type", .int32s(types)),
         ]
         if case .file = kind, realTokenCount > 261 {
             kv += [GGUFKeyValue("tokenizer.ggml.bos_token_id", .uint32(0)),
@@ -154,12 +166,127 @@ public struct Vocabulary: Sendable {
     }
 }
 
+/// Reading a World-format vocabulary file (`<id> <python literal> <byte length>` per line), each
+/// line checked: ids in order from 1, the literal parsed, its byte length matched. Errors name
+/// the file and line.
+private struct WorldFile {
+    let path: String
+    private var lineNumber = 0
+    private var tokenCount = 0
+
+    /// Calls `body` with the bytes of every token of `contents`, in id order.
+    static func forEachToken(in contents: [UInt8], path: String, _ body: (UnsafeBufferPointer<UInt8>) -> Void) throws {
+        var reader = WorldFile(path: path)
+        try contents.withUnsafeBufferPointer { _ = try forEachLine(in: $0, atEnd: true) { try reader.read(line: $0, body) } }
+    }
+
+    /// The same, reading `file` a block at a time into one reused buffer: a fresh megabyte to
+    /// read the whole file into costs more in page faults than parsing it.
+    static func forEachToken(in file: InputFile, path: String, _ body: (UnsafeBufferPointer<UInt8>) -> Void) throws {
+        var reader = WorldFile(path: path)
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        var kept = 0      // the start of a line the last block cut, moved to the front
+        var offset = 0
+        repeat {
+            if kept == buffer.count { buffer += buffer }   // a line longer than the buffer
+            let count = min(buffer.count - kept, file.size - offset)
+            try buffer.withUnsafeMutableBytes { try file.read(at: offset, into: UnsafeMutableRawBufferPointer(rebasing: $0[kept..<(kept + count)])) }
+            offset += count
+            let filled = kept + count
+            try buffer.withUnsafeMutableBufferPointer { buffer in
+                let used = try forEachLine(in: UnsafeBufferPointer(rebasing: buffer[..<filled]), atEnd: offset == file.size) {
+                    try reader.read(line: $0, body)
+                }
+                kept = filled - used
+                buffer.baseAddress!.update(from: buffer.baseAddress! + used, count: kept)   // may overlap
+            }
+        } while offset < file.size
+    }
+
+    /// Calls `body` with each line of `bytes` (without its "\n"), the last one without a "\n" only
+    /// `atEnd`; returns how many bytes it went through.
+    private static func forEachLine(in bytes: UnsafeBufferPointer<UInt8>, atEnd: Bool,
+                                    _ body: (UnsafeBufferPointer<UInt8>) throws -> Void) rethrows -> Int {
+        guard let base = bytes.baseAddress else { return 0 }
+        var start = 0
+        while start < bytes.count {
+            guard let newline = memchr(base + start, 0x0a, bytes.count - start) else {
+                guard atEnd else { return start }
+                try body(UnsafeBufferPointer(rebasing: bytes[start...]))
+                return bytes.count
+            }
+            let end = UnsafeRawPointer(base).distance(to: newline)
+            try body(UnsafeBufferPointer(rebasing: bytes[start..<end]))
+            start = end + 1
+        }
+        return start
+    }
+
+    /// Reads one line, passing its token, if it has one, to `body`. Plain literals (see
+    /// `PythonLiteral.plainBody`), most of a World file, are passed straight from the line;
+    /// the rest go through `PythonLiteral.parse`.
+    mutating func read(line: UnsafeBufferPointer<UInt8>, _ body: (UnsafeBufferPointer<UInt8>) -> Void) throws {
+        lineNumber += 1
+        let line = line.last == UInt8(ascii: "\r") ? UnsafeBufferPointer(rebasing: line.dropLast()) : line
+        if line.isEmpty { return }
+        guard let firstSpace = line.firstIndex(of: 0x20), let lastSpace = line.lastIndex(of: 0x20), firstSpace < lastSpace,
+              let id = Self.integer(UnsafeBufferPointer(rebasing: line[..<firstSpace])),
+              let length = Self.integer(UnsafeBufferPointer(rebasing: line[(lastSpace + 1)...])) else {
+            throw fail("expected \"<id> <python literal> <byte length>\"")
+        }
+        guard id == tokenCount + 1 else { throw fail("token id \(id) out of order (expected \(tokenCount + 1))") }
+        func deliver(_ token: UnsafeBufferPointer<UInt8>) throws {
+            guard token.count == length else { throw fail("token is \(token.count) bytes, the line says \(length)") }
+            body(token)
+        }
+        let literal = UnsafeBufferPointer(rebasing: line[(firstSpace + 1)..<lastSpace])
+        if let plain = PythonLiteral.plainBody(literal) {
+            try deliver(plain)
+        } else {
+            let token: [UInt8]
+            do { token = try PythonLiteral.parse(Array(literal)) } catch let e as PythonLiteral.Error {
+                throw fail(e.message)
+            }
+            try token.withUnsafeBufferPointer { try deliver($0) }
+        }
+        tokenCount += 1
+    }
+
+    private func fail(_ why: String) -> RWKVError { RWKVError(path, "line \(lineNumber): \(why)") }
+
+    /// The decimal integer `text` holds, as `Int(String)` reads it, without making a String for
+    /// the usual case of a few digits.
+    private static func integer(_ text: UnsafeBufferPointer<UInt8>) -> Int? {
+        var value = 0
+        for c in text {
+            let digit = c &- UInt8(ascii: "0")
+            guard digit < 10, text.count <= 18 else {   // signs, overflow, junk: the general rules
+                return Int(String(decoding: text, as: UTF8.self))
+            }
+            value = value &* 10 &+ Int(digit)           // 18 digits cannot overflow
+        }
+        return text.isEmpty ? nil : value
+    }
+}
+
 /// A Python string or bytes literal as `repr` writes it ('...', "...", b'...', b"..."), parsed
 /// to bytes (str literals encoded as UTF-8). Escapes: \\ \' \" \n \t \r \a \b \f \v \0-\777
 /// \xhh \uhhhh \Uhhhhhhhh (the last two in str only); an unknown escape keeps its backslash,
 /// as Python does.
 public enum PythonLiteral {
     public struct Error: Swift.Error, Equatable { public let message: String }
+
+    /// The body of a literal that needs no decoding – quoted, no backslash or quote inside,
+    /// ASCII if it is a bytes literal – which is then its value; nil for any other text.
+    /// `parse` gives the same bytes for these.
+    public static func plainBody(_ text: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8>? {
+        let isBytes = text.first == UInt8(ascii: "b")
+        let quoted = UnsafeBufferPointer(rebasing: text[(isBytes ? 1 : 0)...])
+        guard quoted.count >= 2, let q = quoted.first, q == 0x27 || q == 0x22, quoted.last == q else { return nil }
+        let body = UnsafeBufferPointer(rebasing: quoted[1..<(quoted.count - 1)])
+        for c in body where c == q || c == 0x5c || (isBytes && c >= 0x80) { return nil }
+        return body
+    }
 
     public static func parse(_ text: [UInt8]) throws -> [UInt8] {
         var s = text[...]

@@ -50,6 +50,11 @@ public enum GGUFValue: Equatable, Sendable {
     case uint8(UInt8), int8(Int8), uint16(UInt16), int16(Int16), uint32(UInt32), int32(Int32)
     case float32(Float), bool(Bool), string(String), uint64(UInt64), int64(Int64), float64(Double)
     case array(GGUFValueType, [GGUFValue])
+    /// Packed arrays, for token lists: the same GGUF values as `.array(.string, ...)` and
+    /// `.array(.int32, ...)` of the same items (and equal to them), without one `GGUFValue` per
+    /// item. The writer takes either form; GGUFReader returns `.array`.
+    case strings(GGUFStringList)
+    case int32s([Int32])
 
     public var type: GGUFValueType {
         switch self {
@@ -65,7 +70,33 @@ public enum GGUFValue: Equatable, Sendable {
         case .uint64: return .uint64
         case .int64: return .int64
         case .float64: return .float64
-        case .array: return .array
+        case .array, .strings, .int32s: return .array
+        }
+    }
+
+    /// Synthesised equality, except that a packed array equals the `.array` of the same items.
+    public static func == (a: GGUFValue, b: GGUFValue) -> Bool {
+        switch (a, b) {
+        case (.uint8(let x), .uint8(let y)): return x == y
+        case (.int8(let x), .int8(let y)): return x == y
+        case (.uint16(let x), .uint16(let y)): return x == y
+        case (.int16(let x), .int16(let y)): return x == y
+        case (.uint32(let x), .uint32(let y)): return x == y
+        case (.int32(let x), .int32(let y)): return x == y
+        case (.float32(let x), .float32(let y)): return x == y
+        case (.bool(let x), .bool(let y)): return x == y
+        case (.string(let x), .string(let y)): return x == y
+        case (.uint64(let x), .uint64(let y)): return x == y
+        case (.int64(let x), .int64(let y)): return x == y
+        case (.float64(let x), .float64(let y)): return x == y
+        case (.array(let s, let x), .array(let t, let y)): return s == t && x == y
+        case (.strings(let x), .strings(let y)): return x == y
+        case (.int32s(let x), .int32s(let y)): return x == y
+        case (.strings(let list), .array(.string, let items)), (.array(.string, let items), .strings(let list)):
+            return list.elementsEqual(items) { .string($0) == $1 }
+        case (.int32s(let list), .array(.int32, let items)), (.array(.int32, let items), .int32s(let list)):
+            return list.elementsEqual(items) { .int32($0) == $1 }
+        default: return false
         }
     }
 
@@ -115,10 +146,20 @@ public enum GGUFValue: Equatable, Sendable {
             let shown = s.count > 120 ? String(s.prefix(117)) + "..." : s
             return "\"" + shown.replacingNewlines() + "\""
         case .array(let t, let items):
-            let head = items.prefix(maxArrayItems).map { $0.summary(maxArrayItems: 3) }.joined(separator: ", ")
-            let more = items.count > maxArrayItems ? ", ... (\(items.count) \(t) values)" : ""
-            return "[" + head + more + "]"
+            return Self.arraySummary(t, count: items.count, head: items.prefix(maxArrayItems), maxArrayItems: maxArrayItems)
+        case .strings(let list):
+            return Self.arraySummary(.string, count: list.count, head: list.prefix(maxArrayItems).map(GGUFValue.string),
+                                     maxArrayItems: maxArrayItems)
+        case .int32s(let list):
+            return Self.arraySummary(.int32, count: list.count, head: list.prefix(maxArrayItems).map(GGUFValue.int32),
+                                     maxArrayItems: maxArrayItems)
         }
+    }
+
+    private static func arraySummary(_ t: GGUFValueType, count: Int, head: some Sequence<GGUFValue>, maxArrayItems: Int) -> String {
+        let shown = head.map { $0.summary(maxArrayItems: 3) }.joined(separator: ", ")
+        let more = count > maxArrayItems ? ", ... (\(count) \(t) values)" : ""
+        return "[" + shown + more + "]"
     }
 }
 
@@ -145,6 +186,67 @@ public struct GGUFKeyValue: Equatable, Sendable {
     public init(_ key: String, _ value: GGUFValue) {
         self.key = key
         self.value = value
+    }
+}
+
+/// Strings kept the way a GGUF string array stores its items: each a u64 little-endian byte
+/// length then the UTF-8 bytes. A 65,536-token vocabulary is then two buffers rather than 65,536
+/// `String`s and `GGUFValue`s, and the writer copies its items in one go.
+public struct GGUFStringList: RandomAccessCollection, Equatable, Sendable {
+    /// The items, encoded as a GGUF file holds them.
+    public private(set) var encoded: [UInt8] = []
+    /// Where each item (its length field) starts in `encoded`.
+    private var starts: [Int] = []
+
+    public init() {}
+
+    public init(_ strings: some Sequence<String>) {
+        for s in strings { append(s) }
+    }
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { starts.count }
+
+    public subscript(i: Int) -> String {
+        let end = i + 1 < starts.count ? starts[i + 1] : encoded.count
+        return String(decoding: encoded[(starts[i] + 8)..<end], as: UTF8.self)
+    }
+
+    public mutating func reserveCapacity(items: Int, bytes: Int) {
+        starts.reserveCapacity(items)
+        encoded.reserveCapacity(bytes)
+    }
+
+    public mutating func append(_ s: String) {
+        var s = s
+        s.withUTF8 { append(utf8: $0) }
+    }
+
+    /// Appends `bytes` as one string, read as `String(decoding:as: UTF8.self)` reads them (invalid
+    /// UTF-8 becomes U+FFFD).
+    public mutating func append(utf8 bytes: UnsafeBufferPointer<UInt8>) {
+        append(maxCount: bytes.count) { out in
+            _ = out.initialize(from: bytes)
+            return bytes.count
+        }
+    }
+
+    /// Appends one string that `write` puts in place: it gets room for `maxCount` bytes and returns
+    /// how many it wrote, read as `append(utf8:)` reads them. For strings made byte by byte
+    /// (escaped tokens), this saves a copy and an array append per string.
+    public mutating func append(maxCount: Int, writingUTF8 write: (UnsafeMutableBufferPointer<UInt8>) -> Int) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 8 + maxCount) { item in
+            let count = write(UnsafeMutableBufferPointer(rebasing: item[8...]))
+            precondition((0...maxCount).contains(count), "GGUFStringList: wrote \(count) bytes into room for \(maxCount)")
+            let text = UnsafeBufferPointer(rebasing: item[8..<(8 + count)])
+            // ASCII, the usual case, needs no further check.
+            if text.reduce(0, |) >= 0x80, String(validating: text, as: UTF8.self) == nil {
+                return append(String(decoding: text, as: UTF8.self))
+            }
+            UnsafeMutableRawPointer(item.baseAddress!).storeBytes(of: UInt64(count).littleEndian, as: UInt64.self)
+            starts.append(encoded.count)
+            encoded.append(contentsOf: UnsafeBufferPointer(rebasing: item[..<(8 + count)]))
+        }
     }
 }
 

@@ -53,6 +53,11 @@ public final class GGUFWriter {
         }
 
         var header = GGUFEncoder()
+        // Room for the header up front (a vocabulary's token types alone are 256 KiB): growing
+        // it step by step would copy it several times.
+        header.reserveCapacity(24 + alignment
+            + kvs.reduce(0) { $0 + 12 + $1.key.utf8.count + GGUFEncoder.size(of: $1.value) }
+            + tensors.reduce(0) { $0 + 24 + $1.name.utf8.count + 8 * $1.shape.count })
         header.bytes(GGUF.magic)
         header.u32(GGUF.version)
         header.u64(UInt64(tensors.count))
@@ -62,7 +67,7 @@ public final class GGUFWriter {
             header.string(kv.key)
             header.u32(kv.value.type.rawValue)
             if case .string(let s) = kv.value {
-                let start = header.data.count + 8
+                let start = header.count + 8
                 stringValueRanges[kv.key] = start..<start + s.utf8.count
             }
             try header.value(kv.value, path: path, key: kv.key)
@@ -102,7 +107,7 @@ public final class GGUFWriter {
         guard sideFD >= 0 else {
             throw RWKVError(path, "cannot reopen the temporary output \(out.temporaryPath): \(String(cString: strerror(errno)))")
         }
-        try out.write(header.data)
+        try header.write(to: out)
     }
 
     deinit { close(sideFD) }
@@ -185,21 +190,59 @@ public final class GGUFWriter {
     public var bytesWritten: Int { out.bytesWritten }
 }
 
-/// Little-endian GGUF serialisation into a byte array.
+/// Little-endian GGUF serialisation into a byte array (and the buffers of packed string lists).
 struct GGUFEncoder {
-    var data: [UInt8] = []
+    private var data: [UInt8] = []
+    /// Packed string lists, which are not copied into `data` (a vocabulary is most of a header's
+    /// bytes): each goes in at its offset in `data` when written.
+    private var lists: [(at: Int, bytes: [UInt8])] = []
+    private var listBytes = 0
+
+    /// Bytes encoded so far.
+    var count: Int { data.count + listBytes }
+
+    mutating func reserveCapacity(_ bytes: Int) { data.reserveCapacity(bytes) }
+
+    func write(to out: AtomicOutputFile) throws {
+        var done = 0
+        for list in lists {
+            try data[done..<list.at].withUnsafeBytes { try out.write($0) }
+            try out.write(list.bytes)
+            done = list.at
+        }
+        try data[done...].withUnsafeBytes { try out.write($0) }
+    }
 
     mutating func bytes(_ b: [UInt8]) { data += b }
     mutating func u8(_ v: UInt8) { data.append(v) }
-    mutating func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { data += $0 } }
-    mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { data += $0 } }
-    mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { data += $0 } }
+    mutating func u16(_ v: UInt16) { append(v) }
+    mutating func u32(_ v: UInt32) { append(v) }
+    mutating func u64(_ v: UInt64) { append(v) }
+
+    private mutating func append(_ v: some FixedWidthInteger) {
+        // As a typed buffer: Array appends that with one copy, a raw buffer byte by byte.
+        withUnsafeBytes(of: v.littleEndian) { $0.withMemoryRebound(to: UInt8.self) { data += $0 } }
+    }
     mutating func string(_ s: String) {
         u64(UInt64(s.utf8.count))
         data += s.utf8
     }
     mutating func pad(to alignment: Int) {
-        data += [UInt8](repeating: 0, count: alignUp(data.count, alignment) - data.count)
+        data += [UInt8](repeating: 0, count: alignUp(count, alignment) - count)
+    }
+
+    /// The bytes `value(v)` appends to `data` (for arrays of fixed-size values, assuming every
+    /// item has the array's type, which `value` checks).
+    static func size(of v: GGUFValue) -> Int {
+        switch v {
+        case .string(let s): return 8 + s.utf8.count
+        case .strings: return 12
+        case .int32s(let list): return 12 + 4 * list.count
+        case .array(let t, let items):
+            if let itemSize = t.fixedSize { return 12 + items.count * itemSize }
+            return items.reduce(12) { $0 + size(of: $1) }
+        default: return v.type.fixedSize ?? 0
+        }
     }
 
     mutating func value(_ v: GGUFValue, path: String, key: String) throws {
@@ -216,6 +259,19 @@ struct GGUFEncoder {
         case .float64(let x): u64(x.bitPattern)
         case .bool(let x): u8(x ? 1 : 0)
         case .string(let s): string(s)
+        case .strings(let list):
+            u32(GGUFValueType.string.rawValue)
+            u64(UInt64(list.count))
+            lists.append((data.count, list.encoded))
+            listBytes += list.encoded.count
+        case .int32s(let list):
+            u32(GGUFValueType.int32.rawValue)
+            u64(UInt64(list.count))
+            if 1.littleEndian == 1 {   // the items' memory is already the file's bytes
+                list.withUnsafeBytes { $0.withMemoryRebound(to: UInt8.self) { data += $0 } }
+            } else {
+                for x in list { u32(UInt32(bitPattern: x)) }
+            }
         case .array(let t, let items):
             u32(t.rawValue)
             u64(UInt64(items.count))

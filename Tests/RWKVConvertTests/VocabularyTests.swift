@@ -56,6 +56,74 @@ import RWKVFormats
         #expect(v.metadata.first { $0.key == "tokenizer.ggml.eot_token_id" }?.value == .uint32(261))
     }
 
+    /// Most lines of a World file take a fast path (`PythonLiteral.plainBody`: the literal's
+    /// bytes as they stand); it must give what the general parser gives, on every line of the
+    /// bundled file and on edge cases, and must decline whatever the parser decodes or refuses.
+    @Test func plainLiteralsAgreeWithTheParser() throws {
+        func check(_ literal: [UInt8]) -> (plain: Bool, agrees: Bool) {
+            let parsed = try? PythonLiteral.parse(literal)
+            let body = literal.withUnsafeBufferPointer { PythonLiteral.plainBody($0).map(Array.init) }
+            return (body != nil, body == nil || body == parsed)
+        }
+        let path = try #require(Vocabulary.bundledWorldPath)
+        let file = try InputFile(path)
+        var plain = 0, declined = 0, disagreeing: [String] = []
+        for line in try file.read(at: 0, count: file.size).split(separator: 0x0a) {
+            let literal = Array(line[(line.firstIndex(of: 0x20)! + 1)..<line.lastIndex(of: 0x20)!])
+            let (isPlain, agrees) = check(literal)
+            if isPlain { plain += 1 } else { declined += 1 }
+            if !agrees { disagreeing.append(String(decoding: line, as: UTF8.self)) }
+        }
+        #expect(disagreeing.isEmpty)
+        #expect(plain + declined == 65529 && plain > 60_000 && declined > 500)   // both paths taken
+
+        let edges = ["''", "b''", "'é'", "b'é'", #"'a\nb'"#, "'a'b'", "\"it's\"", "'it\"s'", "'", "b", "b'", "",
+                     "'abc\"", "x'a'", "b\"\"", #"b'\\'"#, "'\u{7f}'", "b'\u{80}'"]
+        for e in edges {
+            let (isPlain, agrees) = check(Array(e.utf8))
+            #expect(agrees, "\(e)")
+            #expect(isPlain == ["''", "b''", "'é'", "\"it's\"", "'it\"s'", "b\"\"", "'\u{7f}'"].contains(e), "\(e)")
+        }
+    }
+
+    /// A vocabulary file is read a block (64 KiB) at a time: lines cut by a block boundary, a line
+    /// longer than a block, CRLF, blank lines and a last line without "\n" read as they do from
+    /// memory, and an error far past the first block names its line.
+    @Test func vocabularyFileReadInBlocks() throws {
+        let dir = try ConversionFiles.ScratchDirectory()
+        var text = "", id = 0
+        func line(_ literal: String, _ length: Int, ending: String = "\n") {
+            id += 1
+            text += "\(id) \(literal) \(length)" + ending
+        }
+        for i in 0..<9000 {
+            line("'t\(i)'", "t\(i)".utf8.count, ending: i % 7 == 0 ? "\r\n" : "\n")
+            if i % 1000 == 0 { text += "\n" }
+        }
+        line("'" + String(repeating: "é", count: 50_000) + "'", 100_000)   // 100 KB of text
+        line(#"b'\xff'"#, 1)
+        for i in 0..<5000 { line("'x \(i)'", "x \(i)".utf8.count) }
+        line("'end'", 3, ending: "")
+        #expect(text.utf8.count > 3 * (64 << 10))
+        func write(_ name: String, _ text: String) throws -> String {
+            let path = dir.path + "/" + name
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+            return path
+        }
+        let path = try write("v.txt", text)
+        let fromFile = try Vocabulary.world(path: path, rows: 20_000)
+        let fromMemory = try Vocabulary.world(contents: Array(text.utf8), path: path, rows: 20_000)
+        #expect(fromFile.tokens == fromMemory.tokens && fromFile.types == fromMemory.types)
+        #expect(fromFile.realTokenCount == id + 1 && fromFile.tokens[id] == "end" && fromFile.tokens[9001].count == 400_000)
+
+        let newlines = text.utf8.filter { $0 == 0x0a }.count
+        let bad = try write("bad.txt", text + "\n\(id + 2) 'x' 1\n")
+        #expect(throws: RWKVError(bad, "line \(newlines + 2): token id \(id + 2) out of order (expected \(id + 1))")) {
+            try Vocabulary.world(path: bad, rows: 20_000)
+        }
+        #expect(try Vocabulary.world(path: try write("empty.txt", ""), rows: 3).tokens == GGUFStringList(["<s>", "[PAD1]", "[PAD2]"]))
+    }
+
     @Test func byteVocabularyForOtherSizes() {
         let v = Vocabulary.bytes(rows: 300)
         #expect(v.tokens.count == 300 && v.realTokenCount == 256)
@@ -69,12 +137,19 @@ import RWKVFormats
         func load(_ text: String, rows: Int = 10) throws -> Vocabulary {
             try Vocabulary.world(contents: Array(text.utf8), path: "v.txt", rows: rows)
         }
-        #expect(try load("1 'a' 1\n2 b'\\xff' 1\n").tokens.prefix(3) == ["<s>", "a", #"\xff"#])
+        #expect(Array(try load("1 'a' 1\n2 b'\\xff' 1\n").tokens.prefix(3)) == ["<s>", "a", #"\xff"#])
         #expect(try load("1 ' ' 1\r\n2 'x y' 3\r\n").tokens[2] == "x y")          // spaces inside, CRLF
         #expect(throws: RWKVError("v.txt", "line 1: token id 2 out of order (expected 1)")) { try load("2 'a' 1\n") }
         #expect(throws: RWKVError("v.txt", "line 1: expected \"<id> <python literal> <byte length>\"")) { try load("1 'a'\n") }
         #expect(throws: RWKVError("v.txt", "line 1: token is 1 bytes, the line says 2")) { try load("1 'a' 2\n") }
         #expect(throws: RWKVError("v.txt", "line 1: unescaped quote inside the literal")) { try load("1 'a'b' 3\n") }
+        #expect(throws: RWKVError("v.txt", "line 2: non-ASCII character in a bytes literal")) { try load("1 'a' 1\n2 b'é' 2\n") }
+        // Numbers read as Int(String) reads them: a sign or leading zeros are fine, overflow is not.
+        #expect(try load("+1 'a' 01\n00000000000000000002 'b' 1\n").tokens[2] == "b")
+        #expect(throws: RWKVError("v.txt", "line 1: expected \"<id> <python literal> <byte length>\"")) {
+            try load("1 'a' 99999999999999999999\n")
+        }
+        #expect(throws: RWKVError("v.txt", "line 3: token id 3 out of order (expected 2)")) { try load("1 'a' 1\n\n3 'b' 1\n") }
         #expect(throws: RWKVError("v.txt", "vocabulary has 3 tokens (with id 0) but the model's embedding has only 2 rows")) {
             try load("1 'a' 1\n2 'b' 1\n", rows: 2)
         }

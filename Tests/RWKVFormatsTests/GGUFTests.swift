@@ -57,6 +57,8 @@ struct GGUFBytes {
             .init("tokens", .array(.string, [.string("a"), .string("\\xff"), .string("")])),
             .init("types", .array(.int32, [.int32(1), .int32(3)])),
             .init("nested", .array(.array, [.array(.uint8, [.uint8(1)]), .array(.uint8, [])])),
+            .init("packed.tokens", .strings(GGUFStringList(["<s>", "é", ""]))),
+            .init("packed.types", .int32s([3, 1, -5])),
         ]
         let tensors = [
             TensorInfo(name: "t.f32", dtype: .f32, shape: [3, 5]),
@@ -71,11 +73,59 @@ struct GGUFBytes {
 
         let r = try GGUFReader(path: path)
         #expect(r.metadata == metadata + [GGUFKeyValue("general.alignment", .uint32(32))])
+        // The packed arrays read back as the plain arrays they stand for.
+        #expect(r.value("packed.tokens") == .array(.string, [.string("<s>"), .string("é"), .string("")]))
+        #expect(r.value("packed.types") == .array(.int32, [.int32(3), .int32(1), .int32(-5)]))
         #expect(r.tensors == tensors)
         for (t, d) in zip(tensors, data) { #expect(try r.data(t.name) == d) }
         #expect(r.dataStart % 32 == 0)
         #expect(r.tensorInfos.map(\.offset) == [0, 64, 96])   // 60 bytes -> 64, 14 -> 32
         #expect(r.tensorInfos[2].dimensions == [3, 1, 1, 2])
+    }
+
+    /// A packed array is written byte for byte as the array of `GGUFValue`s it stands for.
+    @Test func packedArraysEncodeAsPlainArrays() throws {
+        let dir = try TemporaryDirectory()
+        let strings = ["<s>", #"\n\n"#, "日本", "", String(repeating: "x", count: 300)]
+        let types: [Int32] = [3, 1, 1, 5, Int32.min]
+        func file(_ name: String, _ tokens: GGUFValue, _ tokenTypes: GGUFValue) throws -> [UInt8] {
+            let path = dir.path + "/" + name
+            let w = try GGUFWriter(path: path, metadata: [.init("general.architecture", .string("rwkv7")),
+                                                          .init("tokens", tokens), .init("types", tokenTypes)],
+                                   tensors: [TensorInfo(name: "t", dtype: .f32, shape: [1])])
+            try w.writeTensor([0, 0, 128, 63])
+            try w.finish()
+            return try InputFile(path).read(at: 0, count: InputFile(path).size)
+        }
+        let plain = try file("plain.gguf", .array(.string, strings.map(GGUFValue.string)), .array(.int32, types.map(GGUFValue.int32)))
+        let packed = try file("packed.gguf", .strings(GGUFStringList(strings)), .int32s(types))
+        #expect(packed == plain)
+    }
+
+    @Test func stringListBasics() {
+        var list = GGUFStringList(["ab", "", "é"])
+        #expect(list.count == 3 && Array(list) == ["ab", "", "é"] && list[2] == "é")
+        var expected = GGUFBytes()
+        for s in ["ab", "", "é"] { expected.str(s) }
+        #expect(list.encoded == expected.bytes)
+        // Written in place, shorter than the room given.
+        list.append(maxCount: 10) { out in out[0] = 0x78; out[1] = 0x79; return 2 }
+        #expect(list.last == "xy")
+        // Bytes that are not UTF-8 are repaired as String(decoding:as:) repairs them.
+        [0x61, 0xff, 0xc3].withUnsafeBufferPointer { list.append(utf8: $0) }
+        #expect(list.last == "a\u{FFFD}\u{FFFD}" && list.last == String(decoding: [0x61, 0xff, 0xc3], as: UTF8.self))
+        #expect(list.count == 5)
+
+        // Packed and plain arrays of the same items are equal, and summarised alike.
+        let plain = GGUFValue.array(.string, list.map(GGUFValue.string))
+        #expect(GGUFValue.strings(list) == plain && plain == .strings(list))
+        #expect(GGUFValue.strings(list) != .array(.string, [.string("ab")]))
+        #expect(GGUFValue.strings(list).summary(maxArrayItems: 2) == plain.summary(maxArrayItems: 2))
+        #expect(GGUFValue.strings(list).type == .array)
+        #expect(GGUFValue.int32s([1, 3]) == .array(.int32, [.int32(1), .int32(3)]))
+        #expect(GGUFValue.int32s([1, 3]) != .array(.uint32, [.uint32(1), .uint32(3)]))
+        #expect(GGUFValue.int32s([1, 3]) != .strings(GGUFStringList(["1", "3"])))
+        #expect(GGUFValue.int32s(Array(0..<20)).summary() == GGUFValue.array(.int32, (0..<20).map(GGUFValue.int32)).summary())
     }
 
     /// A string value reserved in the header and filled in after the tensors were written.
