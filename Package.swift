@@ -24,11 +24,12 @@ let package = Package(
         // it would let the compiler use AVX everywhere and crash on CPUs without it.
         .target(name: "CHalf", cSettings: [.unsafeFlags(["-O3"])]),
 
-        // SHA-256 compression (the source file's hash recorded in converted files): SHA
-        // extensions chosen at run time, portable C otherwise; -O3 keeps debug-built tests fast.
-        .target(name: "CSHA256", cSettings: [.unsafeFlags(["-O3"])]),
+        // Checksums: SHA-256 compression (the source file's hash recorded in converted files)
+        // and CRC-32 (every zip record read or written), SHA extensions / PCLMULQDQ chosen at run
+        // time, portable C otherwise; -O3 keeps debug-built tests fast.
+        .target(name: "CChecksums", cSettings: [.unsafeFlags(["-O3"])]),
 
-        .target(name: "RWKVFormats", dependencies: ["CZip", "CHalf", "CSHA256"]),
+        .target(name: "RWKVFormats", dependencies: ["CZip", "CHalf", "CChecksums"]),
         .target(name: "RWKVModel", dependencies: ["RWKVFormats", "COpenBLAS"]),
         .target(name: "RWKVConvert", dependencies: ["RWKVFormats", "RWKVModel"],
                 resources: [.copy("Resources/rwkv_vocab_v20230424.txt")]),

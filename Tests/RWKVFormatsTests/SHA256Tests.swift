@@ -1,5 +1,5 @@
 import Testing
-import CSHA256
+import CChecksums
 import RWKVFormats
 
 @Suite struct SHA256Tests {
