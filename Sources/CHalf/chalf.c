@@ -74,15 +74,23 @@ static size_t bf16_to_f16_f16c(const uint16_t *src, uint16_t *dst, size_t n, siz
 }
 #endif
 
-int chalf_has_f16c(void) {
 #ifdef CHALF_X86
-    static int cached = -1;  // threads may race to fill it, with the same value: relaxed atomics
-    int has = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+// A CPU feature, detected once. Threads may race to fill the cache, with the same value: relaxed
+// atomics.
+static int cached_feature(int *cache, int (*detect)(void)) {
+    int has = __atomic_load_n(cache, __ATOMIC_RELAXED);
     if (has < 0) {
-        has = detect_f16c();
-        __atomic_store_n(&cached, has, __ATOMIC_RELAXED);
+        has = detect();
+        __atomic_store_n(cache, has, __ATOMIC_RELAXED);
     }
     return has;
+}
+#endif
+
+int chalf_has_f16c(void) {
+#ifdef CHALF_X86
+    static int cache = -1;
+    return cached_feature(&cache, detect_f16c);
 #else
     return 0;
 #endif
@@ -90,13 +98,8 @@ int chalf_has_f16c(void) {
 
 int chalf_has_avx2(void) {
 #ifdef CHALF_X86
-    static int cached = -1;  // as in chalf_has_f16c
-    int has = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-    if (has < 0) {
-        has = detect_avx2();
-        __atomic_store_n(&cached, has, __ATOMIC_RELAXED);
-    }
-    return has;
+    static int cache = -1;
+    return cached_feature(&cache, detect_avx2);
 #else
     return 0;
 #endif
