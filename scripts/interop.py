@@ -81,30 +81,39 @@ def check_file(path, typ, source):
             if t.tensor_type != gguf.GGMLQuantizationType.F32:
                 problems.append(f"{t.name} is {t.tensor_type.name}, expected F32")
             continue
-        if t.tensor_type != QTYPE[typ]:
-            problems.append(f"{t.name} is {t.tensor_type.name}, expected {typ}")
+        # The 4- and 5-bit types leave the output matrix at q8_0 (as llama.cpp's quantizer keeps it
+        # at higher precision).
+        want = "q8_0" if t.name == "output.weight" and typ in ("q5_1", "q5_0", "q4_1", "q4_0") else typ
+        if t.tensor_type != QTYPE[want]:
+            problems.append(f"{t.name} is {t.tensor_type.name}, expected {want}")
             continue
         src = source[src_name].astype(np.float32)
-        expected = gguf.quants.quantize(src, QTYPE[typ]) if typ != "f16" else src.astype(np.float16)
+        expected = gguf.quants.quantize(src, QTYPE[want]) if want != "f16" else src.astype(np.float16)
         if expected.tobytes() != np.asarray(t.data).tobytes():
-            problems.append(f"{t.name}: bytes differ from gguf-py's {typ} encoding of the source")
+            problems.append(f"{t.name}: bytes differ from gguf-py's {want} encoding of the source")
     save_file(values, path + ".gguf-py.safetensors")
     return len(reader.tensors), problems
 
 
-def check_requantize(f16_path, q8_path):
-    """llama.cpp's own quantizer (what llama-quantize runs) accepts our f16 file, and its q8_0 of it
-    is byte-identical, tensor for tensor, to our direct q8_0 conversion."""
+# gguf-py LlamaFileType values of the quantized types.
+LLAMA_FTYPE = {"q8_0": 7, "q5_1": 9, "q5_0": 8, "q4_1": 3, "q4_0": 2}
+
+
+def check_requantize(f16_path, ours_path, typ):
+    """llama.cpp's own quantizer (what llama-quantize runs) accepts our f16 file, and its `typ` of it
+    is byte-identical, tensor for tensor, to our direct conversion to `typ` (its per-tensor type
+    choices included: for these models it keeps output.weight at q8_0 under the 4/5-bit types,
+    as we do)."""
     import ctypes
     import llama_cpp
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = 7            # LLAMA_FTYPE_MOSTLY_Q8_0
+    params.ftype = LLAMA_FTYPE[typ]
     params.nthread = 2
-    out = q8_path + ".llama-quantize"
+    out = ours_path + ".llama-quantize"
     if llama_cpp.llama_model_quantize(f16_path.encode(), out.encode(), ctypes.byref(params)) != 0:
         return ["llama_model_quantize refused the f16 file"]
     theirs = {t.name: t for t in gguf.GGUFReader(out).tensors}
-    problems = [t.name for t in gguf.GGUFReader(q8_path).tensors
+    problems = [t.name for t in gguf.GGUFReader(ours_path).tensors
                 if t.name not in theirs or theirs[t.name].tensor_type != t.tensor_type
                 or np.asarray(theirs[t.name].data).tobytes() != np.asarray(t.data).tobytes()]
     os.remove(out)
@@ -194,10 +203,11 @@ def main():
             row["ours"] = ours(path, fixture)
             failures += bool(problems) or not row["within_bound"]
             results.append(row)
-        requant = check_requantize(os.path.join(out_dir, f"{model}.f16.gguf"), os.path.join(out_dir, f"{model}.q8_0.gguf"))
-        print(f"{model}: llama.cpp's quantizer on our f16 file -> q8_0 "
-              + ("byte-identical to our q8_0 file" if not requant else "differs in " + ", ".join(requant[:5])))
-        failures += bool(requant)
+        for typ in LLAMA_FTYPE:
+            requant = check_requantize(os.path.join(out_dir, f"{model}.f16.gguf"), os.path.join(out_dir, f"{model}.{typ}.gguf"), typ)
+            print(f"{model}: llama.cpp's quantizer on our f16 file -> {typ} "
+                  + (f"byte-identical to our {typ} file" if not requant else "differs in " + ", ".join(requant[:5])))
+            failures += bool(requant)
     with open(os.path.join(out_dir, "interop.json"), "w") as f:
         json.dump(results, f, indent=1)
     print("| model | type | gguf-py: tensors read, bytes == gguf-py encoding | llama.cpp max abs dlogit (bound) | max KL | top-1 | rwkv-verify max abs dlogit | max KL | top-1 |")

@@ -51,23 +51,43 @@ public struct ConversionPlan: Sendable {
     public let outputType: OutputType
     public let tensors: [PlannedTensor]
 
-    /// - Parameter keepF32: patterns on GGUF names (a glob when it holds * ? or [, else a
-    ///   substring) whose tensors stay F32.
-    public init(config: RWKVConfig, type: OutputType, keepF32: [String] = []) {
+    /// The GGUF name of the output matrix (the head), which 4- and 5-bit types leave at q8_0.
+    public static let outputTensorName = "output.weight"
+
+    /// - Parameters:
+    ///   - keepF32: patterns on GGUF names (a glob when it holds * ? or [, else a substring)
+    ///     whose tensors stay F32.
+    ///   - outputTensorType: the output matrix's type (`--output-tensor-type`). By default it
+    ///     is q8_0 when `type` has 4 or 5 bits: the head turns the last hidden state into every
+    ///     logit, so its errors reach the output directly, and llama.cpp's quantizer keeps it at
+    ///     higher precision too (q6_K there, or q8_0 when rows are not whole 256-value blocks; we
+    ///     have no k-quants yet). Other types apply to it as to every large matrix.
+    public init(config: RWKVConfig, type: OutputType, keepF32: [String] = [], outputTensorType: OutputType? = nil) {
         self.config = config
         self.outputType = type
         self.tensors = GGUFLayout.tensors(for: config).map { layout in
             guard layout.isLargeMatrix else { return PlannedTensor(layout: layout, dtype: .f32, note: nil) }
-            if let p = keepF32.first(where: { Self.matches(layout.name, pattern: $0) }), type != .f32 {
+            var wanted = type
+            var note: String?
+            if layout.name == Self.outputTensorName {
+                if let outputTensorType {
+                    wanted = outputTensorType
+                    if wanted != type { note = "\(wanted.rawValue) (--output-tensor-type)" }
+                } else if [.q5_1, .q5_0, .q4_1, .q4_0].contains(type) {
+                    wanted = .q8_0
+                    note = "q8_0: the output matrix stays at 8 bits, as llama.cpp's quantizer keeps it (--output-tensor-type to choose)"
+                }
+            }
+            if let p = keepF32.first(where: { Self.matches(layout.name, pattern: $0) }), wanted != .f32 {
                 return PlannedTensor(layout: layout, dtype: .f32, note: "kept F32 (--keep-f32 \(p))")
             }
             let rowLength = layout.shape.last ?? 0
-            if type.dtype.isQuantized, rowLength % type.dtype.blockSize != 0 {
+            if wanted.dtype.isQuantized, rowLength % wanted.dtype.blockSize != 0 {
                 // llama.cpp's tensor_type_fallback: a 32-block type that does not fit becomes F16.
                 return PlannedTensor(layout: layout, dtype: .f16,
-                                     note: "F16: row length \(rowLength) is not a multiple of \(type.dtype.blockSize), which \(type.rawValue) needs")
+                                     note: "F16: row length \(rowLength) is not a multiple of \(wanted.dtype.blockSize), which \(wanted.rawValue) needs")
             }
-            return PlannedTensor(layout: layout, dtype: type.dtype, note: nil)
+            return PlannedTensor(layout: layout, dtype: wanted.dtype, note: note)
         }
     }
 
@@ -84,6 +104,11 @@ public struct ConversionPlan: Sendable {
     }
 
     public var isQuantized: Bool { tensors.contains { $0.dtype.isQuantized } }
+
+    /// The stored type of the tensor made from source tensor `name` (BlinkDL name), if any.
+    public func storedType(ofSource name: String) -> DType? {
+        tensors.first { $0.layout.sources == [name] }?.dtype
+    }
 
     /// Every source tensor the plan reads, with the shape it must have.
     public var sourceShapes: [String: [Int]] {

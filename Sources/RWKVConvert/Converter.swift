@@ -10,6 +10,8 @@ public struct ConversionOptions: Sendable {
     public var vocabularyPath: String?
     public var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     public var keepF32: [String] = []
+    /// The output matrix's type; nil: q8_0 for 4- and 5-bit types, else `type` (ConversionPlan).
+    public var outputTensorType: OutputType?
     /// `general.name`; nil uses the input's file name without its extension.
     public var name: String?
     /// The input format the command is for (pth-to-native: torch zip, safetensors-to-native:
@@ -97,7 +99,8 @@ public enum Converter {
         // everything else.
         let hashing = BackgroundHash(path: input)
         let config = try RWKVConfig.detect(source)
-        let plan = ConversionPlan(config: config, type: options.type, keepF32: options.keepF32)
+        let plan = ConversionPlan(config: config, type: options.type, keepF32: options.keepF32,
+                                  outputTensorType: options.outputTensorType)
         for (name, _) in plan.sourceShapes.sorted(by: { $0.key < $1.key }) {
             guard let t = source.info(name) else { throw RWKVError(input, "missing tensor \(name)") }
             guard t.dtype.isFloatingPoint, !t.dtype.isQuantized else {

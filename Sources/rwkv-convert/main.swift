@@ -47,6 +47,10 @@ struct ConversionArguments: ParsableArguments {
     @Option(help: "Threads for encoding (the default is the number of cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
+    @Option(name: .customLong("output-tensor-type"),
+            help: "Type of the output matrix (the head). Default: q8_0 for the 4- and 5-bit types, as llama.cpp's quantizer keeps it at higher precision; --type otherwise.")
+    var outputTensorType: OutputType?
+
     @Option(name: .customLong("keep-f32"), help: "Keep matching GGUF tensors in F32 (a glob, or a substring of the name). Repeatable.")
     var keepF32: [String] = []
 
@@ -70,6 +74,7 @@ struct ConversionArguments: ParsableArguments {
             options.vocabularyPath = vocab
             options.threads = threads
             options.keepF32 = keepF32
+            options.outputTensorType = outputTensorType
             options.name = name
             options.expectedFormat = format
             options.sync = sync

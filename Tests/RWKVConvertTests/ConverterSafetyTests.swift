@@ -157,6 +157,32 @@ import RWKVModel
         #expect(q.notes.allSatisfy { $0.note == "F16: row length 336 is not a multiple of 32, which q8_0 needs" })
         #expect(q.isQuantized)
     }
+
+    /// The output matrix stays at q8_0 under the 4- and 5-bit types (llama.cpp's quantizer keeps
+    /// it at higher precision too), follows --type otherwise, and --output-tensor-type and
+    /// --keep-f32 override both.
+    @Test func outputTensorType() throws {
+        let c = try RWKVConfig.detect(try ModelFile.open(ConversionFiles.fixture("rwkv7-tiny.safetensors")))
+        func types(_ type: OutputType, output: OutputType? = nil, keepF32: [String] = []) -> (head: DType?, key: DType?, notes: [String]) {
+            let plan = ConversionPlan(config: c, type: type, keepF32: keepF32, outputTensorType: output)
+            let byName = Dictionary(uniqueKeysWithValues: plan.tensors.map { ($0.layout.name, $0.dtype) })
+            return (byName["output.weight"], byName["blk.0.time_mix_key.weight"], plan.notes.map { "\($0.name): \($0.note)" })
+        }
+        for type in [OutputType.q5_1, .q5_0, .q4_1, .q4_0] {
+            let t = types(type)
+            #expect(t.head == .q8_0 && t.key == type.dtype, "\(type)")
+            #expect(t.notes == ["output.weight: q8_0: the output matrix stays at 8 bits, as llama.cpp's quantizer keeps it (--output-tensor-type to choose)"])
+        }
+        for type in [OutputType.f32, .f16, .bf16, .q8_0] {
+            let t = types(type)
+            #expect(t.head == type.dtype && t.key == type.dtype && t.notes.isEmpty, "\(type)")
+        }
+        let chosen = types(.q4_0, output: .q4_0)
+        #expect(chosen.head == .q4_0 && chosen.notes.isEmpty)
+        let f16Head = types(.q4_1, output: .f16)
+        #expect(f16Head.head == .f16 && f16Head.notes == ["output.weight: f16 (--output-tensor-type)"])
+        #expect(types(.q4_0, keepF32: ["output"]).head == .f32)
+    }
 }
 
 /// A checkpoint whose reads start failing after `failAfter` tensors.
