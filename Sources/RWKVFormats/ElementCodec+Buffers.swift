@@ -55,7 +55,7 @@ extension ElementCodec {
 
     /// Whether `transcodeChunk` has a direct path from `source` to `target` (no f32 in between).
     public static func canTranscode(from source: DType, to target: DType) -> Bool {
-        source == .bf16 && (target == .f16 || target == .q8_0)
+        (source == target && [.f32, .f16, .bf16].contains(source)) || (source == .bf16 && (target == .f16 || target == .q8_0))
     }
 
     /// Converts `src` (values of `source`) straight into `dst` as `target`, the same bytes as
@@ -66,6 +66,11 @@ extension ElementCodec {
         let count = src.count / source.blockBytes
         precondition(canTranscode(from: source, to: target) && target.byteCount(elements: count) == dst.count,
                      "transcodeChunk: \(source) -> \(target) is not a direct path for these sizes")   // callers check first
+        if source == target {
+            // The same type: the bytes as they are (a pass through f32 could only change NaN payloads).
+            dst.copyMemory(from: src)
+            return 0
+        }
         guard let s = src.baseAddress?.assumingMemoryBound(to: UInt16.self), let d = dst.baseAddress else { return 0 }
         if target == .f16 {
             return chalf_bf16_to_f16(s, d.assumingMemoryBound(to: UInt16.self), count)

@@ -138,6 +138,27 @@ import Testing
         #expect(overflow == expectedOverflow && expectedOverflow > 3)
     }
 
+    /// A tensor kept in its own type is copied as it is: every bf16 and f16 bit pattern (NaN
+    /// payloads included), and f32 values, come out unchanged with no overflow; for everything but
+    /// NaNs that is also what widening and narrowing again gives.
+    @Test(arguments: [DType.bf16, .f16, .f32])
+    func sameTypeIsCopied(type: DType) throws {
+        let src: [UInt8] = type == .f32
+            ? [Float(1.5), -0.0, .infinity, 3e38, 1e-40, .pi].flatMap { v in withUnsafeBytes(of: v.bitPattern.littleEndian, Array.init) }
+            : (0...UInt16.max).flatMap { [UInt8($0 & 0xff), UInt8($0 >> 8)] }
+        #expect(ElementCodec.canTranscode(from: type, to: type))
+        var out = [UInt8](repeating: 0, count: src.count)
+        let overflow = src.withUnsafeBytes { s in out.withUnsafeMutableBytes { ElementCodec.transcodeChunk(s, from: type, into: $0, as: type) } }
+        #expect(out == src && overflow == 0)
+        let count = src.count / type.blockBytes
+        var ignored = 0
+        let through = try ElementCodec.encode(try ElementCodec.decode(src, as: type, count: count, context: "test"), as: type, overflowCount: &ignored)
+        let values = try ElementCodec.decode(src, as: type, count: count, context: "test")
+        for i in 0..<count where !values[i].isNaN {
+            #expect(through[i * type.blockBytes..<(i + 1) * type.blockBytes] == out[i * type.blockBytes..<(i + 1) * type.blockBytes], "value \(i)")
+        }
+    }
+
     @Test func bf16ToF16NarrowingCountsOverflows() throws {
         // bf16 keeps f32's range: 1e5 and 3e38 fit in bf16 but not in f16.
         let wide: [Float] = [1e5, 70016, 1, -65280, 3e38, .infinity, -1e-8, 0]
