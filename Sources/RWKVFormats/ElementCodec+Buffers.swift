@@ -55,7 +55,9 @@ extension ElementCodec {
 
     /// Whether `transcodeChunk` has a direct path from `source` to `target` (no f32 in between).
     public static func canTranscode(from source: DType, to target: DType) -> Bool {
-        (source == target && [.f32, .f16, .bf16].contains(source)) || (source == .bf16 && (target == .f16 || target == .q8_0))
+        let floats: [DType] = [.f32, .f16, .bf16]
+        return (source == target || target == .f32) && floats.contains(source)
+            || source == .bf16 && (target == .f16 || target == .q8_0)
     }
 
     /// Converts `src` (values of `source`) straight into `dst` as `target`, the same bytes as
@@ -69,6 +71,10 @@ extension ElementCodec {
         if source == target {
             // The same type: the bytes as they are (a pass through f32 could only change NaN payloads).
             dst.copyMemory(from: src)
+            return 0
+        }
+        if target == .f32 {   // widening is exact: decoded straight into the output
+            decodeChunk(src, as: source, into: dst.bindMemory(to: Float.self))
             return 0
         }
         guard let s = src.baseAddress?.assumingMemoryBound(to: UInt16.self), let d = dst.baseAddress else { return 0 }

@@ -159,6 +159,18 @@ import Testing
         }
     }
 
+    /// Widening to f32 straight into the output gives `decode`'s floats, bit for bit, for every
+    /// bf16 and f16 pattern.
+    @Test(arguments: [DType.bf16, .f16])
+    func wideningIsDecoding(type: DType) throws {
+        let src = (0...UInt16.max).flatMap { [UInt8($0 & 0xff), UInt8($0 >> 8)] }
+        #expect(ElementCodec.canTranscode(from: type, to: .f32))
+        var out = [UInt8](repeating: 0, count: src.count * 2)
+        let overflow = src.withUnsafeBytes { s in out.withUnsafeMutableBytes { ElementCodec.transcodeChunk(s, from: type, into: $0, as: .f32) } }
+        let decoded = try ElementCodec.decode(src, as: type, count: 65536, context: "test")
+        #expect(out == decoded.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) } && overflow == 0)
+    }
+
     @Test func bf16ToF16NarrowingCountsOverflows() throws {
         // bf16 keeps f32's range: 1e5 and 3e38 fit in bf16 but not in f16.
         let wide: [Float] = [1e5, 70016, 1, -65280, 3e38, .infinity, -1e-8, 0]
