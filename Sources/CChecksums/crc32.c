@@ -1,11 +1,12 @@
 #include "ccrc32.h"
+#include <pthread.h>
 
 // Reading a .pth checks the CRC-32 of every byte of every tensor record; zlib's crc32 (3 GB/s
 // here) took a third as long as the whole rest of a conversion's work on the reading thread.
 
-// tables[k][b]: the CRC of byte b followed by k zero bytes.
+// tables[k][b]: the CRC of byte b followed by k zero bytes, made once on first use.
 static uint32_t tables[8][256];
-static int tables_ready = 0;   // a benign race: every thread computes the same tables
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
 
 static void make_tables(void) {
     for (uint32_t b = 0; b < 256; b++) {
@@ -15,12 +16,11 @@ static void make_tables(void) {
     }
     for (int k = 1; k < 8; k++)
         for (int b = 0; b < 256; b++) tables[k][b] = tables[0][tables[k - 1][b] & 0xff] ^ (tables[k - 1][b] >> 8);
-    __atomic_store_n(&tables_ready, 1, __ATOMIC_RELEASE);
 }
 
 // Slicing-by-8 on the raw (not inverted) register.
 static uint32_t crc_tables(uint32_t c, const uint8_t *p, size_t n) {
-    if (!__atomic_load_n(&tables_ready, __ATOMIC_ACQUIRE)) make_tables();
+    pthread_once(&tables_once, make_tables);
     for (; n >= 8; n -= 8, p += 8) {
         uint32_t lo = ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24) ^ c;
         c = tables[7][lo & 0xff] ^ tables[6][(lo >> 8) & 0xff] ^ tables[5][(lo >> 16) & 0xff] ^ tables[4][lo >> 24]
@@ -35,6 +35,7 @@ uint32_t ccrc32_update_portable(uint32_t crc, const uint8_t *data, size_t count)
 }
 
 #if defined(__x86_64__)
+#include "cached_feature.h"
 #include <cpuid.h>
 #include <immintrin.h>
 
@@ -83,11 +84,9 @@ static uint32_t crc_pclmul(uint32_t c, const uint8_t *p, size_t n) {
     return (uint32_t)_mm_extract_epi32(_mm_xor_si128(x1, t), 1);
 }
 
-static int pclmul_state = -1;   // -1 unknown, 0 tables, 1 PCLMULQDQ (a benign race: same result)
-
 int ccrc32_has_pclmul(void) {
-    if (pclmul_state < 0) pclmul_state = detect_pclmul();
-    return pclmul_state;
+    static int cache = -1;   // 0 tables, 1 PCLMULQDQ
+    return cached_feature(&cache, detect_pclmul);
 }
 
 uint32_t ccrc32_update(uint32_t crc, const uint8_t *data, size_t count) {

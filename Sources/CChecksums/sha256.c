@@ -42,6 +42,7 @@ void csha256_compress_portable(uint32_t state[8], const uint8_t *data, size_t bl
 }
 
 #if defined(__x86_64__)
+#include "cached_feature.h"
 #include <cpuid.h>
 #include <immintrin.h>
 
@@ -104,11 +105,9 @@ static void compress_sha(uint32_t state[8], const uint8_t *data, size_t blocks) 
     _mm_storeu_si128((__m128i *)&state[4], _mm_alignr_epi8(dchg, feba, 8));
 }
 
-static int sha_state = -1;   // -1 unknown, 0 portable, 1 SHA extensions (a benign race: same result)
-
 int csha256_has_sha_extensions(void) {
-    if (sha_state < 0) sha_state = detect_sha();
-    return sha_state;
+    static int cache = -1;   // 0 portable, 1 SHA extensions
+    return cached_feature(&cache, detect_sha);
 }
 
 void csha256_compress(uint32_t state[8], const uint8_t *data, size_t blocks) {

@@ -105,11 +105,6 @@ public struct ConversionPlan: Sendable {
 
     public var isQuantized: Bool { tensors.contains { $0.dtype.isQuantized } }
 
-    /// The stored type of the tensor made from source tensor `name` (BlinkDL name), if any.
-    public func storedType(ofSource name: String) -> DType? {
-        tensors.first { $0.layout.sources == [name] }?.dtype
-    }
-
     /// Every source tensor the plan reads, with the shape it must have.
     public var sourceShapes: [String: [Int]] {
         var out: [String: [Int]] = [:]

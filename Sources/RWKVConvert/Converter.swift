@@ -9,6 +9,8 @@ public struct ConversionOptions: Sendable {
     /// models and 256 byte tokens otherwise.
     public var vocabularyPath: String?
     public var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    /// The most encoding threads used (each keeps a chunk of scratch): far beyond any core count.
+    public static let maxThreads = 1024
     public var keepF32: [String] = []
     /// The output matrix's type; nil: q8_0 for 4- and 5-bit types, else `type` (ConversionPlan).
     public var outputTensorType: OutputType?
@@ -64,7 +66,7 @@ public struct ConversionReport: Codable, Sendable {
         var lines = [
             "\(input) -> \(output)",
             "model:      \(architecture), \(inputFormat) input, sha256 \(sourceSHA256)",
-            "type:       \(type) (\(tensors.filter { $0.type == type }.count) of \(tensors.count) tensors; the rest stay F32 as llama.cpp expects)",
+            "type:       \(type) (\(tensors.filter { $0.type == type }.count) of \(tensors.count) tensors; the rest F32 as llama.cpp expects, or as noted)",
             "vocabulary: \(vocabulary)",
             "written:    \(formatBytes(fileBytes)) in \(String(format: "%.2f", seconds)) s",
         ]
@@ -76,10 +78,10 @@ public struct ConversionReport: Codable, Sendable {
     }
 }
 
-/// Converts an RWKV-6/7 checkpoint into a GGUF file llama.cpp runs, streaming one tensor at a
-/// time: read it, transform it, encode it on all cores, write it (on a background thread, while
-/// the next one is read). Memory stays near twice the largest tensor (its source bytes plus its
-/// encoded bytes) whatever the file size.
+/// Converts an RWKV-6/7 checkpoint into a GGUF file llama.cpp runs. The large matrices stream
+/// through in pieces (`ConversionOptions.pieceElements`): read a piece, encode it on all cores,
+/// append it on a writer thread while the next piece is read. Only the small transformed tensors
+/// are built whole. Memory stays a few pieces plus the largest small tensor, whatever the file.
 public enum Converter {
     public static func convert(input: String, output: String, options: ConversionOptions = ConversionOptions()) throws -> ConversionReport {
         let started = Date()
@@ -165,7 +167,8 @@ public enum Converter {
                         inPiecesOf pieceElements: Int, into pipeline: WritePipeline) throws -> Int {
         precondition(pieceElements > 0 && pieceElements % 32 == 0, "pieces must hold whole blocks")   // caller's contract
         let layout = t.layout
-        if layout.transform == .reshape, layout.sources.count == 1, let info = source.info(layout.sources[0]) {
+        // (An empty tensor takes the other path: no piece would ever complete it in the writer.)
+        if layout.transform == .reshape, layout.sources.count == 1, layout.elementCount > 0, let info = source.info(layout.sources[0]) {
             var overflow = 0
             try source.read(layout.sources[0], inPiecesOf: pieceElements * info.dtype.blockBytes, using: buffer) { piece in
                 let encoder = try pipeline.freeEncoder()
@@ -242,19 +245,20 @@ final class WritePipeline: @unchecked Sendable {
     }
 }
 
-/// Encodes values in pieces of whole blocks on several threads, into an output buffer kept from
+/// Encodes values in chunks of whole blocks on several threads, into an output buffer kept from
 /// one call to the next (so it is not mapped and faulted in afresh each time).
 final class ParallelEncoder {
     let threads: Int
-    /// Elements per piece: a multiple of every block size, small enough to stay in cache.
-    static let pieceElements = 1 << 15
+    /// Elements per chunk, the unit of work of one thread: a multiple of every block size, small
+    /// enough to stay in cache.
+    static let chunkElements = 1 << 15
     private var buffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
-    /// One piece of float scratch per worker, allocated once.
+    /// One chunk of float scratch per worker, allocated once.
     private let scratch: [UnsafeMutableBufferPointer<Float>]
 
     init(threads: Int) {
-        self.threads = threads
-        scratch = (0..<max(1, threads)).map { _ in .allocate(capacity: Self.pieceElements) }
+        self.threads = min(max(1, threads), ConversionOptions.maxThreads)
+        scratch = (0..<self.threads).map { _ in .allocate(capacity: Self.chunkElements) }
     }
 
     deinit {
@@ -268,59 +272,59 @@ final class ParallelEncoder {
         let stride = sourceType.blockBytes
         let count = source.count / stride
         if ElementCodec.canTranscode(from: sourceType, to: dtype) {
-            return encodePieces(count: count, as: dtype) { range, dst, _ in
+            return encodeChunks(count: count, as: dtype) { range, dst, _ in
                 ElementCodec.transcodeChunk(UnsafeRawBufferPointer(rebasing: source[range.lowerBound * stride..<range.upperBound * stride]),
                                             from: sourceType, into: dst, as: dtype)
             }
         }
         return encode(count: count, as: dtype) { range, scratch in
-            let piece = UnsafeMutableBufferPointer(rebasing: scratch[0..<range.count])
+            let chunk = UnsafeMutableBufferPointer(rebasing: scratch[0..<range.count])
             ElementCodec.decodeChunk(UnsafeRawBufferPointer(rebasing: source[range.lowerBound * stride..<range.upperBound * stride]),
-                                     as: sourceType, into: piece)
-            return UnsafeBufferPointer(piece)
+                                     as: sourceType, into: chunk)
+            return UnsafeBufferPointer(chunk)
         }
     }
 
     /// `values(range, scratch)` gives the values of `range`, either in `scratch` (room for one
-    /// piece, owned by the calling thread) or from wherever they already are. Returns the encoded
+    /// chunk, owned by the calling thread) or from wherever they already are. Returns the encoded
     /// bytes (valid until the next call) and how many values overflowed to infinity.
     func encode(count: Int, as dtype: DType,
                 values: (Range<Int>, UnsafeMutableBufferPointer<Float>) -> UnsafeBufferPointer<Float>) -> (UnsafeRawBufferPointer, Int) {
         withoutActuallyEscaping(values) { values in
-            encodePieces(count: count, as: dtype) { range, dst, scratch in
+            encodeChunks(count: count, as: dtype) { range, dst, scratch in
                 ElementCodec.encodeChunk(values(range, scratch), as: dtype, into: dst)
             }
         }
     }
 
-    /// The loop under `encode`: `piece(range, bytes, scratch)` writes the encoded `bytes` of the
+    /// The loop under `encode`: `chunk(range, bytes, scratch)` writes the encoded `bytes` of the
     /// values in `range` (using `scratch` as it likes) and returns how many overflowed.
-    func encodePieces(count: Int, as dtype: DType,
-                      piece encodePiece: (Range<Int>, UnsafeMutableRawBufferPointer, UnsafeMutableBufferPointer<Float>) -> Int)
+    func encodeChunks(count: Int, as dtype: DType,
+                      chunk encodeChunk: (Range<Int>, UnsafeMutableRawBufferPointer, UnsafeMutableBufferPointer<Float>) -> Int)
         -> (UnsafeRawBufferPointer, Int) {
         let size = dtype.byteCount(elements: count) ?? 0
         if buffer.count < size {
             buffer.deallocate()
             buffer = .allocate(byteCount: size, alignment: 64)
         }
-        let pieces = (count + Self.pieceElements - 1) / Self.pieceElements
-        let workers = max(1, min(threads, pieces))
+        let chunks = (count + Self.chunkElements - 1) / Self.chunkElements
+        let workers = max(1, min(threads, chunks))
         var overflow = [Int](repeating: 0, count: workers)
-        withoutActuallyEscaping(encodePiece) { encodePiece in
+        withoutActuallyEscaping(encodeChunk) { encodeChunk in
             overflow.withUnsafeMutableBufferPointer { counts in
                 let outBase = buffer.baseAddress
                 let countsBase = counts.baseAddress!
-                // Each worker takes every `workers`-th piece; pieces write disjoint bytes.
+                // Each worker takes every `workers`-th chunk; chunks write disjoint bytes.
                 let scratch = self.scratch
                 let work = UnsafeSendable { (worker: Int) in
-                    var piece = worker
-                    while piece < pieces {
-                        let range = piece * Self.pieceElements..<min(count, (piece + 1) * Self.pieceElements)
+                    var chunk = worker
+                    while chunk < chunks {
+                        let range = chunk * Self.chunkElements..<min(count, (chunk + 1) * Self.chunkElements)
                         let byteStart = range.lowerBound / dtype.blockSize * dtype.blockBytes
                         let byteCount = range.count / dtype.blockSize * dtype.blockBytes
                         let dst = UnsafeMutableRawBufferPointer(start: outBase.map { $0 + byteStart }, count: byteCount)
-                        countsBase[worker] += encodePiece(range, dst, scratch[worker])
-                        piece += workers
+                        countsBase[worker] += encodeChunk(range, dst, scratch[worker])
+                        chunk += workers
                     }
                 }
                 if workers == 1 {

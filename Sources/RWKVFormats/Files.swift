@@ -136,10 +136,13 @@ public final class AtomicOutputFile {
     public func commit() throws {
         guard !committed else { return }
         guard !abandoned else { throw RWKVError(path, "output was abandoned; nothing to finish") }
-        guard !durable || fsync(fd) == 0, close(fd) == 0 else {
-            throw RWKVError(path, "cannot finish writing: \(String(cString: strerror(errno)))")
+        let written = fd
+        fd = -1   // closed below whatever happens: a failed close must not be retried (the number may be reused)
+        let flushed = !durable || fsync(written) == 0
+        let flushError = errno
+        guard close(written) == 0, flushed else {
+            throw RWKVError(path, "cannot finish writing: \(String(cString: strerror(flushed ? errno : flushError)))")
         }
-        fd = -1
         guard rename(temporaryPath, path) == 0 else {
             let reason = String(cString: strerror(errno))
             unlink(temporaryPath)

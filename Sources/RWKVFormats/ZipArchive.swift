@@ -6,8 +6,10 @@ import CZip
 /// record's data through its local header.
 /// What we do ourselves: refuse compressed and encrypted records before reading them, cap every
 /// record's size by the file's size (so no allocation exceeds the file), and always read a record
-/// from its first byte to its last, even when only a part is wanted, checking its CRC-32 against
-/// the central directory at the end (see `RecordStream`).
+/// from its first byte to its last the first time any part of it is wanted, checking its CRC-32
+/// against the central directory at the end (see `RecordStream`); later reads of a checked record
+/// read only what they need, so a file whose hundreds of tensors are views of one large storage
+/// costs one pass over it, not one per tensor.
 /// We open without ZIP_CHECKCONS: like torch's own reader (miniz) we trust the central directory,
 /// so a local header that disagrees with it in a harmless way (a tool that patched a record and
 /// wrote its CRC into the local header too) is accepted where torch accepts it.
@@ -29,6 +31,11 @@ final class ZipArchive {
     let path: String
     let records: [Record]
     private let handle: OpaquePointer
+    /// Records whose CRC-32 has been checked (indices). Callers serialise reads (libzip handles
+    /// are not thread-safe), so this needs no lock of its own.
+    private var checked = Set<UInt64>()
+    /// Record bytes read so far, for tests.
+    private(set) var bytesRead = 0
 
     init(path: String) throws {
         self.path = path
@@ -95,9 +102,13 @@ final class ZipArchive {
         guard range.lowerBound >= 0, range.upperBound <= record.size else {
             throw RWKVError(path, "bytes \(range) lie outside record \(record.name) (\(record.size) bytes)")
         }
-        var stream = RecordStream(archive: self, record: record)
-        defer { stream.close() }
-        var scratch = [UInt8](repeating: 0, count: min(1 << 20, max(record.size - range.count, 1)))
+        let whole = !checked.contains(record.index)
+        var stream = RecordStream(archive: self, record: record, from: whole ? 0 : range.lowerBound)
+        defer {
+            bytesRead += stream.position - (whole ? 0 : range.lowerBound)
+            stream.close()
+        }
+        var scratch = [UInt8](repeating: 0, count: whole ? min(1 << 20, max(record.size - range.count, 1)) : 0)
         try scratch.withUnsafeMutableBytes { s in
             while stream.position < range.lowerBound {
                 try stream.fill(s.baseAddress!, min(s.count, range.lowerBound - stream.position))
@@ -110,30 +121,36 @@ final class ZipArchive {
                 try body(UnsafeRawBufferPointer(start: base, count: count))
             }
         }
+        guard whole else { return }
         try scratch.withUnsafeMutableBytes { s in
             while stream.position < record.size {
                 try stream.fill(s.baseAddress!, min(s.count, record.size - stream.position))
             }
         }
         guard stream.crc.value == record.crc else { throw RWKVError(path, "record \(record.name) is corrupt: CRC-32 mismatch") }
+        checked.insert(record.index)
     }
 
-    /// A stored record's bytes in order, with their CRC-32. libzip checks a record's CRC-32 only
-    /// when it reads the record whole, with zlib's crc32; we read it as two windows (all but the
-    /// last byte, then the last byte), which libzip reads unchecked, and check it ourselves with
-    /// `CRC32` (PCLMULQDQ, about 3x zlib's speed: on a .pth this was a third of the reading
-    /// thread's work). Should libzip check windows too one day, it only costs time.
+    /// A stored record's bytes in order from `start`, with their CRC-32 (from byte 0). libzip
+    /// checks a record's CRC-32 only when it reads the record whole, with zlib's crc32; we read
+    /// it as two windows (all but the last byte, then the last byte), which libzip reads
+    /// unchecked, and check it ourselves with `CRC32` (PCLMULQDQ, about 3x zlib's speed: on a
+    /// .pth this was a third of the reading thread's work). A 1-byte record is one window, the
+    /// whole record, which libzip would check only on a read past its end (we never make one).
+    /// Should libzip check windows too one day, it only costs time.
     private struct RecordStream {
         let archive: ZipArchive
         let record: Record
         private(set) var position = 0
         private(set) var crc = CRC32()
         private var source: OpaquePointer?
-        private var windowEnd = 0
+        private var windowEnd: Int
 
-        init(archive: ZipArchive, record: Record) {
+        init(archive: ZipArchive, record: Record, from start: Int) {
             self.archive = archive
             self.record = record
+            position = start
+            windowEnd = start
         }
 
         /// Reads exactly `count` bytes into `buffer`, failing on a short read or a libzip error.

@@ -64,7 +64,9 @@ struct ConversionArguments: ParsableArguments {
     var json = false
 
     func validate() throws {
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard (1...ConversionOptions.maxThreads).contains(threads) else {
+            throw ValidationError("--threads must be between 1 and \(ConversionOptions.maxThreads)")
+        }
     }
 
     func convert(_ input: String, expecting format: ModelFormat) throws {

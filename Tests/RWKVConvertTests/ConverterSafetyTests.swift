@@ -82,6 +82,27 @@ import RWKVModel
         #expect(dir.files == ["corrupt.pth"])
     }
 
+    /// A large matrix with no elements (an FFN of width 0: detection accepts it) converts, with
+    /// its empty tensors in place, rather than leaving the writer waiting for a piece that never
+    /// comes.
+    @Test func emptyMatricesConvert() throws {
+        let dir = try ConversionFiles.ScratchDirectory()
+        let good = try SafetensorsReader(path: ConversionFiles.fixture("rwkv7-tiny.safetensors"))
+        let input = dir.path + "/no-ffn.safetensors"
+        let infos = good.tensors.map { t -> TensorInfo in
+            if t.name.hasSuffix("ffn.key.weight") { return TensorInfo(name: t.name, dtype: t.dtype, shape: [0, t.shape[1]]) }
+            if t.name.hasSuffix("ffn.value.weight") { return TensorInfo(name: t.name, dtype: t.dtype, shape: [t.shape[0], 0]) }
+            return t
+        }
+        try SafetensorsWriter.write(to: input, tensors: infos) { t in t.elementCount == 0 ? [] : try good.data(t.name) }
+        for type in [OutputType.f16, .q8_0] {
+            let report = try ConversionFiles.convert(input, to: dir.path + "/\(type).gguf", type: type)
+            let gguf = try GGUFReader(path: dir.path + "/\(type).gguf")
+            #expect(gguf.tensorInfos.first { $0.name == "blk.0.channel_mix_key.weight" }?.byteCount == 0)
+            #expect(report.tensors.count == gguf.tensorInfos.count)
+        }
+    }
+
     /// The writer abandoned mid-way (as when a tensor read fails) removes its temporary file.
     @Test func abandonedWriterLeavesNothing() throws {
         let dir = try ConversionFiles.ScratchDirectory()

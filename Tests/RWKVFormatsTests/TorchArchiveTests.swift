@@ -236,6 +236,38 @@ struct FixtureManifest {
         expectError(pickle, "record m/data.pkl is corrupt: CRC-32 mismatch")
     }
 
+    /// A record is read whole (and its CRC-32 checked) the first time any part of it is wanted;
+    /// after that only the part asked for is read. A record that failed its check is read whole
+    /// (and fails) again. Records of 0, 1 and 2 bytes, whose windows are edge cases, read too.
+    @Test func checkedRecordsAreReadOnce() throws {
+        let data = (0..<100).map { UInt8($0) }
+        let path = try zip("once.pth", [("m/data/0", data), ("m/data/1", []), ("m/data/2", [7]), ("m/data/3", [8, 9])])
+        let archive = try ZipArchive(path: path)
+        let record = try #require(archive.records.first { $0.name == "m/data/0" })
+        #expect(try archive.read(record, range: 10..<20) == Array(data[10..<20]))
+        #expect(archive.bytesRead == 100)
+        #expect(try archive.read(record, range: 90..<100) == Array(data[90..<100]))
+        #expect(try archive.read(record, range: 0..<5) == Array(data[0..<5]))
+        #expect(archive.bytesRead == 115)
+        for (name, bytes) in [("m/data/1", [UInt8]()), ("m/data/2", [7]), ("m/data/3", [8, 9])] {
+            let r = try #require(archive.records.first { $0.name == name })
+            #expect(try archive.read(r, range: 0..<bytes.count) == bytes, "\(name)")
+            #expect(try archive.read(r, range: bytes.count / 2..<bytes.count) == Array(bytes[(bytes.count / 2)...]), "\(name)")
+        }
+
+        let corrupt = try zip("corrupt-once.pth", [("m/data/0", data)])
+        try patch(corrupt) { b in
+            let e = try #require(zipEntries(b).first { $0.name == "m/data/0" })
+            b[e.local + 30 + 8 + 99] ^= 1   // the record's last byte (name "m/data/0", no extra field)
+        }
+        let bad = try ZipArchive(path: corrupt)
+        let r = try #require(bad.records.first)
+        for _ in 0..<2 {
+            #expect(throws: RWKVError(corrupt, "record m/data/0 is corrupt: CRC-32 mismatch")) { _ = try bad.read(r, range: 0..<4) }
+        }
+        #expect(bad.bytesRead == 200)
+    }
+
     @Test func checksStoragesAgainstTheirRecords() throws {
         var r = records
         r[2].1.removeLast(4)
