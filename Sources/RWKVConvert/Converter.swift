@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Synchronization
 import RWKVFormats
 import RWKVModel
 
@@ -143,7 +144,7 @@ public enum Converter {
         try pipeline.finish()
         sourceBytes.release()
         bar.update(done, detail: "hashing the input")
-        let digest = try hashing.wait()
+        let digest = try hashing.wait { bar.update(done, detail: "hashing the input: \($0)%") }
         try writer.patchString(Provenance.sourceSHA256Key, digest)
         try writer.finish()
         finished = true
@@ -348,17 +349,27 @@ struct UnsafeSendable<T>: @unchecked Sendable {
 final class BackgroundHash: @unchecked Sendable {
     private let group = DispatchGroup()
     private var result: Result<String, Error> = .failure(RWKVError(nil, "hash not computed"))
+    /// Bytes hashed so far, and the file's size, for a progress line while the hash is awaited.
+    private let hashed = Atomic<Int>(0)
+    private let size: Int
 
     init(path: String) {
+        size = (try? InputFile(path).size) ?? 0
         group.enter()
         DispatchQueue.global(qos: .userInitiated).async {
-            self.result = Result { SHA256.hex(try SHA256.hash(file: try InputFile(path))) }
+            self.result = Result {
+                SHA256.hex(try SHA256.hash(file: try InputFile(path)) { self.hashed.store($0, ordering: .relaxed) })
+            }
             self.group.leave()
         }
     }
 
-    func wait() throws -> String {
-        group.wait()
+    /// Waits for the digest; `progress(percent)` is called a few times a second meanwhile (the
+    /// conversion can finish first: the hash of a large file takes a core for seconds).
+    func wait(progress: (Int) -> Void = { _ in }) throws -> String {
+        while group.wait(timeout: .now() + .milliseconds(200)) == .timedOut {
+            progress(size > 0 ? hashed.load(ordering: .relaxed) * 100 / size : 0)
+        }
         return try result.get()
     }
 }
