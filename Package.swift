@@ -18,18 +18,14 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZip", pkgConfig: "libzip", providers: [.apt(["libzip-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
-        // Half-float conversion kernels (and the AVX2 q8_0 quantizer): F16C turns f16<->f32 into one instruction per 8 values,
-        // which Swift's Float16 does not use on a generic x86-64 target. The F16C functions are
-        // chosen at run time (target attributes in chalf.c), so no -mf16c for the whole target:
-        // it would let the compiler use AVX everywhere and crash on CPUs without it.
-        .target(name: "CHalf", cSettings: [.unsafeFlags(["-O3"])]),
+        // The few loops that need CPU instructions Swift does not reach on a generic x86-64
+        // target: half floats (F16C), the q8_0 quantizer (AVX2), SHA-256 (SHA extensions) and
+        // CRC-32 (PCLMULQDQ). Each is chosen at run time (target attributes, CPUID), with portable
+        // code otherwise, so no -m flags for the whole target: they would let the compiler use
+        // AVX everywhere and crash on CPUs without it. -O3 keeps debug-built tests fast.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
 
-        // Checksums: SHA-256 compression (the source file's hash recorded in converted files)
-        // and CRC-32 (every zip record read or written), SHA extensions / PCLMULQDQ chosen at run
-        // time, portable C otherwise; -O3 keeps debug-built tests fast.
-        .target(name: "CChecksums", cSettings: [.unsafeFlags(["-O3"])]),
-
-        .target(name: "RWKVFormats", dependencies: ["CZip", "CHalf", "CChecksums"]),
+        .target(name: "RWKVFormats", dependencies: ["CZip", "CKernels"]),
         .target(name: "RWKVModel", dependencies: ["RWKVFormats", "COpenBLAS"]),
         .target(name: "RWKVConvert", dependencies: ["RWKVFormats", "RWKVModel"],
                 resources: [.copy("Resources/rwkv_vocab_v20230424.txt")]),

@@ -1,4 +1,4 @@
-import CHalf
+import CKernels
 
 // ggml's legacy block formats (ggml-common.h), quantized exactly as ggml's `quantize_row_*_ref`
 // (ggml-quants.c) and dequantized as `dequantize_row_*`. Layouts, little-endian, fp16 = IEEE half:
@@ -79,7 +79,7 @@ enum Q8_0: BlockFormat {
 }
 
 // q8_0 is the common output type and its fast path above is scalar (~1.5 ns a value): with AVX2
-// a C kernel (Sources/CHalf/q8_0.c, ~0.2 ns) does whole runs of blocks, 8 values an instruction,
+// a C kernel (Sources/CKernels/q8_0.c, ~0.2 ns) does whole runs of blocks, 8 values an instruction,
 // with the same arithmetic, and hands back each block that needs `reference`.
 extension Q8_0 {
     /// Whether this CPU runs the AVX2 kernel (checked once); else blocks go through `quantize`.

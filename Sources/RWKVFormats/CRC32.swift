@@ -1,7 +1,7 @@
-import CChecksums
+import CKernels
 
 /// CRC-32 as zip uses it (IEEE 802.3, reflected polynomial 0xEDB88320), streaming. The work is
-/// in CChecksums: PCLMULQDQ folding where the CPU has it (several GB/s, so checking every byte of
+/// in CKernels (crc32.c): PCLMULQDQ folding where the CPU has it (several GB/s, so checking every byte of
 /// a .pth costs little), slicing-by-8 tables otherwise.
 public struct CRC32: Sendable {
     public private(set) var value: UInt32 = 0

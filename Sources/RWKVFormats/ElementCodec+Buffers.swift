@@ -1,4 +1,4 @@
-import CHalf
+import CKernels
 
 /// Pointer-based decoding and encoding of a slice of a tensor, so a converter can split one
 /// tensor into pieces (whole blocks) and work on them in parallel without copying arrays.

@@ -1,4 +1,4 @@
-import CHalf
+import CKernels
 
 /// Turns stored bytes into Float values and back. Plain types are here; block types are
 /// delegated to `Quantizer`.

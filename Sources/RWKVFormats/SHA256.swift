@@ -1,8 +1,8 @@
-import CChecksums
+import CKernels
 
 /// SHA-256 (FIPS 180-4), streaming: `update` with any number of byte chunks, then `finalize`.
 /// Used to record which source file a conversion came from. The compression function is C
-/// (CChecksums: the x86 SHA extensions when present).
+/// (CKernels/sha256.c: the x86 SHA extensions when present).
 public struct SHA256: Sendable {
     private var state: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
     private var pending: [UInt8] = []     // < 64 bytes not yet compressed

@@ -1,4 +1,4 @@
-import CChecksums
+import CKernels
 import Foundation
 import Testing
 @testable import RWKVFormats

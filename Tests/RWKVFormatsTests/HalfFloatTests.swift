@@ -1,4 +1,4 @@
-import CHalf
+import CKernels
 import Foundation
 import Testing
 @testable import RWKVFormats
@@ -143,9 +143,9 @@ import Testing
     /// NaNs that is also what widening and narrowing again gives.
     @Test(arguments: [DType.bf16, .f16, .f32])
     func sameTypeIsCopied(type: DType) throws {
-        let src: [UInt8] = type == .f32
-            ? [Float(1.5), -0.0, .infinity, 3e38, 1e-40, .pi].flatMap { v in withUnsafeBytes(of: v.bitPattern.littleEndian, Array.init) }
-            : (0...UInt16.max).flatMap { [UInt8($0 & 0xff), UInt8($0 >> 8)] }
+        let floats: [Float] = [1.5, -0.0, .infinity, 3e38, Float(bitPattern: 0x0001_16c2), .pi]   // the fifth is subnormal
+        let halves: [UInt8] = (0...UInt16.max).flatMap { [UInt8($0 & 0xff), UInt8($0 >> 8)] }
+        let src: [UInt8] = type == .f32 ? floats.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) } : halves
         #expect(ElementCodec.canTranscode(from: type, to: type))
         var out = [UInt8](repeating: 0, count: src.count)
         let overflow = src.withUnsafeBytes { s in out.withUnsafeMutableBytes { ElementCodec.transcodeChunk(s, from: type, into: $0, as: type) } }

@@ -1,9 +1,9 @@
-import CHalf
+import CKernels
 import Foundation
 import Testing
 @testable import RWKVFormats
 
-/// The AVX2 q8_0 kernel (Sources/CHalf/q8_0.c) against `Q8_0.reference`, the transcription of
+/// The AVX2 q8_0 kernel (Sources/CKernels/q8_0.c) against `Q8_0.reference`, the transcription of
 /// ggml's quantize_row_q8_0_ref, on blocks chosen to break a sloppy vector rounding.
 @Suite struct Q8_0KernelTests {
     /// The kernel must run wherever the CPU has AVX2 and F16C, or the tests below prove nothing

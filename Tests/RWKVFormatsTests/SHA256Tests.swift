@@ -1,5 +1,5 @@
 import Testing
-import CChecksums
+import CKernels
 import RWKVFormats
 
 @Suite struct SHA256Tests {

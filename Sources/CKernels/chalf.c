@@ -1,4 +1,5 @@
 #include "chalf.h"
+#include "cached_feature.h"
 #include <math.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -74,18 +75,6 @@ static size_t bf16_to_f16_f16c(const uint16_t *src, uint16_t *dst, size_t n, siz
 }
 #endif
 
-#ifdef CHALF_X86
-// A CPU feature, detected once. Threads may race to fill the cache, with the same value: relaxed
-// atomics.
-static int cached_feature(int *cache, int (*detect)(void)) {
-    int has = __atomic_load_n(cache, __ATOMIC_RELAXED);
-    if (has < 0) {
-        has = detect();
-        __atomic_store_n(cache, has, __ATOMIC_RELAXED);
-    }
-    return has;
-}
-#endif
 
 int chalf_has_f16c(void) {
 #ifdef CHALF_X86
