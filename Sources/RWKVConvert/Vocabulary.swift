@@ -52,21 +52,15 @@ public struct Vocabulary: Sendable {
     public static func world(path: String, rows: Int) throws -> Vocabulary {
         let file = try InputFile(path)
         guard file.size <= 64 << 20 else { throw RWKVError(path, "vocabulary file is larger than 64 MiB") }
-        return try world(path: path, rows: rows, size: file.size) { try WorldFile.forEachToken(in: file, path: path, $0) }
+        return try world(contents: try file.read(at: 0, count: file.size), path: path, rows: rows)
     }
 
     public static func world(contents: [UInt8], path: String, rows: Int) throws -> Vocabulary {
-        try world(path: path, rows: rows, size: contents.count) { try WorldFile.forEachToken(in: contents, path: path, $0) }
-    }
-
-    /// A World vocabulary from `forEachToken`, which reads a file of `size` bytes.
-    private static func world(path: String, rows: Int, size: Int,
-                              forEachToken: ((UnsafeBufferPointer<UInt8>) -> Void) throws -> Void) throws -> Vocabulary {
         var tokens = GGUFStringList()
         // Escaped tokens take about as many bytes as their lines, plus a length each.
-        tokens.reserveCapacity(items: rows, bytes: size + 8 * rows)
+        tokens.reserveCapacity(items: rows, bytes: contents.count + 8 * rows)
         tokens.append("<s>")
-        try forEachToken { appendEscaped($0, to: &tokens) }
+        try WorldFile.forEachToken(in: contents, path: path) { appendEscaped($0, to: &tokens) }
         guard tokens.count <= rows else {
             throw RWKVError(path, "vocabulary has \(tokens.count) tokens (with id 0) but the model's embedding has only \(rows) rows")
         }
@@ -177,49 +171,21 @@ private struct WorldFile {
     /// Calls `body` with the bytes of every token of `contents`, in id order.
     static func forEachToken(in contents: [UInt8], path: String, _ body: (UnsafeBufferPointer<UInt8>) -> Void) throws {
         var reader = WorldFile(path: path)
-        try contents.withUnsafeBufferPointer { _ = try forEachLine(in: $0, atEnd: true) { try reader.read(line: $0, body) } }
+        try contents.withUnsafeBufferPointer { try forEachLine(in: $0) { try reader.read(line: $0, body) } }
     }
 
-    /// The same, reading `file` a block at a time into one reused buffer: a fresh megabyte to
-    /// read the whole file into costs more in page faults than parsing it.
-    static func forEachToken(in file: InputFile, path: String, _ body: (UnsafeBufferPointer<UInt8>) -> Void) throws {
-        var reader = WorldFile(path: path)
-        var buffer = [UInt8](repeating: 0, count: 64 << 10)
-        var kept = 0      // the start of a line the last block cut, moved to the front
-        var offset = 0
-        repeat {
-            if kept == buffer.count { buffer += buffer }   // a line longer than the buffer
-            let count = min(buffer.count - kept, file.size - offset)
-            try buffer.withUnsafeMutableBytes { try file.read(at: offset, into: UnsafeMutableRawBufferPointer(rebasing: $0[kept..<(kept + count)])) }
-            offset += count
-            let filled = kept + count
-            try buffer.withUnsafeMutableBufferPointer { buffer in
-                let used = try forEachLine(in: UnsafeBufferPointer(rebasing: buffer[..<filled]), atEnd: offset == file.size) {
-                    try reader.read(line: $0, body)
-                }
-                kept = filled - used
-                buffer.baseAddress!.update(from: buffer.baseAddress! + used, count: kept)   // may overlap
-            }
-        } while offset < file.size
-    }
-
-    /// Calls `body` with each line of `bytes` (without its "\n"), the last one without a "\n" only
-    /// `atEnd`; returns how many bytes it went through.
-    private static func forEachLine(in bytes: UnsafeBufferPointer<UInt8>, atEnd: Bool,
-                                    _ body: (UnsafeBufferPointer<UInt8>) throws -> Void) rethrows -> Int {
-        guard let base = bytes.baseAddress else { return 0 }
+    /// Calls `body` with each line of `bytes` (without its "\n"; the last one may have none).
+    private static func forEachLine(in bytes: UnsafeBufferPointer<UInt8>, _ body: (UnsafeBufferPointer<UInt8>) throws -> Void) rethrows {
+        guard let base = bytes.baseAddress else { return }
         var start = 0
         while start < bytes.count {
             guard let newline = memchr(base + start, 0x0a, bytes.count - start) else {
-                guard atEnd else { return start }
-                try body(UnsafeBufferPointer(rebasing: bytes[start...]))
-                return bytes.count
+                return try body(UnsafeBufferPointer(rebasing: bytes[start...]))
             }
             let end = UnsafeRawPointer(base).distance(to: newline)
             try body(UnsafeBufferPointer(rebasing: bytes[start..<end]))
             start = end + 1
         }
-        return start
     }
 
     /// Reads one line, passing its token, if it has one, to `body`. Plain literals (see

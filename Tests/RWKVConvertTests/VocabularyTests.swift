@@ -86,9 +86,9 @@ import RWKVFormats
         }
     }
 
-    /// A vocabulary file is read a block (64 KiB) at a time: lines cut by a block boundary, a line
-    /// longer than a block, CRLF, blank lines and a last line without "\n" read as they do from
-    /// memory, and an error far past the first block names its line.
+    /// A long vocabulary file (several 64 KiB blocks, a 100 KB line, CRLF, blank lines, a last
+    /// line without "\n") reads from disk as it does from memory, and an error far into it names
+    /// its line.
     @Test func vocabularyFileReadInBlocks() throws {
         let dir = try ConversionFiles.ScratchDirectory()
         var text = "", id = 0
