@@ -190,28 +190,16 @@ public final class GGUFWriter {
     public var bytesWritten: Int { out.bytesWritten }
 }
 
-/// Little-endian GGUF serialisation into a byte array (and the buffers of packed string lists).
+/// Little-endian GGUF serialisation into a byte array.
 struct GGUFEncoder {
     private var data: [UInt8] = []
-    /// Packed string lists, which are not copied into `data` (a vocabulary is most of a header's
-    /// bytes): each goes in at its offset in `data` when written.
-    private var lists: [(at: Int, bytes: [UInt8])] = []
-    private var listBytes = 0
 
     /// Bytes encoded so far.
-    var count: Int { data.count + listBytes }
+    var count: Int { data.count }
 
     mutating func reserveCapacity(_ bytes: Int) { data.reserveCapacity(bytes) }
 
-    func write(to out: AtomicOutputFile) throws {
-        var done = 0
-        for list in lists {
-            try data[done..<list.at].withUnsafeBytes { try out.write($0) }
-            try out.write(list.bytes)
-            done = list.at
-        }
-        try data[done...].withUnsafeBytes { try out.write($0) }
-    }
+    func write(to out: AtomicOutputFile) throws { try out.write(data) }
 
     mutating func bytes(_ b: [UInt8]) { data += b }
     mutating func u8(_ v: UInt8) { data.append(v) }
@@ -236,7 +224,7 @@ struct GGUFEncoder {
     static func size(of v: GGUFValue) -> Int {
         switch v {
         case .string(let s): return 8 + s.utf8.count
-        case .strings: return 12
+        case .strings(let list): return 12 + list.encoded.count
         case .int32s(let list): return 12 + 4 * list.count
         case .array(let t, let items):
             if let itemSize = t.fixedSize { return 12 + items.count * itemSize }
@@ -262,8 +250,7 @@ struct GGUFEncoder {
         case .strings(let list):
             u32(GGUFValueType.string.rawValue)
             u64(UInt64(list.count))
-            lists.append((data.count, list.encoded))
-            listBytes += list.encoded.count
+            data += list.encoded   // already in GGUF's encoding
         case .int32s(let list):
             u32(GGUFValueType.int32.rawValue)
             u64(UInt64(list.count))
