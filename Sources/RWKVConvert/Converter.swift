@@ -354,11 +354,12 @@ final class BackgroundHash: @unchecked Sendable {
     private let size: Int
 
     init(path: String) {
-        size = (try? InputFile(path).size) ?? 0
+        let file = Result { try InputFile(path) }
+        size = (try? file.get().size) ?? 0
         group.enter()
         DispatchQueue.global(qos: .userInitiated).async {
             self.result = Result {
-                SHA256.hex(try SHA256.hash(file: try InputFile(path)) { self.hashed.store($0, ordering: .relaxed) })
+                SHA256.hex(try SHA256.hash(file: try file.get()) { self.hashed.store($0, ordering: .relaxed) })
             }
             self.group.leave()
         }

@@ -116,14 +116,6 @@ public final class SafetensorsReader: TensorSource {
         return try file.read(at: dataStart + r.lowerBound, count: r.count, what: "tensor \(name)")
     }
 
-    /// One pread straight into the caller's buffer.
-    public func data(_ name: String, into buffer: ReusableBuffer) throws -> UnsafeRawBufferPointer {
-        guard let r = ranges[name] else { throw RWKVError(path, "no tensor named \(name)") }
-        let out = buffer.bytes(r.count)
-        try file.read(at: dataStart + r.lowerBound, into: out, what: "tensor \(name)")
-        return UnsafeRawBufferPointer(out)
-    }
-
     /// One pread per piece, into the same `pieceBytes` of `buffer`.
     public func read(_ name: String, inPiecesOf pieceBytes: Int, using buffer: ReusableBuffer,
                      _ body: (UnsafeRawBufferPointer) throws -> Void) throws {

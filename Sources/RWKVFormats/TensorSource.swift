@@ -26,10 +26,7 @@ public protocol TensorSource: AnyObject {
     var tensors: [TensorInfo] { get }
     /// The tensor's elements, contiguous row-major little-endian bytes in `info.dtype`.
     func data(_ name: String) throws -> [UInt8]
-    /// The same bytes as `data`, read into `buffer` (reused across calls, so large tensors do
-    /// not each allocate fresh pages); valid until `buffer`'s next use.
-    func data(_ name: String, into buffer: ReusableBuffer) throws -> UnsafeRawBufferPointer
-    /// The same bytes again, handed to `body` in order `pieceBytes` at a time (the last piece
+    /// The same bytes, handed to `body` in order `pieceBytes` at a time (the last piece
     /// may be shorter), each valid only during the call. Readers that can read part of a tensor
     /// read each piece into `buffer`, so a tensor of any size passes through `pieceBytes` of
     /// memory that stays in cache. A failed check (a zip record's CRC-32) may throw after the
@@ -39,19 +36,11 @@ public protocol TensorSource: AnyObject {
 }
 
 extension TensorSource {
-    /// Copies `data(name)`: sources that can read straight into the buffer override this.
-    public func data(_ name: String, into buffer: ReusableBuffer) throws -> UnsafeRawBufferPointer {
-        let bytes = try data(name)
-        let out = buffer.bytes(bytes.count)
-        bytes.withUnsafeBytes { out.copyMemory(from: $0) }
-        return UnsafeRawBufferPointer(out)
-    }
-
-    /// Reads the whole tensor, then hands it out in pieces: sources that can read a part of a
-    /// tensor override this.
+    /// Reads the whole tensor (`data`), then hands it out in pieces: sources that can read a
+    /// part of a tensor override this.
     public func read(_ name: String, inPiecesOf pieceBytes: Int, using buffer: ReusableBuffer,
                      _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-        try forEachPiece(of: try data(name, into: buffer), pieceBytes: pieceBytes, body)
+        try forEachPiece(of: try data(name), pieceBytes: pieceBytes, body)
     }
 
     public func info(_ name: String) -> TensorInfo? {
@@ -67,13 +56,14 @@ extension TensorSource {
 }
 
 /// Hands `bytes` to `body` in consecutive pieces of at most `pieceBytes`.
-func forEachPiece(of bytes: UnsafeRawBufferPointer, pieceBytes: Int,
-                  _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+func forEachPiece(of bytes: [UInt8], pieceBytes: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
     precondition(pieceBytes > 0, "forEachPiece: pieces must hold at least one byte")   // caller's contract
-    var start = 0
-    while start < bytes.count {
-        let end = min(bytes.count, start + pieceBytes)
-        try body(UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
-        start = end
+    try bytes.withUnsafeBytes { bytes in
+        var start = 0
+        while start < bytes.count {
+            let end = min(bytes.count, start + pieceBytes)
+            try body(UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
+            start = end
+        }
     }
 }

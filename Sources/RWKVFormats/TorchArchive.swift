@@ -203,29 +203,13 @@ public final class TorchArchive: TensorSource {
         return out
     }
 
-    /// Contiguous little-endian tensors (all that torch.save writes for a state dict) are read
-    /// straight into the caller's buffer; other views go through `data`.
-    public func data(_ name: String, into buffer: ReusableBuffer) throws -> UnsafeRawBufferPointer {
-        guard let view = views[name], let record = storageRecords[name] else { throw RWKVError(path, "no tensor named \(name)") }
-        guard view.isContiguous, !isBigEndian else {
-            let bytes = try data(name)
-            let out = buffer.bytes(bytes.count)
-            bytes.withUnsafeBytes { out.copyMemory(from: $0) }
-            return UnsafeRawBufferPointer(out)
-        }
-        let first = view.offset * view.storage.dtype.blockBytes
-        let out = buffer.bytes(view.extent * view.storage.dtype.blockBytes)
-        try lock.withLock { try zip.read(record, range: first..<first + out.count, into: out) }
-        return UnsafeRawBufferPointer(out)
-    }
-
-    /// Contiguous little-endian tensors are streamed from their record a piece at a time (its
+    /// Contiguous little-endian tensors (all that torch.save writes for a state dict) are streamed from their record a piece at a time (its
     /// CRC-32 is checked after the last piece); other views are gathered whole first.
     public func read(_ name: String, inPiecesOf pieceBytes: Int, using buffer: ReusableBuffer,
                      _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         guard let view = views[name], let record = storageRecords[name] else { throw RWKVError(path, "no tensor named \(name)") }
         guard view.isContiguous, !isBigEndian else {
-            return try forEachPiece(of: try data(name, into: buffer), pieceBytes: pieceBytes, body)
+            return try forEachPiece(of: try data(name), pieceBytes: pieceBytes, body)
         }
         precondition(pieceBytes > 0, "TorchArchive.read: pieces must hold at least one byte")   // caller's contract
         let first = view.offset * view.storage.dtype.blockBytes

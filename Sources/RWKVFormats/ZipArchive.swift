@@ -74,15 +74,10 @@ final class ZipArchive {
     func read(_ record: Record, range: Range<Int>) throws -> [UInt8] {
         // Filled by the read, so not zeroed first (a throw leaves it empty).
         try [UInt8](unsafeUninitializedCapacity: range.count) { buffer, initialized in
-            try read(record, range: range, into: UnsafeMutableRawBufferPointer(buffer))
+            // One piece: the whole range, read straight into the array.
+            try read(record, range: range, inPiecesOf: UnsafeMutableRawBufferPointer(buffer)) { _ in }
             initialized = range.count
         }
-    }
-
-    /// `read(_:range:)` into `out` (exactly `range.count` bytes), a caller's reused memory.
-    func read(_ record: Record, range: Range<Int>, into out: UnsafeMutableRawBufferPointer) throws {
-        precondition(out.count == range.count, "ZipArchive.read: buffer of \(out.count) bytes for \(range.count)")   // caller's contract
-        try read(record, range: range, inPiecesOf: out) { _ in }
     }
 
     /// Bytes `range` of a record handed to `body` in order, a piece at a time: each piece is
