@@ -54,10 +54,12 @@ extension ElementCodec {
     }
 
     /// Whether `transcodeChunk` has a direct path from `source` to `target` (no f32 in between).
+    /// bf16 -> q8_0 has one only with the AVX2 kernel; without it, decoding then encoding is
+    /// the same work.
     public static func canTranscode(from source: DType, to target: DType) -> Bool {
         let floats: [DType] = [.f32, .f16, .bf16]
         return (source == target || target == .f32) && floats.contains(source)
-            || source == .bf16 && (target == .f16 || target == .q8_0)
+            || source == .bf16 && (target == .f16 || target == .q8_0 && Q8_0.usesAVX2)
     }
 
     /// Converts `src` (values of `source`) straight into `dst` as `target`, the same bytes as
@@ -81,21 +83,6 @@ extension ElementCodec {
         if target == .f16 {
             return chalf_bf16_to_f16(s, d.assumingMemoryBound(to: UInt16.self), count)
         }
-        return Q8_0.usesAVX2 ? Q8_0.quantizeWithAVX2(bf16: s, into: d, blocks: count / 32)
-                             : quantizeQ8_0ThroughFloats(bf16: s, count: count, into: d)
-    }
-
-    /// bf16 -> q8_0 without AVX2: widens a few blocks at a time on the stack and quantizes them.
-    static func quantizeQ8_0ThroughFloats(bf16 src: UnsafePointer<UInt16>, count: Int, into dst: UnsafeMutableRawPointer) -> Int {
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: 256) { piece in
-            var overflow = 0
-            for start in stride(from: 0, to: count, by: 256) {
-                let n = min(256, count - start)
-                chalf_bf16_to_f32(src + start, piece.baseAddress!, n)
-                overflow += Quantizer.quantize(UnsafeBufferPointer(rebasing: piece[0..<n]), type: .q8_0,
-                                               into: UnsafeMutableRawBufferPointer(start: dst + start / 32 * 34, count: n / 32 * 34))
-            }
-            return overflow
-        }
+        return Q8_0.quantizeWithAVX2(bf16: s, into: d, blocks: count / 32)
     }
 }
