@@ -129,7 +129,7 @@ public enum Converter {
 
         let totalBytes = plan.tensors.reduce(0) { $0 + $1.info.byteCount }
         let bar = ProgressBar(total: totalBytes, label: "converting", enabled: options.showProgress)
-        let pipeline = WritePipeline(writer: writer, threads: max(1, options.threads))
+        let pipeline = WritePipeline(writer: writer, threads: options.threads)   // clamped by ParallelEncoder
         let sourceBytes = ReusableBuffer()   // each piece of source bytes, read into the same memory
         defer { pipeline.drain() }   // no write may outlive the buffers, whatever happens
         var reports: [ConversionReport.Tensor] = []
