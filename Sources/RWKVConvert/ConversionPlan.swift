@@ -116,14 +116,14 @@ public struct ConversionPlan: Sendable {
     /// file type, tokenizer, quantization version, then where the file came from.
     public func metadata(name: String, vocabulary: Vocabulary, provenance: Provenance) -> [GGUFKeyValue] {
         var kv: [GGUFKeyValue] = [
-            GGUFKeyValue("general.architecture", .string(GGUFLayout.architecture(config.version))),
-            GGUFKeyValue("general.type", .string("model")),
-            GGUFKeyValue("general.name", .string(name)),
+            GGUFKeyValue(GGUFKey.architecture, .string(GGUFLayout.architecture(config.version))),
+            GGUFKeyValue(GGUFKey.type, .string("model")),
+            GGUFKeyValue(GGUFKey.name, .string(name)),
         ]
         kv += GGUFLayout.hyperparameters(for: config)
-        kv.append(GGUFKeyValue("general.file_type", .uint32(outputType.llamaFileType)))
+        kv.append(GGUFKeyValue(GGUFKey.fileType, .uint32(outputType.llamaFileType)))
         kv += vocabulary.metadata
-        if isQuantized { kv.append(GGUFKeyValue("general.quantization_version", .uint32(2))) }
+        if isQuantized { kv.append(GGUFKeyValue(GGUFKey.quantizationVersion, .uint32(2))) }
         kv += provenance.metadata
         return kv
     }

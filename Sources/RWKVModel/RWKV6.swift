@@ -49,20 +49,20 @@ public struct RWKV6Weights: @unchecked Sendable {
                 lnX: try loader.norm(att + "ln_x"),
                 maaX: try loader.tensor(att + "time_maa_x"),
                 maa: try ["time_maa_w", "time_maa_k", "time_maa_v", "time_maa_r", "time_maa_g"].map { try loader.tensor(att + $0) },
-                maaW1: try loader.lora(att + "time_maa_w1"),
+                maaW1: try loader.matrix(att + "time_maa_w1"),
                 maaW2: (0..<5).map { Linear(inputs: Dm, outputs: C, layout: .inputsByOutputs, weights: w2, offset: $0 * Dm * C) },
                 decay: try loader.tensor(att + "time_decay"),
-                decayW1: try loader.lora(att + "time_decay_w1"), decayW2: try loader.lora(att + "time_decay_w2"),
+                decayW1: try loader.matrix(att + "time_decay_w1"), decayW2: try loader.matrix(att + "time_decay_w2"),
                 first: try loader.tensor(att + "time_faaaa"),
-                receptance: try loader.linear(att + "receptance.weight"), key: try loader.linear(att + "key.weight"),
-                value: try loader.linear(att + "value.weight"), gate: try loader.linear(att + "gate.weight"),
-                output: try loader.linear(att + "output.weight"),
+                receptance: try loader.matrix(att + "receptance.weight"), key: try loader.matrix(att + "key.weight"),
+                value: try loader.matrix(att + "value.weight"), gate: try loader.matrix(att + "gate.weight"),
+                output: try loader.matrix(att + "output.weight"),
                 ffnMaaK: try loader.tensor(ffn + "time_maa_k"), ffnMaaR: try loader.tensor(ffn + "time_maa_r"),
-                ffnKey: try loader.linear(ffn + "key.weight"), ffnReceptance: try loader.linear(ffn + "receptance.weight"),
-                ffnValue: try loader.linear(ffn + "value.weight"))
+                ffnKey: try loader.matrix(ffn + "key.weight"), ffnReceptance: try loader.matrix(ffn + "receptance.weight"),
+                ffnValue: try loader.matrix(ffn + "value.weight"))
         }
         outputNorm = try loader.norm("ln_out")
-        head = try loader.linear("head.weight")
+        head = try loader.matrix("head.weight")
     }
 
     /// The official package applies ln0 to the embedding before widening anything to fp32

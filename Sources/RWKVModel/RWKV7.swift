@@ -42,17 +42,17 @@ public struct RWKV7Weights: @unchecked Sendable {
                 lerps: try ["x_r", "x_w", "x_k", "x_v", "x_a", "x_g"].map { try loader.tensor(att + $0) },
                 w0: try loader.tensor(att + "w0"), a0: try loader.tensor(att + "a0"),
                 kK: try loader.tensor(att + "k_k"), kA: try loader.tensor(att + "k_a"), rK: try loader.tensor(att + "r_k"),
-                w1: try loader.lora(att + "w1"), w2: try loader.lora(att + "w2"),
-                a1: try loader.lora(att + "a1"), a2: try loader.lora(att + "a2"),
-                g1: try loader.lora(att + "g1"), g2: try loader.lora(att + "g2"),
-                valueResidual: i == 0 ? nil : (try loader.tensor(att + "v0"), try loader.lora(att + "v1"), try loader.lora(att + "v2")),
-                receptance: try loader.linear(att + "receptance.weight"), key: try loader.linear(att + "key.weight"),
-                value: try loader.linear(att + "value.weight"), output: try loader.linear(att + "output.weight"),
+                w1: try loader.matrix(att + "w1"), w2: try loader.matrix(att + "w2"),
+                a1: try loader.matrix(att + "a1"), a2: try loader.matrix(att + "a2"),
+                g1: try loader.matrix(att + "g1"), g2: try loader.matrix(att + "g2"),
+                valueResidual: i == 0 ? nil : (try loader.tensor(att + "v0"), try loader.matrix(att + "v1"), try loader.matrix(att + "v2")),
+                receptance: try loader.matrix(att + "receptance.weight"), key: try loader.matrix(att + "key.weight"),
+                value: try loader.matrix(att + "value.weight"), output: try loader.matrix(att + "output.weight"),
                 ffnLerp: try loader.tensor(ffn + "x_k"),
-                ffnKey: try loader.linear(ffn + "key.weight"), ffnValue: try loader.linear(ffn + "value.weight"))
+                ffnKey: try loader.matrix(ffn + "key.weight"), ffnValue: try loader.matrix(ffn + "value.weight"))
         }
         outputNorm = try loader.norm("ln_out")
-        head = try loader.linear("head.weight")
+        head = try loader.matrix("head.weight")
     }
 }
 
