@@ -86,12 +86,14 @@ public struct ConversionReport: Codable, Sendable {
 public enum Converter {
     public static func convert(input: String, output: String, options: ConversionOptions = ConversionOptions()) throws -> ConversionReport {
         let started = Date()
-        let format = try ModelFormat.detect(try InputFile(input))
+        let format = try ModelFormat.detect(path: input)
         if let expected = options.expectedFormat, expected != format {
-            let command = format == .safetensors ? "safetensors-to-native" : format == .torchZip ? "pth-to-native" : nil
-            throw RWKVError(input, "is a \(format.rawValue) file, not \(expected.rawValue)" + (command.map { "; use \($0)" } ?? ""))
+            let command = format == .safetensors ? "safetensors-to-native" : format == .torchZip ? "pth-to-native"
+                : format == .huggingFaceFolder ? "hf-to-native" : nil
+            throw RWKVError(input, "is a \(format.rawValue)\(format == .huggingFaceFolder ? "" : " file"), not \(expected.rawValue)"
+                                   + (command.map { "; use \($0) (or to-gguf, which takes any input)" } ?? ""))
         }
-        return try convert(source: try ModelFile.open(input), format: format, output: output, options: options, started: started)
+        return try convert(source: try Checkpoint.open(input), format: format, output: output, options: options, started: started)
     }
 
     /// Converts an opened checkpoint (`source.path` is the input file, hashed for provenance).
@@ -100,7 +102,7 @@ public enum Converter {
         let input = source.path
         // The hash (SHA-256, sequential, a core's worth of work) starts first and runs beside
         // everything else.
-        let hashing = BackgroundHash(path: input)
+        let hashing = BackgroundHash(paths: (source as? HuggingFaceFolder)?.weightFiles ?? [input])
         let config = try RWKVConfig.detect(source)
         let plan = ConversionPlan(config: config, type: options.type, keepF32: options.keepF32,
                                   outputTensorType: options.outputTensorType)
@@ -353,13 +355,14 @@ final class BackgroundHash: @unchecked Sendable {
     private let hashed = Atomic<Int>(0)
     private let size: Int
 
-    init(path: String) {
-        let file = Result { try InputFile(path) }
-        size = (try? file.get().size) ?? 0
+    /// Several paths (a sharded checkpoint) are hashed as one stream, in order.
+    init(paths: [String]) {
+        let files = Result { try paths.map { try InputFile($0) } }
+        size = (try? files.get().reduce(0) { $0 + $1.size }) ?? 0
         group.enter()
         DispatchQueue.global(qos: .userInitiated).async {
             self.result = Result {
-                SHA256.hex(try SHA256.hash(file: try file.get()) { self.hashed.store($0, ordering: .relaxed) })
+                SHA256.hex(try SHA256.hash(files: try files.get()) { self.hashed.store($0, ordering: .relaxed) })
             }
             self.group.leave()
         }

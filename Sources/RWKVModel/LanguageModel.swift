@@ -58,7 +58,7 @@ public enum RWKVModelLoader {
 
     /// Opens a checkpoint file (any format `ModelFile` reads) and builds its model.
     public static func load(path: String) throws -> RWKVLanguageModel {
-        let source = try ModelFile.open(path)
+        let source = try Checkpoint.open(path)
         if let gguf = source as? GGUFReader { return try load(WeightLoader(gguf: gguf)) }
         return try load(WeightLoader(source: source))
     }

@@ -18,6 +18,8 @@ public indirect enum Dim: Hashable, Sendable {
     case tokenShiftRank
     case fixed(Int)
     case times(Int, Dim)
+    /// Not a tensor dimension: the block count, for config.json checks.
+    case layers
 }
 
 /// What a tensor is to the forward pass, which decides its storage in every layout.
@@ -69,6 +71,9 @@ public struct TensorSpec: Sendable {
     public let shape: [Dim]
     public let role: TensorRole
     public let gguf: GGUFPlacement
+    /// The name in the architecture's Hugging Face scheme (fla-hub RWKV-7, HF RWKV-6), without
+    /// the block prefix (`ArchitectureSchema.hfLayerPrefix`) for block tensors.
+    public let hf: String
     /// RWKV-7 v0/v1/v2: present in block 0 but unused there (any rank); llama.cpp wants them
     /// shaped like a0/a1/a2, so the GGUF holds copies of this tensor instead.
     public let firstLayerStandIn: String?
@@ -85,6 +90,13 @@ public struct ArchitectureSchema: Sendable {
     public let ggufLayerOrder: [String]
     /// A block-0 tensor only this architecture has.
     public let markers: [String]
+    /// Hugging Face scheme: block prefix (`model.layers.`), whether LoRA factors are stored
+    /// transposed (as nn.Linear (out, in) weights), and `config.json`'s hyperparameter keys.
+    public let hfLayerPrefix: String
+    public let hfTransposesLoRA: Bool
+    /// A single tensor some folders store the token-shift lerps in, stacked (fla's 2025 `attn.x_x`).
+    public let hfFusedLerps: String?
+    public let hfConfigKeys: [(key: String, dim: Dim)]
 
     public static func of(_ version: RWKVVersion) -> ArchitectureSchema {
         version == .v7 ? rwkv7 : rwkv6
@@ -104,15 +116,31 @@ public struct ArchitectureSchema: Sendable {
 
 // MARK: - The tables
 
-private func spec(_ name: String, _ shape: [Dim], _ role: TensorRole, gguf: String,
+/// A row; `hf` defaults to the BlinkDL name (the RWKV-6 scheme renames by rule, `rwkv6HFName`).
+private func spec(_ name: String, _ shape: [Dim], _ role: TensorRole, gguf: String, hf: String? = nil,
                   scope: TensorSpec.Scope = .layer, stack: Int? = nil, ggufShape: [Dim]? = nil, firstLayerStandIn: String? = nil) -> TensorSpec {
     TensorSpec(name: name, scope: scope, shape: shape, role: role,
-               gguf: GGUFPlacement(name: gguf, stackIndex: stack, shape: ggufShape), firstLayerStandIn: firstLayerStandIn)
+               gguf: GGUFPlacement(name: gguf, stackIndex: stack, shape: ggufShape), hf: hf ?? name,
+               firstLayerStandIn: firstLayerStandIn)
 }
 
-private func norms(_ name: String, gguf: String, scope: TensorSpec.Scope = .layer) -> [TensorSpec] {
-    [spec(name + ".weight", [.C], .norm, gguf: gguf + ".weight", scope: scope),
-     spec(name + ".bias", [.C], .norm, gguf: gguf + ".bias", scope: scope)]
+private func norms(_ name: String, gguf: String, hf: String? = nil, scope: TensorSpec.Scope = .layer) -> [TensorSpec] {
+    [spec(name + ".weight", [.C], .norm, gguf: gguf + ".weight", hf: hf.map { $0 + ".weight" }, scope: scope),
+     spec(name + ".bias", [.C], .norm, gguf: gguf + ".bias", hf: hf.map { $0 + ".bias" }, scope: scope)]
+}
+
+/// The RWKV-6 Hugging Face scheme (BBuf/RWKV-World-HF-Tokenizer `convert_rwkv6_checkpoint_to_hf.py`,
+/// transformers PR #34918): BlinkDL names with `att` -> `attention`, `ffn` -> `feed_forward`,
+/// `emb` -> `embeddings`, block 0's `ln0` -> `pre_ln`, all under `rwkv.` except the head; shapes kept.
+private func rwkv6HFName(_ row: TensorSpec) -> TensorSpec {
+    var hf = row.name
+    if hf.hasPrefix("att.") { hf = "attention." + hf.dropFirst(4) }
+    if hf.hasPrefix("ffn.") { hf = "feed_forward." + hf.dropFirst(4) }
+    if hf.hasPrefix("ln0.") { hf = "pre_ln." + hf.dropFirst(4) }
+    if hf.hasPrefix("emb.") { hf = "embeddings." + hf.dropFirst(4) }
+    if row.scope != .layer && row.scope != .firstLayer && row.name != "head.weight" { hf = "rwkv." + hf }
+    return TensorSpec(name: row.name, scope: row.scope, shape: row.shape, role: row.role, gguf: row.gguf, hf: hf,
+                      firstLayerStandIn: row.firstLayerStandIn)
 }
 
 private let channel: [Dim] = [.fixed(1), .fixed(1), .C]
@@ -122,41 +150,41 @@ extension ArchitectureSchema {
     public static let rwkv7 = ArchitectureSchema(
         version: .v7, ggufArchitecture: "rwkv7",
         tensors: {
-            var rows = [spec("emb.weight", [.V, .C], .embedding, gguf: "token_embd.weight", scope: .start)]
-            rows += norms("ln0", gguf: "token_embd_norm", scope: .firstLayer)
-            rows += norms("ln1", gguf: "attn_norm")
-            rows += norms("ln2", gguf: "attn_norm_2")
+            var rows = [spec("emb.weight", [.V, .C], .embedding, gguf: "token_embd.weight", hf: "model.embeddings.weight", scope: .start)]
+            rows += norms("ln0", gguf: "token_embd_norm", hf: "pre_norm", scope: .firstLayer)
+            rows += norms("ln1", gguf: "attn_norm", hf: "attn_norm")
+            rows += norms("ln2", gguf: "attn_norm_2", hf: "ffn_norm")
             rows += ["x_r", "x_w", "x_k", "x_v", "x_a", "x_g"].enumerated().map {
-                spec("att." + $1, channel, .vector, gguf: "time_mix_lerp_fused.weight", stack: $0)
+                spec("att." + $1, channel, .vector, gguf: "time_mix_lerp_fused.weight", hf: "attn." + $1, stack: $0)
             }
             rows += [
-                spec("att.w0", channel, .vector, gguf: "time_mix_w0.weight"),
-                spec("att.a0", channel, .vector, gguf: "time_mix_a0.weight"),
-                spec("att.v0", channel, .vector, gguf: "time_mix_v0.weight", firstLayerStandIn: "att.a0"),
-                spec("att.k_k", channel, .vector, gguf: "time_mix_k_k.weight"),
-                spec("att.k_a", channel, .vector, gguf: "time_mix_k_a.weight"),
-                spec("att.w1", [.C, .decayRank], .lora, gguf: "time_mix_w1.weight"),
-                spec("att.w2", [.decayRank, .C], .lora, gguf: "time_mix_w2.weight"),
-                spec("att.a1", [.C, .iclrRank], .lora, gguf: "time_mix_a1.weight"),
-                spec("att.a2", [.iclrRank, .C], .lora, gguf: "time_mix_a2.weight"),
-                spec("att.v1", [.C, .valueResidualRank], .lora, gguf: "time_mix_v1.weight", firstLayerStandIn: "att.a1"),
-                spec("att.v2", [.valueResidualRank, .C], .lora, gguf: "time_mix_v2.weight", firstLayerStandIn: "att.a2"),
-                spec("att.g1", [.C, .gateRank], .lora, gguf: "time_mix_g1.weight"),
-                spec("att.g2", [.gateRank, .C], .lora, gguf: "time_mix_g2.weight"),
-                spec("att.r_k", [.H, .N], .perHead, gguf: "time_mix_r_k.weight", ggufShape: [.C]),
-                spec("att.receptance.weight", [.C, .C], .linear, gguf: "time_mix_receptance.weight"),
-                spec("att.key.weight", [.C, .C], .linear, gguf: "time_mix_key.weight"),
-                spec("att.value.weight", [.C, .C], .linear, gguf: "time_mix_value.weight"),
-                spec("att.output.weight", [.C, .C], .linear, gguf: "time_mix_output.weight"),
+                spec("att.w0", channel, .vector, gguf: "time_mix_w0.weight", hf: "attn.w_lora.lora.2.bias"),
+                spec("att.a0", channel, .vector, gguf: "time_mix_a0.weight", hf: "attn.a_lora.lora.2.bias"),
+                spec("att.v0", channel, .vector, gguf: "time_mix_v0.weight", hf: "attn.v_lora.lora.2.bias", firstLayerStandIn: "att.a0"),
+                spec("att.k_k", channel, .vector, gguf: "time_mix_k_k.weight", hf: "attn.k_k"),
+                spec("att.k_a", channel, .vector, gguf: "time_mix_k_a.weight", hf: "attn.k_a"),
+                spec("att.w1", [.C, .decayRank], .lora, gguf: "time_mix_w1.weight", hf: "attn.w_lora.lora.0.weight"),
+                spec("att.w2", [.decayRank, .C], .lora, gguf: "time_mix_w2.weight", hf: "attn.w_lora.lora.2.weight"),
+                spec("att.a1", [.C, .iclrRank], .lora, gguf: "time_mix_a1.weight", hf: "attn.a_lora.lora.0.weight"),
+                spec("att.a2", [.iclrRank, .C], .lora, gguf: "time_mix_a2.weight", hf: "attn.a_lora.lora.2.weight"),
+                spec("att.v1", [.C, .valueResidualRank], .lora, gguf: "time_mix_v1.weight", hf: "attn.v_lora.lora.0.weight", firstLayerStandIn: "att.a1"),
+                spec("att.v2", [.valueResidualRank, .C], .lora, gguf: "time_mix_v2.weight", hf: "attn.v_lora.lora.2.weight", firstLayerStandIn: "att.a2"),
+                spec("att.g1", [.C, .gateRank], .lora, gguf: "time_mix_g1.weight", hf: "attn.g_lora.lora.0.weight"),
+                spec("att.g2", [.gateRank, .C], .lora, gguf: "time_mix_g2.weight", hf: "attn.g_lora.lora.2.weight"),
+                spec("att.r_k", [.H, .N], .perHead, gguf: "time_mix_r_k.weight", hf: "attn.r_k", ggufShape: [.C]),
+                spec("att.receptance.weight", [.C, .C], .linear, gguf: "time_mix_receptance.weight", hf: "attn.r_proj.weight"),
+                spec("att.key.weight", [.C, .C], .linear, gguf: "time_mix_key.weight", hf: "attn.k_proj.weight"),
+                spec("att.value.weight", [.C, .C], .linear, gguf: "time_mix_value.weight", hf: "attn.v_proj.weight"),
+                spec("att.output.weight", [.C, .C], .linear, gguf: "time_mix_output.weight", hf: "attn.o_proj.weight"),
             ]
-            rows += norms("att.ln_x", gguf: "time_mix_ln")
+            rows += norms("att.ln_x", gguf: "time_mix_ln", hf: "attn.g_norm")
             rows += [
-                spec("ffn.x_k", channel, .vector, gguf: "channel_mix_lerp_k.weight"),
-                spec("ffn.key.weight", [.F, .C], .linear, gguf: "channel_mix_key.weight"),
-                spec("ffn.value.weight", [.C, .F], .linear, gguf: "channel_mix_value.weight"),
+                spec("ffn.x_k", channel, .vector, gguf: "channel_mix_lerp_k.weight", hf: "ffn.x_k"),
+                spec("ffn.key.weight", [.F, .C], .linear, gguf: "channel_mix_key.weight", hf: "ffn.key.weight"),
+                spec("ffn.value.weight", [.C, .F], .linear, gguf: "channel_mix_value.weight", hf: "ffn.value.weight"),
             ]
-            rows += norms("ln_out", gguf: "output_norm", scope: .end)
-            rows += [spec("head.weight", [.V, .C], .head, gguf: "output.weight", scope: .end)]
+            rows += norms("ln_out", gguf: "output_norm", hf: "model.norm", scope: .end)
+            rows += [spec("head.weight", [.V, .C], .head, gguf: "output.weight", hf: "lm_head.weight", scope: .end)]
             return rows
         }(),
         ggufLayerOrder: [
@@ -170,7 +198,12 @@ extension ArchitectureSchema {
             "time_mix_ln.weight", "time_mix_ln.bias", "time_mix_output.weight",
             "channel_mix_lerp_k.weight", "channel_mix_key.weight", "channel_mix_value.weight",
         ],
-        markers: ["att.x_r", "att.r_k"])
+        markers: ["att.x_r", "att.r_k"],
+        // fla-hub (fla-org/flash-linear-attention `utils/convert_from_rwkv7.py`, the rwkv7-hf package).
+        hfLayerPrefix: "model.layers.", hfTransposesLoRA: true, hfFusedLerps: "attn.x_x",
+        hfConfigKeys: [("hidden_size", .C), ("num_hidden_layers", .layers), ("head_dim", .N), ("intermediate_size", .F),
+                       ("vocab_size", .V), ("decay_low_rank_dim", .decayRank), ("a_low_rank_dim", .iclrRank),
+                       ("v_low_rank_dim", .valueResidualRank), ("gate_low_rank_dim", .gateRank)])
 
     /// RWKV-6 (x060): RWKV-LM `RWKV-v6` parameter order; llama.cpp `src/models/rwkv6.cpp`.
     public static let rwkv6 = ArchitectureSchema(
@@ -208,7 +241,7 @@ extension ArchitectureSchema {
             ]
             rows += norms("ln_out", gguf: "output_norm", scope: .end)
             rows += [spec("head.weight", [.V, .C], .head, gguf: "output.weight", scope: .end)]
-            return rows
+            return rows.map(rwkv6HFName)
         }(),
         ggufLayerOrder: [
             "attn_norm.weight", "attn_norm.bias", "attn_norm_2.weight", "attn_norm_2.bias",
@@ -219,7 +252,11 @@ extension ArchitectureSchema {
             "channel_mix_lerp_k.weight", "channel_mix_lerp_r.weight", "channel_mix_key.weight",
             "channel_mix_receptance.weight", "channel_mix_value.weight",
         ],
-        markers: ["att.time_maa_x"])
+        markers: ["att.time_maa_x"],
+        hfLayerPrefix: "rwkv.blocks.", hfTransposesLoRA: false, hfFusedLerps: nil,
+        // transformers `Rwkv6Config` / BBuf's configuration_rwkv6.py.
+        hfConfigKeys: [("hidden_size", .C), ("num_hidden_layers", .layers), ("head_size", .N),
+                       ("intermediate_size", .F), ("vocab_size", .V)])
 }
 
 // MARK: - Names and sizes
@@ -253,6 +290,7 @@ extension RWKVConfig {
         case .valueResidualRank: return valueResidualRank
         case .gateRank: return gateRank
         case .tokenShiftRank: return tokenShiftRank
+        case .layers: return layerCount
         case .fixed(let n): return n
         case .times(let k, let d): return k * size(d)
         }

@@ -8,14 +8,14 @@ struct RWKVConvertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rwkv-convert",
         abstract: "Inspect RWKV-6/RWKV-7 checkpoints and convert them to GGUF for llama.cpp.",
-        subcommands: [Inspect.self, PthToNative.self, SafetensorsToNative.self])
+        subcommands: [Inspect.self, ToGGUF.self, PthToNative.self, SafetensorsToNative.self, HFToNative.self])
 }
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show a checkpoint's format, architecture and tensors (reads headers only).")
 
-    @Argument(help: "A .pth (torch zip), .safetensors or .gguf file.")
+    @Argument(help: "A .pth (torch zip), .safetensors or .gguf file, or a Hugging Face model folder.")
     var file: String
 
     @Flag(help: "Print the report as JSON.")
@@ -23,7 +23,7 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let report = InspectReport(source: try ModelFile.open(file))
+            let report = InspectReport(source: try Checkpoint.open(file))
             print(json ? try jsonString(report) : report.text)
             // The report is still printed, but a file that is no RWKV model is bad input (exit 2).
             if let error = report.unusableModelError { throw error }
@@ -69,7 +69,7 @@ struct ConversionArguments: ParsableArguments {
         }
     }
 
-    func convert(_ input: String, expecting format: ModelFormat) throws {
+    func convert(_ input: String, expecting format: ModelFormat?) throws {
         try runReportingErrors {
             var options = ConversionOptions()
             options.type = type
@@ -110,6 +110,32 @@ struct SafetensorsToNative: ParsableCommand {
     @OptionGroup var options: ConversionArguments
 
     func run() throws { try options.convert(input, expecting: .safetensors) }
+}
+
+struct ToGGUF: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "to-gguf",
+        abstract: "Convert any supported RWKV-6/7 checkpoint (.pth, .safetensors, Hugging Face folder) into GGUF that llama.cpp runs.")
+
+    @Argument(help: "The checkpoint: a .pth, a .safetensors with BlinkDL names, or a Hugging Face model folder.")
+    var input: String
+
+    @OptionGroup var options: ConversionArguments
+
+    func run() throws { try options.convert(input, expecting: nil) }
+}
+
+struct HFToNative: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hf-to-native",
+        abstract: "Convert a Hugging Face RWKV model folder (fla-hub RWKV-7, HF RWKV-6) into GGUF that llama.cpp runs.")
+
+    @Argument(help: "The folder: config.json with model.safetensors, sharded model-*.safetensors + index, or pytorch_model.bin.")
+    var input: String
+
+    @OptionGroup var options: ConversionArguments
+
+    func run() throws { try options.convert(input, expecting: .huggingFaceFolder) }
 }
 
 // Conversion does no matrix work: free the core OpenBLAS's idle threads would spin on.

@@ -152,7 +152,7 @@ import RWKVModel
         var options = ConversionOptions()
         options.expectedFormat = .torchZip
         options.showProgress = false
-        #expect(throws: RWKVError(input, "is a safetensors file, not torch zip (.pth); use safetensors-to-native")) {
+        #expect(throws: RWKVError(input, "is a safetensors file, not torch zip (.pth); use safetensors-to-native (or to-gguf, which takes any input)")) {
             _ = try Converter.convert(input: input, output: "/nonexistent/out.gguf", options: options)
         }
     }
