@@ -34,7 +34,7 @@ let package = Package(
         .executableTarget(name: "rwkv-convert", dependencies: [
             "RWKVConvert", "RWKVModel", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "rwkv-upgrade", dependencies: [
-            "RWKVConvert", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            "RWKVConvert", "RWKVModel", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "rwkv-verify", dependencies: [
             "RWKVVerify", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 

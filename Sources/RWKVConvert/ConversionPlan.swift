@@ -135,11 +135,15 @@ public struct Provenance: Sendable {
     /// Lowercase hex SHA-256 of the source file.
     public let sourceSHA256: String
     public let tool: String
+    /// Adapters merged into the source, as "file (lora alpha A)" / "file (pissa)", in order.
+    public let adapters: [String]
 
     public static let toolName = "rwkv-tools"
     public static let toolVersion = "0.1.0"
 
-    public init(sourceFile: String, sourceSHA256: String, tool: String = "\(Provenance.toolName) \(Provenance.toolVersion)") {
+    public init(sourceFile: String, sourceSHA256: String, tool: String = "\(Provenance.toolName) \(Provenance.toolVersion)",
+                adapters: [String] = []) {
+        self.adapters = adapters
         self.sourceFile = sourceFile
         self.sourceSHA256 = sourceSHA256
         self.tool = tool
@@ -148,10 +152,12 @@ public struct Provenance: Sendable {
     public static let sourceFileKey = "rwkv_tools.source.file"
     public static let sourceSHA256Key = "rwkv_tools.source.sha256"
     public static let toolKey = "rwkv_tools.converter"
+    public static let adaptersKey = "rwkv_tools.source.adapters"
 
     public var metadata: [GGUFKeyValue] {
         [GGUFKeyValue(Self.sourceFileKey, .string(sourceFile)),
          GGUFKeyValue(Self.sourceSHA256Key, .string(sourceSHA256)),
          GGUFKeyValue(Self.toolKey, .string(tool))]
+            + (adapters.isEmpty ? [] : [GGUFKeyValue(Self.adaptersKey, .string(adapters.joined(separator: ", ")))])
     }
 }

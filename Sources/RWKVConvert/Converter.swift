@@ -26,6 +26,8 @@ public struct ConversionOptions: Sendable {
     /// made again, and the flush costs more than the conversion when the disk is slower than
     /// memory. An interrupted or failed run leaves no output either way.
     public var sync: Bool = false
+    /// Fine-tune adapters merged into the checkpoint before anything else (`--merge-lora`).
+    public var adapters = AdapterList()
     /// Source elements per piece of a streamed tensor (2 MiB of bf16): small enough that a piece
     /// stays in cache from its read to its write, and a multiple of every block size. (Tests
     /// make it small, so the tiny fixtures cross piece boundaries.)
@@ -93,7 +95,8 @@ public enum Converter {
             throw RWKVError(input, "is a \(format.rawValue)\(format == .huggingFaceFolder ? "" : " file"), not \(expected.rawValue)"
                                    + (command.map { "; use \($0) (or to-gguf, which takes any input)" } ?? ""))
         }
-        return try convert(source: try Checkpoint.open(input), format: format, output: output, options: options, started: started)
+        let source = try options.adapters.merged(into: try Checkpoint.open(input))
+        return try convert(source: source, format: format, output: output, options: options, started: started)
     }
 
     /// Converts an opened checkpoint (`source.path` is the input file, hashed for provenance).
@@ -102,7 +105,7 @@ public enum Converter {
         let input = source.path
         // The hash (SHA-256, sequential, a core's worth of work) starts first and runs beside
         // everything else.
-        let hashing = BackgroundHash(paths: (source as? HuggingFaceFolder)?.weightFiles ?? [input])
+        let hashing = BackgroundHash(paths: (source as? HuggingFaceFolder ?? (source as? MergedSource)?.base as? HuggingFaceFolder)?.weightFiles ?? [input])
         let config = try RWKVConfig.detect(source)
         let plan = ConversionPlan(config: config, type: options.type, keepF32: options.keepF32,
                                   outputTensorType: options.outputTensorType)
@@ -120,7 +123,8 @@ public enum Converter {
         let placeholder = String(repeating: "0", count: 64)
         let name = options.name ?? ((input as NSString).lastPathComponent as NSString).deletingPathExtension
         let metadata = plan.metadata(name: name, vocabulary: vocabulary,
-                                     provenance: Provenance(sourceFile: (input as NSString).lastPathComponent, sourceSHA256: placeholder))
+                                     provenance: Provenance(sourceFile: (input as NSString).lastPathComponent, sourceSHA256: placeholder,
+                                                             adapters: (source as? MergedSource)?.adapterDescriptions ?? []))
         let writer = try GGUFWriter(path: output, metadata: metadata, tensors: plan.tensors.map(\.info),
                                     refusingToOverwrite: [input] + (options.vocabularyPath.map { [$0] } ?? []),
                                     durable: options.sync)
@@ -160,7 +164,8 @@ public enum Converter {
             tensors: reports, tensorBytes: totalBytes, fileBytes: writer.bytesWritten,
             seconds: Date().timeIntervalSince(started),
             overflowCount: overflowing.reduce(0) { $0 + $1.overflowCount }, overflowTensors: overflowing.map(\.name),
-            notes: plan.notes.map { "\($0.name): \($0.note)" })
+            notes: ((source as? MergedSource).map { ["merged adapters: " + $0.adapterDescriptions.joined(separator: ", ")] } ?? [])
+                + plan.notes.map { "\($0.name): \($0.note)" })
     }
 
     /// Encodes one planned tensor and queues its bytes for writing; returns how many values

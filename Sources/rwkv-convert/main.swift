@@ -60,6 +60,8 @@ struct ConversionArguments: ParsableArguments {
     @Flag(help: "Flush the output to disk before moving it into place, so a power cut cannot leave it short (slower).")
     var sync = false
 
+    @OptionGroup var adapters: AdapterArguments
+
     @Flag(help: "Print a JSON summary (every tensor's name, type, shape and bytes; totals; time; overflows).")
     var json = false
 
@@ -80,6 +82,7 @@ struct ConversionArguments: ParsableArguments {
             options.name = name
             options.expectedFormat = format
             options.sync = sync
+            options.adapters = adapters.list
             let report = try Converter.convert(input: input, output: output, options: options)
             print(json ? try jsonString(report) : report.text)
         }
@@ -110,6 +113,20 @@ struct SafetensorsToNative: ParsableCommand {
     @OptionGroup var options: ConversionArguments
 
     func run() throws { try options.convert(input, expecting: .safetensors) }
+}
+
+/// `--merge-lora` and its companions: RWKV-PEFT adapters merged before anything else.
+struct AdapterArguments: ParsableArguments {
+    @Option(name: .customLong("merge-lora"), help: ArgumentHelp("An RWKV-PEFT LoRA (or, with --pissa-init, PiSSA) adapter .pth to merge into the checkpoint first. Repeatable: applied in order.", valueName: "adapter"))
+    var mergeLoRA: [String] = []
+
+    @Option(name: .customLong("lora-alpha"), help: "LoRA alpha (scale alpha/r): once for all adapters or once per adapter (default 16, RWKV-PEFT's).")
+    var loraAlpha: [Float] = []
+
+    @Option(name: .customLong("pissa-init"), help: ArgumentHelp("The initial PiSSA adapter of each --merge-lora adapter, in order (makes them PiSSA merges).", valueName: "adapter"))
+    var pissaInit: [String] = []
+
+    var list: AdapterList { AdapterList(paths: mergeLoRA, alphas: loraAlpha, pissaInitials: pissaInit) }
 }
 
 struct ToGGUF: ParsableCommand {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import RWKVConvert
 import RWKVFormats
+import RWKVModel
 
 struct RWKVUpgradeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -78,9 +79,12 @@ struct V6ToV7: ParsableCommand {
     @Option(name: .customLong("gate-spread"), help: ArgumentHelp("preserve: gate unit input spread.", visibility: .hidden))
     var gateSpread: Float?
 
+    @OptionGroup var adapters: AdapterArguments
+
     func run() throws {
         try runReportingErrors {
             var options = UpgradeOptions()
+            options.adapters = adapters.list
             options.recipe = recipe == .paper ? .paper : .preserve
             options.ffnMultiplier = ffnMult
             options.gateRank = gateRank
@@ -109,6 +113,20 @@ struct V6ToV7: ParsableCommand {
         default: throw RWKVError(nil, "\(flag) takes on or off, not \(value)")
         }
     }
+}
+
+/// `--merge-lora` and its companions: RWKV-PEFT adapters merged before anything else.
+struct AdapterArguments: ParsableArguments {
+    @Option(name: .customLong("merge-lora"), help: ArgumentHelp("An RWKV-PEFT LoRA (or, with --pissa-init, PiSSA) adapter .pth to merge into the checkpoint first. Repeatable: applied in order.", valueName: "adapter"))
+    var mergeLoRA: [String] = []
+
+    @Option(name: .customLong("lora-alpha"), help: "LoRA alpha (scale alpha/r): once for all adapters or once per adapter (default 16, RWKV-PEFT's).")
+    var loraAlpha: [Float] = []
+
+    @Option(name: .customLong("pissa-init"), help: ArgumentHelp("The initial PiSSA adapter of each --merge-lora adapter, in order (makes them PiSSA merges).", valueName: "adapter"))
+    var pissaInit: [String] = []
+
+    var list: AdapterList { AdapterList(paths: mergeLoRA, alphas: loraAlpha, pissaInitials: pissaInit) }
 }
 
 /// One self-overwriting line on stderr when it is a terminal, nothing otherwise.

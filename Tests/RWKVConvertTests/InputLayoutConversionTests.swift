@@ -34,3 +34,26 @@ import RWKVModel
         #expect(a.metadata.filter { !provenance.contains($0.key) } == b.metadata.filter { !provenance.contains($0.key) })
     }
 }
+
+/// `--merge-lora` on conversion: the GGUF of base + adapters runs like the official package on
+/// the weights torch merged (fixtures/make_adapters.py), and records the adapters.
+@Suite struct AdapterConversionTests {
+    @Test func mergedConversionMatchesTheOfficialLogits() throws {
+        let scratch = try ConversionFiles.ScratchDirectory()
+        var options = ConversionOptions()
+        options.type = .f32
+        let fixtures = ConversionFiles.root + "/fixtures/"
+        options.adapters = AdapterList(paths: [fixtures + "adapters/rwkv7-tiny-lora-a.pth", fixtures + "adapters/rwkv7-tiny-lora-b.pth"],
+                                       alphas: [16, 32])
+        let report = try Converter.convert(input: ConversionFiles.fixture("rwkv7-tiny-bf16.pth"), output: scratch.path + "/m.gguf", options: options)
+        #expect(report.notes.first == "merged adapters: rwkv7-tiny-lora-a.pth (lora alpha 16.0), rwkv7-tiny-lora-b.pth (lora alpha 32.0)")
+        let gguf = try GGUFReader(path: scratch.path + "/m.gguf")
+        #expect(gguf.value(Provenance.adaptersKey) == .string("rwkv7-tiny-lora-a.pth (lora alpha 16.0), rwkv7-tiny-lora-b.pth (lora alpha 32.0)"))
+        let reference = try SafetensorsReader(path: fixtures + "expected/rwkv7-tiny-lora.logits.safetensors")
+        let tokens = try reference.floats("tokens").map { Int($0) }
+        let expected = try reference.floats("logits")
+        let logits = try RWKVModelLoader.load(path: scratch.path + "/m.gguf").logits(tokens, mode: .sequence).rows.flatMap { $0 }
+        // 1e-4: f32 weights, as OfficialAgreementTests.
+        #expect(zip(expected, logits).map { abs($0 - $1) }.max()! <= 1e-4)
+    }
+}
