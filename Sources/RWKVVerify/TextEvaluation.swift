@@ -83,7 +83,7 @@ public enum TextEvaluation {
     /// unscored first half goes through in one call; the scored part in pieces; the chunk's last
     /// token is never run (nothing follows it).
     static func score(_ chunk: ArraySlice<Int>, scored: Range<Int>, models: [RWKVLanguageModel],
-                      _ body: ([ArraySlice<Float>], Int) -> Void) throws {
+                      _ body: ([UnsafeBufferPointer<Float>], Int) -> Void) throws {
         let tokens = Array(chunk)
         var states = models.map { $0.makeState() }
         if scored.lowerBound > 0 {
@@ -98,14 +98,26 @@ public enum TextEvaluation {
             for m in models.indices {
                 logits.append(try models[m].forward(Array(tokens[start..<end]), state: &states[m], mode: .sequence, positions: .all))
             }
-            for r in 0..<(end - start) {
-                body(logits.map { $0.row(r) }, tokens[start + r + 1])
+            let V = logits[0].vocabSize
+            withRows(logits.map(\.values)) { all in
+                for r in 0..<(end - start) {
+                    body(all.map { UnsafeBufferPointer(rebasing: $0[(r * V)..<((r + 1) * V)]) }, tokens[start + r + 1])
+                }
             }
             start = end
         }
     }
 
-    static func negativeLogLikelihood(_ row: ArraySlice<Float>, target: Int) -> Double {
+    /// `body` with a buffer pointer to each array.
+    private static func withRows(_ arrays: [[Float]], _ body: ([UnsafeBufferPointer<Float>]) -> Void) {
+        func go(_ i: Int, _ acc: [UnsafeBufferPointer<Float>]) {
+            if i == arrays.count { return body(acc) }
+            arrays[i].withUnsafeBufferPointer { go(i + 1, acc + [$0]) }
+        }
+        go(0, [])
+    }
+
+    static func negativeLogLikelihood(_ row: UnsafeBufferPointer<Float>, target: Int) -> Double {
         LogSoftmax(row).lse - Double(row[target])
     }
 
@@ -120,13 +132,13 @@ struct LogSoftmax {
     let lse: Double
     let argmax: Int
 
-    init(_ row: ArraySlice<Float>) {
-        var maxValue = -Float.infinity, maxIndex = row.startIndex
+    init(_ row: UnsafeBufferPointer<Float>) {
+        var maxValue = -Float.infinity, maxIndex = 0
         for i in row.indices where row[i] > maxValue { maxValue = row[i]; maxIndex = i }
         var sum = 0.0
         for v in row { sum += Double(expf(v - maxValue)) }
         lse = Double(maxValue) + log(sum)
-        argmax = maxIndex - row.startIndex
+        argmax = maxIndex
     }
 }
 
