@@ -190,8 +190,13 @@ public struct ImportanceMatrix: Sendable, Equatable {
 public final class ImportanceCollector: MatmulObserver {
     /// Checkpoint name → GGUF name, for every weight llama-imatrix collects.
     private let names: [String: String]
-    private var sums: [String: [Double]] = [:]
-    private var counts: [String: Int] = [:]
+    /// Per GGUF name: Σx² per column (a class, so that adding to it does not copy the array).
+    private final class Sums {
+        var values: [Double]
+        var rows = 0
+        init(width: Int) { values = [Double](repeating: 0, count: width) }
+    }
+    private var sums: [String: Sums] = [:]
     private var unknown: Set<String> = []
 
     /// - Parameter processOutput: also the head (`output.weight`), as llama-imatrix --process-output.
@@ -209,16 +214,16 @@ public final class ImportanceCollector: MatmulObserver {
             if weight != "head.weight" { unknown.insert(weight) }
             return
         }
-        var s = sums[name] ?? [Double](repeating: 0, count: width)
-        guard s.count == width else { unknown.insert(weight + " (width changed)"); return }
-        s.withUnsafeMutableBufferPointer { s in
+        let acc: Sums
+        if let existing = sums[name] { acc = existing } else { acc = Sums(width: width); sums[name] = acc }
+        guard acc.values.count == width else { unknown.insert(weight + " (width changed)"); return }
+        acc.values.withUnsafeMutableBufferPointer { s in
             for r in 0..<rows {
                 let x = input + r * stride
                 for j in 0..<width { let v = Double(x[j]); s[j] += v * v }
             }
         }
-        sums[name] = s
-        counts[name, default: 0] += rows
+        acc.rows += rows
     }
 
     /// The matrix so far. Throws if a product had no GGUF name (a model the table does not
@@ -227,9 +232,9 @@ public final class ImportanceCollector: MatmulObserver {
         if let u = unknown.sorted().first { throw RWKVError(nil, "internal error: no GGUF name for the product with \(u)") }
         var entries: [String: ImportanceMatrix.Entry] = [:]
         for (name, s) in sums {
-            let values = s.map { Float($0) }
+            let values = s.values.map { Float($0) }
             guard values.allSatisfy(\.isFinite) else { throw RWKVError(nil, "non-finite activations entering \(name): the model produces inf/NaN on this text") }
-            entries[name] = ImportanceMatrix.Entry(width: values.count, sums: values, counts: [Float(counts[name] ?? 0)])
+            entries[name] = ImportanceMatrix.Entry(width: values.count, sums: values, counts: [Float(s.rows)])
         }
         return ImportanceMatrix(entries: entries, datasets: datasets, chunkCount: chunkCount, chunkSize: chunkSize)
     }
