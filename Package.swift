@@ -3,7 +3,8 @@ import PackageDescription
 
 // Data flows one way: RWKVFormats reads and writes files (tensors in, tensors out),
 // RWKVModel knows what an RWKV checkpoint is and runs it, RWKVConvert plans and performs
-// conversions, RWKVVerify compares logits. The executables are thin argument-parser shells.
+// conversions (and holds the tokenizer and text chunks), RWKVVerify compares logits and
+// measures quality on text. The executables are thin argument-parser shells.
 let package = Package(
     name: "rwkv-tools",
     platforms: [.macOS(.v13)],
@@ -29,14 +30,14 @@ let package = Package(
         .target(name: "RWKVModel", dependencies: ["RWKVFormats", "COpenBLAS"]),
         .target(name: "RWKVConvert", dependencies: ["RWKVFormats", "RWKVModel"],
                 resources: [.copy("Resources/rwkv_vocab_v20230424.txt")]),
-        .target(name: "RWKVVerify", dependencies: ["RWKVFormats", "RWKVModel"]),
+        .target(name: "RWKVVerify", dependencies: ["RWKVFormats", "RWKVModel", "RWKVConvert"]),
 
         .executableTarget(name: "rwkv-convert", dependencies: [
             "RWKVConvert", "RWKVModel", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "rwkv-upgrade", dependencies: [
             "RWKVConvert", "RWKVModel", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "rwkv-verify", dependencies: [
-            "RWKVVerify", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            "RWKVVerify", "RWKVConvert", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .testTarget(name: "RWKVFormatsTests", dependencies: ["RWKVFormats"]),
         .testTarget(name: "RWKVModelTests", dependencies: ["RWKVModel"]),

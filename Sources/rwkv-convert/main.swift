@@ -8,7 +8,7 @@ struct RWKVConvertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rwkv-convert",
         abstract: "Inspect RWKV-6/RWKV-7 checkpoints and convert them to GGUF for llama.cpp.",
-        subcommands: [Inspect.self, ToGGUF.self, PthToNative.self, SafetensorsToNative.self, HFToNative.self])
+        subcommands: [Inspect.self, ToGGUF.self, PthToNative.self, SafetensorsToNative.self, HFToNative.self, IMatrix.self])
 }
 
 struct Inspect: ParsableCommand {
@@ -153,6 +153,45 @@ struct HFToNative: ParsableCommand {
     @OptionGroup var options: ConversionArguments
 
     func run() throws { try options.convert(input, expecting: .huggingFaceFolder) }
+}
+
+struct IMatrix: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "imatrix",
+        abstract: "Compute an importance matrix over a text, as llama-imatrix does, in its GGUF format.",
+        discussion: "Runs our forward pass over the text in chunks and sums, per input column of every weight matrix llama-imatrix collects, the squared activations (<tensor>.in_sum2) and the token count (<tensor>.counts).")
+
+    @Argument(help: "The model: .pth, .safetensors, .gguf or a Hugging Face folder.")
+    var model: String
+
+    @Option(help: "The calibration text (World tokenizer for 65536-row models, bytes for byte-level ones).")
+    var text: String
+
+    @Option(name: .shortAndLong, help: "The importance matrix to write (GGUF, e.g. model.imatrix.gguf).")
+    var output: String
+
+    @Option(help: "Tokens per chunk (llama-imatrix's -c).")
+    var chunk: Int = TextChunks.defaultSize
+
+    @Option(help: "Use at most this many chunks.")
+    var chunks: Int?
+
+    @Flag(help: "Also collect the output matrix (the head), as llama-imatrix --process-output.")
+    var processOutput = false
+
+    @Option(help: "A World-format vocabulary file (default: the bundled one for 65536-row models).")
+    var vocab: String?
+
+    @Flag(help: "Print a JSON summary.")
+    var json = false
+
+    func run() throws {
+        try runReportingErrors {
+            let report = try ImportanceMatrixRun.run(model: model, text: text, output: output, chunkSize: chunk, maxChunks: chunks,
+                                                     processOutput: processOutput, vocabularyPath: vocab)
+            print(json ? try jsonString(report) : report.summary)
+        }
+    }
 }
 
 // Conversion does no matrix work: free the core OpenBLAS's idle threads would spin on.
