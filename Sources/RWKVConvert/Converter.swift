@@ -13,7 +13,7 @@ public struct ConversionOptions: Sendable {
     /// The most encoding threads used (each keeps a chunk of scratch): far beyond any core count.
     public static let maxThreads = 1024
     public var keepF32: [String] = []
-    /// The output matrix's type; nil: q8_0 for 4- and 5-bit types, else `type` (ConversionPlan).
+    /// The output matrix's type; nil: llama.cpp's choice (q6_K or q8_0) for quantized types, else `type` (ConversionPlan).
     public var outputTensorType: OutputType?
     /// `general.name`; nil uses the input's file name without its extension.
     public var name: String?

@@ -48,7 +48,7 @@ struct ConversionArguments: ParsableArguments {
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     @Option(name: .customLong("output-tensor-type"),
-            help: "Type of the output matrix (the head). Default: q8_0 for the 4- and 5-bit types, as llama.cpp's quantizer keeps it at higher precision; --type otherwise.")
+            help: "Type of the output matrix (the head). Default for quantized types: q6_K (q8_0 for q8_0, or when its rows are not whole 256-value blocks), as llama.cpp's quantizer keeps it at higher precision; --type otherwise.")
     var outputTensorType: OutputType?
 
     @Option(name: .customLong("keep-f32"), help: "Keep matching GGUF tensors in F32 (a glob, or a substring of the name). Repeatable.")
