@@ -53,23 +53,6 @@ public enum OutputType: String, CaseIterable, Sendable, Codable {
     }
 }
 
-/// What llama.cpp's quantizer stores a matrix in when the chosen type does not fit its rows
-/// (`tensor_type_fallback` in llama-quant.cpp): the k-quants need rows of whole 256-value
-/// blocks and fall back to a 32-value type (q2_K, q3_K -> q4_0, q4_K -> q5_0, q5_K -> q5_1,
-/// q6_K -> q8_0), and a 32-value type that does not fit either becomes F16.
-public func llamaFallbackType(_ type: DType, rowLength: Int) -> DType {
-    guard type.isQuantized, rowLength % type.blockSize != 0 else { return type }
-    let fallback: DType
-    switch type {
-    case .q2_K, .q3_K: fallback = .q4_0
-    case .q4_K: fallback = .q5_0
-    case .q5_K: fallback = .q5_1
-    case .q6_K: fallback = .q8_0
-    default: fallback = type
-    }
-    return rowLength % fallback.blockSize == 0 ? fallback : .f16
-}
-
 /// One GGUF output tensor: where it comes from (the layout) and the type it is stored in.
 public struct PlannedTensor: Sendable {
     public let layout: GGUFTensorLayout
@@ -88,45 +71,35 @@ public struct ConversionPlan: Sendable {
     public let tensors: [PlannedTensor]
 
     /// The GGUF name of the output matrix (the head), which quantized types keep at q6_K or q8_0.
-    public static let outputTensorName = "output.weight"
+    public static let outputTensorName = LlamaTensorTypes.outputName
+
+    /// `general.file_type`: the preset's, or the type's.
+    public let fileType: UInt32
 
     /// - Parameters:
+    ///   - type: the large matrices' type (with `preset`, the preset's base type).
+    ///   - preset: a llama-quantize preset (LlamaPresets.swift): its file type; the tensors are
+    ///     chosen by the same rules as a plain `type`.
     ///   - keepF32: patterns on GGUF names (a glob when it holds * ? or [, else a substring)
-    ///     whose tensors stay F32.
-    ///   - outputTensorType: the output matrix's type (`--output-tensor-type`). By default, for
-    ///     a quantized `type`, what llama.cpp's quantizer gives it (`llama_tensor_get_type`): q8_0
-    ///     when its rows are not whole blocks of `type` or `type` is q8_0, else q6_K (then q8_0 when
-    ///     the rows are not whole 256-value blocks). The head turns the last hidden state into
-    ///     every logit, so its errors reach the output directly. Float types apply to it as to
-    ///     every large matrix.
-    public init(config: RWKVConfig, type: OutputType, keepF32: [String] = [], outputTensorType: OutputType? = nil) {
+    ///     whose tensors stay F32; they win over everything else.
+    ///   - outputTensorType, tokenEmbeddingType, tensorTypes: llama-quantize's overrides. Without
+    ///     them every large matrix is chosen as llama-quantize does (`LlamaTensorTypes.choose`):
+    ///     for a quantized type the output matrix is q6_K (q8_0 for q8_0 or rows that are not
+    ///     whole blocks), and types that do not fit a row fall back.
+    public init(config: RWKVConfig, type: OutputType, preset: LlamaPreset? = nil, keepF32: [String] = [],
+                outputTensorType: OutputType? = nil, tokenEmbeddingType: OutputType? = nil, tensorTypes: [TensorTypeRule] = []) {
+        let type = preset?.baseType ?? type
         self.config = config
         self.outputType = type
+        self.fileType = preset?.llamaFileType ?? type.llamaFileType
+        let overrides = TensorTypeOverrides(outputTensorType: outputTensorType, tokenEmbeddingType: tokenEmbeddingType, tensorTypes: tensorTypes)
         self.tensors = GGUFLayout.tensors(for: config).map { layout in
             guard layout.isLargeMatrix else { return PlannedTensor(layout: layout, dtype: .f32, note: nil) }
-            let rowLength = layout.shape.last ?? 0
-            var wanted = type.dtype
-            var note: String?
-            if layout.name == Self.outputTensorName {
-                if let outputTensorType {
-                    wanted = outputTensorType.dtype
-                    if outputTensorType != type { note = "\(outputTensorType.rawValue) (--output-tensor-type)" }
-                } else if type.dtype.isQuantized {
-                    wanted = rowLength % type.dtype.blockSize != 0 || type == .q8_0 ? .q8_0 : .q6_K
-                    if wanted != type.dtype {
-                        note = "\(wanted.rawValue): the output matrix is kept at higher precision, as llama.cpp's quantizer does (--output-tensor-type to choose)"
-                    }
-                }
+            if let p = keepF32.first(where: { Self.matches(layout.name, pattern: $0) }) {
+                return PlannedTensor(layout: layout, dtype: .f32, note: type == .f32 ? nil : "kept F32 (--keep-f32 \(p))")
             }
-            if let p = keepF32.first(where: { Self.matches(layout.name, pattern: $0) }), wanted != .f32 {
-                return PlannedTensor(layout: layout, dtype: .f32, note: "kept F32 (--keep-f32 \(p))")
-            }
-            let stored = llamaFallbackType(wanted, rowLength: rowLength)
-            if stored != wanted {
-                return PlannedTensor(layout: layout, dtype: stored,
-                                     note: "\(stored.rawValue): row length \(rowLength) is not a multiple of \(wanted.blockSize), which \(wanted.rawValue) needs (llama.cpp's fallback)")
-            }
-            return PlannedTensor(layout: layout, dtype: wanted, note: note)
+            let (dtype, note) = LlamaTensorTypes.choose(name: layout.name, rowLength: layout.shape.last ?? 0, type: type, overrides: overrides)
+            return PlannedTensor(layout: layout, dtype: dtype, note: note)
         }
     }
 
@@ -160,7 +133,7 @@ public struct ConversionPlan: Sendable {
             GGUFKeyValue("general.name", .string(name)),
         ]
         kv += GGUFLayout.hyperparameters(for: config)
-        kv.append(GGUFKeyValue("general.file_type", .uint32(outputType.llamaFileType)))
+        kv.append(GGUFKeyValue("general.file_type", .uint32(fileType)))
         kv += vocabulary.metadata
         if isQuantized { kv.append(GGUFKeyValue("general.quantization_version", .uint32(2))) }
         kv += provenance.metadata
