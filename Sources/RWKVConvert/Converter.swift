@@ -6,6 +6,8 @@ import RWKVModel
 
 public struct ConversionOptions: Sendable {
     public var type: OutputType = .f16
+    /// A llama-quantize preset (Q4_K_M ...): replaces `type` by its base type and sets the file type.
+    public var preset: LlamaPreset?
     /// A World-format vocabulary file; nil picks the bundled World vocabulary for 65536-row
     /// models and 256 byte tokens otherwise.
     public var vocabularyPath: String?
@@ -13,8 +15,12 @@ public struct ConversionOptions: Sendable {
     /// The most encoding threads used (each keeps a chunk of scratch): far beyond any core count.
     public static let maxThreads = 1024
     public var keepF32: [String] = []
-    /// The output matrix's type; nil: q8_0 for 4- and 5-bit types, else `type` (ConversionPlan).
+    /// The output matrix's type; nil: llama.cpp's choice (q6_K or q8_0) for quantized types, else `type` (ConversionPlan).
     public var outputTensorType: OutputType?
+    /// token_embd.weight's type (`--token-embedding-type`), as llama-quantize takes it.
+    public var tokenEmbeddingType: OutputType?
+    /// `--tensor-type PATTERN=TYPE` rules, the first match wins (quantized types only).
+    public var tensorTypes: [TensorTypeRule] = []
     /// `general.name`; nil uses the input's file name without its extension.
     public var name: String?
     /// The input format the command is for (pth-to-native: torch zip, safetensors-to-native:
@@ -107,8 +113,9 @@ public enum Converter {
         // everything else.
         let hashing = BackgroundHash(paths: (source as? HuggingFaceFolder ?? (source as? MergedSource)?.base as? HuggingFaceFolder)?.weightFiles ?? [input])
         let config = try RWKVConfig.detect(source)
-        let plan = ConversionPlan(config: config, type: options.type, keepF32: options.keepF32,
-                                  outputTensorType: options.outputTensorType)
+        let plan = ConversionPlan(config: config, type: options.type, preset: options.preset, keepF32: options.keepF32,
+                                  outputTensorType: options.outputTensorType, tokenEmbeddingType: options.tokenEmbeddingType,
+                                  tensorTypes: options.tensorTypes)
         for (name, _) in plan.sourceShapes.sorted(by: { $0.key < $1.key }) {
             guard let t = source.info(name) else { throw RWKVError(input, "missing tensor \(name)") }
             guard t.dtype.isFloatingPoint, !t.dtype.isQuantized else {

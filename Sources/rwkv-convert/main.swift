@@ -31,15 +31,37 @@ struct Inspect: ParsableCommand {
     }
 }
 
-extension OutputType: ExpressibleByArgument {}
+extension OutputType: ExpressibleByArgument {
+    public init?(argument: String) { self.init(name: argument) }
+}
+
+/// `--type`: one of our types, or a llama-quantize preset name (Q4_K_M ...), in any case.
+struct TypeChoice: ExpressibleByArgument {
+    let type: OutputType
+    let preset: LlamaPreset?
+
+    init(type: OutputType) { self.type = type; preset = nil }
+
+    init?(argument: String) {
+        if let t = OutputType(name: argument) {
+            type = t; preset = nil
+        } else if let p = LlamaPreset(name: argument) {
+            type = p.baseType; preset = p
+        } else {
+            return nil
+        }
+    }
+
+    static var allValueStrings: [String] { OutputType.allCases.map(\.rawValue) + LlamaPreset.allCases.map(\.rawValue) }
+}
 
 /// Options shared by the two conversion commands.
 struct ConversionArguments: ParsableArguments {
     @Argument(help: "The GGUF file to write.")
     var output: String
 
-    @Option(help: "Type of the large matrices (everything else stays F32, as llama.cpp expects).")
-    var type: OutputType = .f16
+    @Option(help: "Type of the large matrices (everything else stays F32, as llama.cpp expects), or a llama-quantize preset name (Q4_K_M, Q5_K_M, Q6_K, Q8_0, Q3_K_L ...): per-tensor types as llama-quantize chooses them for RWKV.")
+    var type: TypeChoice = TypeChoice(type: .f16)
 
     @Option(help: "A World-format vocabulary file (default: the bundled World vocabulary for 65536-row models, byte tokens otherwise).")
     var vocab: String?
@@ -48,8 +70,15 @@ struct ConversionArguments: ParsableArguments {
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     @Option(name: .customLong("output-tensor-type"),
-            help: "Type of the output matrix (the head). Default: q8_0 for the 4- and 5-bit types, as llama.cpp's quantizer keeps it at higher precision; --type otherwise.")
+            help: "Type of the output matrix (the head). Default for quantized types: q6_K (q8_0 for q8_0, or when its rows are not whole 256-value blocks), as llama.cpp's quantizer keeps it at higher precision; --type otherwise.")
     var outputTensorType: OutputType?
+
+    @Option(name: .customLong("token-embedding-type"), help: "Type of token_embd.weight, as llama-quantize's option.")
+    var tokenEmbeddingType: OutputType?
+
+    @Option(name: .customLong("tensor-type"),
+            help: "PATTERN=TYPE: tensors whose GGUF name the regular expression matches get TYPE (first match wins; quantized types only), as llama-quantize's option. Repeatable.")
+    var tensorType: [String] = []
 
     @Option(name: .customLong("keep-f32"), help: "Keep matching GGUF tensors in F32 (a glob, or a substring of the name). Repeatable.")
     var keepF32: [String] = []
@@ -74,7 +103,13 @@ struct ConversionArguments: ParsableArguments {
     func convert(_ input: String, expecting format: ModelFormat?) throws {
         try runReportingErrors {
             var options = ConversionOptions()
-            options.type = type
+            options.type = type.type
+            options.preset = type.preset
+            options.tokenEmbeddingType = tokenEmbeddingType
+            options.tensorTypes = try tensorType.map { try TensorTypeRule(argument: $0) }
+            guard options.tensorTypes.isEmpty || options.type.dtype.isQuantized else {
+                throw RWKVError(nil, "--tensor-type needs a quantized --type (llama-quantize applies it only then)")
+            }
             options.vocabularyPath = vocab
             options.threads = threads
             options.keepF32 = keepF32
