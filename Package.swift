@@ -3,7 +3,8 @@ import PackageDescription
 
 // Data flows one way: RWKVFormats reads and writes files (tensors in, tensors out),
 // RWKVModel knows what an RWKV checkpoint is and runs it, RWKVConvert plans and performs
-// conversions, RWKVVerify compares logits. The executables are thin argument-parser shells.
+// conversions, RWKVVerify compares logits, RWKVCommandLine is the programs' shared shell (exit
+// statuses, error line, JSON, progress bar). The executables are thin argument-parser shells.
 let package = Package(
     name: "rwkv-tools",
     platforms: [.macOS(.v13)],
@@ -30,17 +31,21 @@ let package = Package(
         .target(name: "RWKVConvert", dependencies: ["RWKVFormats", "RWKVModel"],
                 resources: [.copy("Resources/rwkv_vocab_v20230424.txt")]),
         .target(name: "RWKVVerify", dependencies: ["RWKVFormats", "RWKVModel"]),
+        // What the three programs share: exit statuses, the one-line error, JSON, the progress bar.
+        .target(name: "RWKVCommandLine", dependencies: [
+            "RWKVFormats", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .executableTarget(name: "rwkv-convert", dependencies: [
-            "RWKVConvert", "RWKVModel", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            "RWKVConvert", "RWKVModel", "RWKVCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "rwkv-upgrade", dependencies: [
-            "RWKVConvert", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            "RWKVConvert", "RWKVCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "rwkv-verify", dependencies: [
-            "RWKVVerify", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            "RWKVVerify", "RWKVCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .testTarget(name: "RWKVFormatsTests", dependencies: ["RWKVFormats"]),
         .testTarget(name: "RWKVModelTests", dependencies: ["RWKVModel"]),
         .testTarget(name: "RWKVConvertTests", dependencies: ["RWKVConvert"]),
-        .testTarget(name: "RWKVVerifyTests", dependencies: ["RWKVVerify"]),
+        .testTarget(name: "RWKVVerifyTests", dependencies: ["RWKVVerify", "RWKVCommandLine"]),
+        .testTarget(name: "RWKVCommandLineTests", dependencies: ["RWKVCommandLine"]),
     ]
 )

@@ -20,7 +20,8 @@ public struct ConversionOptions: Sendable {
     /// The input format the command is for (pth-to-native: torch zip, safetensors-to-native:
     /// safetensors); nil accepts any checkpoint.
     public var expectedFormat: ModelFormat?
-    public var showProgress: Bool = ProgressBar.stderrIsTerminal
+    /// Called as the work goes on with (bytes done, bytes in all, what is being done).
+    public var progress: (@Sendable (Int, Int, String) -> Void)?
     /// Flush the output to disk before renaming it into place (`--sync`), so a power cut cannot
     /// leave it short. Off by default, as with cp and llama.cpp's converter: the output can be
     /// made again, and the flush costs more than the conversion when the disk is slower than
@@ -128,14 +129,14 @@ public enum Converter {
         defer { if !finished { writer.abandon() } }
 
         let totalBytes = plan.tensors.reduce(0) { $0 + $1.info.byteCount }
-        let bar = ProgressBar(total: totalBytes, label: "converting", enabled: options.showProgress)
+        let report = options.progress ?? { _, _, _ in }
         let pipeline = WritePipeline(writer: writer, threads: options.threads)   // clamped by ParallelEncoder
         let sourceBytes = ReusableBuffer()   // each piece of source bytes, read into the same memory
         defer { pipeline.drain() }   // no write may outlive the buffers, whatever happens
         var reports: [ConversionReport.Tensor] = []
         var done = 0
         for t in plan.tensors {
-            bar.update(done, detail: t.layout.name)
+            report(done, totalBytes, t.layout.name)
             let overflow = try convert(t, from: source, reading: sourceBytes, inPiecesOf: options.pieceElements, into: pipeline)
             done += t.info.byteCount
             reports.append(.init(name: t.layout.name, type: t.dtype.rawValue, shape: t.layout.shape, bytes: t.info.byteCount,
@@ -143,12 +144,11 @@ public enum Converter {
         }
         try pipeline.finish()
         sourceBytes.release()
-        bar.update(done, detail: "hashing the input")
-        let digest = try hashing.wait { bar.update(done, detail: "hashing the input: \($0)%") }
+        report(done, totalBytes, "hashing the input")
+        let digest = try hashing.wait { report(done, totalBytes, "hashing the input: \($0)%") }
         try writer.patchString(Provenance.sourceSHA256Key, digest)
         try writer.finish()
         finished = true
-        bar.finish()
 
         let overflowing = reports.filter { $0.overflowCount > 0 }
         return ConversionReport(

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RWKVCommandLine
 import RWKVConvert
 import RWKVFormats
 import RWKVModel
@@ -22,12 +23,10 @@ struct Inspect: ParsableCommand {
     var json = false
 
     func run() throws {
-        try runReportingErrors {
-            let report = InspectReport(source: try ModelFile.open(file))
-            print(json ? try jsonString(report) : report.text)
-            // The report is still printed, but a file that is no RWKV model is bad input (exit 2).
-            if let error = report.unusableModelError { throw error }
-        }
+        let report = InspectReport(source: try ModelFile.open(file))
+        print(json ? try RWKVCommandLine.json(report) : report.text)
+        // The report is still printed, but a file that is no RWKV model is bad input (exit 2).
+        if let error = report.unusableModelError { throw error }
     }
 }
 
@@ -70,7 +69,7 @@ struct ConversionArguments: ParsableArguments {
     }
 
     func convert(_ input: String, expecting format: ModelFormat) throws {
-        try runReportingErrors {
+        do {
             var options = ConversionOptions()
             options.type = type
             options.vocabularyPath = vocab
@@ -80,8 +79,12 @@ struct ConversionArguments: ParsableArguments {
             options.name = name
             options.expectedFormat = format
             options.sync = sync
+            let bar = ProgressBar(total: 1, label: "converting")
+            options.progress = bar.callback
+            defer { bar.finish() }
             let report = try Converter.convert(input: input, output: output, options: options)
-            print(json ? try jsonString(report) : report.text)
+            bar.finish()
+            print(json ? try RWKVCommandLine.json(report) : report.text)
         }
     }
 }
@@ -114,4 +117,4 @@ struct SafetensorsToNative: ParsableCommand {
 
 // Conversion does no matrix work: free the core OpenBLAS's idle threads would spin on.
 OpenBLAS.stopIdleThreads()
-RWKVConvertCommand.main()
+RWKVCommandLine.main(RWKVConvertCommand.self)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RWKVCommandLine
 import RWKVConvert
 import RWKVFormats
 
@@ -79,7 +80,7 @@ struct V6ToV7: ParsableCommand {
     var gateSpread: Float?
 
     func run() throws {
-        try runReportingErrors {
+        do {
             var options = UpgradeOptions()
             options.recipe = recipe == .paper ? .paper : .preserve
             options.ffnMultiplier = ffnMult
@@ -94,11 +95,13 @@ struct V6ToV7: ParsableCommand {
             if let fitTokens { options.fitTokens = fitTokens }
             options.calibrationText = calibrate
             if let gateSpread { options.gateUnitSpreads = [gateSpread] }
-            let progress = StderrProgress()
+            let bar = ProgressBar(total: 1, label: "upgrading")
+            defer { bar.finish() }
             let report = try RWKVUpgrade.run(input: input, output: output, options: options,
-                                             dtype: dtype == .bf16 ? .bf16 : .f32, sync: sync, progress: progress.update)
-            progress.finish()
-            if json { print(try jsonString(report)) } else { print(report.summary) }
+                                             dtype: dtype == .bf16 ? .bf16 : .f32, sync: sync,
+                                             progress: { index, count, name in bar.update(index, total: count, detail: name) })
+            bar.finish()
+            print(json ? try RWKVCommandLine.json(report) : report.summary)
         }
     }
 
@@ -111,20 +114,4 @@ struct V6ToV7: ParsableCommand {
     }
 }
 
-/// One self-overwriting line on stderr when it is a terminal, nothing otherwise.
-final class StderrProgress {
-    private let enabled = isatty(STDERR_FILENO) == 1
-    private var shown = false
-
-    func update(_ index: Int, _ count: Int, _ name: String) {
-        guard enabled else { return }
-        FileHandle.standardError.write(Data("\r\u{1b}[K[\(index + 1)/\(count)] \(name)".utf8))
-        shown = true
-    }
-
-    func finish() {
-        if shown { FileHandle.standardError.write(Data("\r\u{1b}[K".utf8)) }
-    }
-}
-
-RWKVUpgradeCommand.main()
+RWKVCommandLine.main(RWKVUpgradeCommand.self)

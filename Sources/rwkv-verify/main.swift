@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RWKVCommandLine
 import RWKVFormats
 import RWKVModel
 import RWKVVerify
@@ -76,7 +77,7 @@ struct Verify: ParsableCommand {
     var json = false
 
     func run() throws {
-        runVerification {
+        do {
             guard (fixture == nil) != (against == nil) else { throw RWKVError(nil, "give exactly one of --fixture or --against") }
             guard tolerance >= 0, modeTolerance >= 0 else { throw RWKVError(nil, "tolerances must be non-negative") }
             let subject = try RWKVModelLoader.load(path: model)
@@ -93,8 +94,8 @@ struct Verify: ParsableCommand {
                 report = try Verifier.compare(subject, against: reference, tokens: tokens, modes: mode.modes,
                                               tolerance: tolerance, modeTolerance: modeTolerance)
             }
-            print(json ? try verifyJSON(report) : report.text)
-            return report.passed
+            print(json ? try RWKVCommandLine.json(report) : report.text)
+            if !report.passed { throw CommandOutcome(status: ExitStatus.outsideTolerance) }
         }
     }
 }
@@ -119,24 +120,16 @@ struct Bench: ParsableCommand {
     var json = false
 
     func run() throws {
-        runVerification {
+        do {
             let start = ContinuousClock.now
             let subject = try RWKVModelLoader.load(path: model)
             let loaded = ContinuousClock.now - start
             let tokens = try tokenOptions.resolve(vocab: subject.config.vocabSize, defaultCount: 64)
             let load = Double(loaded.components.seconds) + Double(loaded.components.attoseconds) * 1e-18
             let result = try ForwardBenchmark.run(subject, tokens: tokens, modes: mode.modes, repeats: repeats, loadSeconds: load)
-            print(json ? try verifyJSON(result) : result.text)
-            return true
+            print(json ? try RWKVCommandLine.json(result) : result.text)
         }
     }
 }
 
-// Bad arguments are bad input: one line on stderr and exit status 2, like a bad file.
-do {
-    var command = try RWKVVerifyCommand.parseAsRoot()
-    try command.run()
-} catch {
-    if RWKVVerifyCommand.exitCode(for: error) == .success { RWKVVerifyCommand.exit(withError: error) }   // --help
-    reportBadInput(RWKVVerifyCommand.message(for: error).split(separator: "\n").first.map(String.init) ?? "bad arguments")
-}
+RWKVCommandLine.main(RWKVVerifyCommand.self)

@@ -30,7 +30,6 @@ import RWKVModel
         let out = dir.path + "/out.gguf"
         let source = FailingSource(try SafetensorsReader(path: ConversionFiles.fixture("rwkv7-tiny.safetensors")), failAfter: 20)
         var options = ConversionOptions()
-        options.showProgress = false
         #expect(throws: RWKVError(source.path, "read error (test)")) {
             _ = try Converter.convert(source: source, format: .safetensors, output: out, options: options)
         }
@@ -71,7 +70,6 @@ import RWKVModel
         let input = dir.path + "/corrupt.pth"
         try Data(bytes).write(to: URL(fileURLWithPath: input))
         var options = ConversionOptions()
-        options.showProgress = false
         options.pieceElements = 64
         do {
             _ = try Converter.convert(input: input, output: dir.path + "/out.gguf", options: options)
@@ -137,21 +135,10 @@ import RWKVModel
         #expect(try ConversionFiles.convert(input, to: dir.path + "/bf16.gguf", type: .bf16).overflowCount == 0)
     }
 
-    @Test func progressLine() {
-        let bar = ProgressBar(total: 200, label: "converting", enabled: false)   // not drawn: no terminal
-        #expect(bar.line() == "converting [..............................]   0%")
-        bar.update(50, detail: "blk.0.time_mix_key.weight")
-        #expect(bar.line() == "converting [#######.......................]  25%  blk.0.time_mix_key.weight")
-        #expect(bar.line(columns: 20) == "converting [#######.")
-        bar.advance(by: 500)
-        #expect(bar.line().hasPrefix("converting [##############################] 100%"))
-    }
-
     @Test func wrongInputFormatSaysWhichCommand() throws {
         let input = ConversionFiles.fixture("rwkv7-tiny.safetensors")
         var options = ConversionOptions()
         options.expectedFormat = .torchZip
-        options.showProgress = false
         #expect(throws: RWKVError(input, "is a safetensors file, not torch zip (.pth); use safetensors-to-native")) {
             _ = try Converter.convert(input: input, output: "/nonexistent/out.gguf", options: options)
         }

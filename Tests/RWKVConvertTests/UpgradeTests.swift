@@ -113,12 +113,12 @@ import RWKVModel
         }
         var narrow = UpgradeOptions()
         narrow.ffnMultiplier = 3
-        #expect(throws: RWKVError(nil, "--ffn-mult 3.0 gives an FFN width that is not a whole number of at least the RWKV-6 width 224 (n_embd 64)")) {
+        #expect(throws: RWKVError(input, "--ffn-mult 3.0 gives an FFN width that is not a whole number of at least the RWKV-6 width 224 (n_embd 64)")) {
             try RWKVUpgrade.run(input: input, output: dir.file("x.pth"), options: narrow)
         }
         var zeroRank = UpgradeOptions()
         zeroRank.gateRank = 0
-        #expect(throws: RWKVError(nil, "--gate-rank 0 is out of range (1...1024 for n_embd 64)")) {
+        #expect(throws: RWKVError(input, "--gate-rank 0 is out of range (1...1024 for this n_embd 64)")) {
             try RWKVUpgrade.run(input: input, output: dir.file("x.pth"), options: zeroRank)
         }
         #expect(throws: RWKVError(input, "refusing to overwrite the input file")) {
