@@ -38,7 +38,7 @@ public enum Printable {
     /// One line: like `escaped` with no length limit (a whole error message stays whole).
     public static func line(_ s: String) -> String { escaped(s, limit: Int.max) }
 
-    static func isControl(_ u: Unicode.Scalar) -> Bool {
+    public static func isControl(_ u: Unicode.Scalar) -> Bool {
         u.value < 0x20 || (0x7f...0x9f).contains(u.value)
     }
 

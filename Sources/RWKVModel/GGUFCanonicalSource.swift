@@ -155,6 +155,8 @@ extension WeightLoader {
     /// forward pass runs on it unchanged; quantized tensors come back dequantized.
     public init(gguf: GGUFReader) throws {
         let view = try GGUFCanonicalSource(gguf)
-        try self.init(path: gguf.path, config: view.config, fetch: { try view.canonicalFloats($0) })
+        try self.init(path: gguf.path, config: view.config, fetch: {
+            try NonFiniteCount.checked(view.canonicalFloats($0), path: gguf.path, tensor: $0, advice: Self.nonFiniteAdvice)
+        })
     }
 }

@@ -59,6 +59,10 @@ struct ConversionArguments: ParsableArguments {
     @Flag(help: "Flush the output to disk before moving it into place, so a power cut cannot leave it short (slower).")
     var sync = false
 
+    @Flag(name: .customLong("allow-non-finite"),
+          help: "Convert NaN and infinite weights as they are (a warning names the tensors) instead of refusing the checkpoint.")
+    var allowNonFinite = false
+
     @Flag(help: "Print a JSON summary (every tensor's name, type, shape and bytes; totals; time; overflows).")
     var json = false
 
@@ -79,11 +83,13 @@ struct ConversionArguments: ParsableArguments {
             options.name = name
             options.expectedFormat = format
             options.sync = sync
+            options.allowNonFinite = allowNonFinite
             let bar = ProgressBar(total: 1, label: "converting")
             options.progress = bar.callback
             defer { bar.finish() }
             let report = try Converter.convert(input: input, output: output, options: options)
             bar.finish()
+            if let warning = report.nonFiniteWarning { RWKVCommandLine.warn(warning) }
             print(json ? try RWKVCommandLine.json(report) : report.text)
         }
     }

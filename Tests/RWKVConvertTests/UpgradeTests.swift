@@ -137,7 +137,7 @@ import RWKVModel
             var overflow = 0
             return try ElementCodec.encode(values, as: .f32, overflowCount: &overflow)
         }
-        #expect(throws: RWKVError(path, "tensor blocks.1.att.gate.weight holds a non-finite value (nan at element 5)")) {
+        #expect(throws: RWKVError(path, "tensor blocks.1.att.gate.weight holds 1 NaN or infinite value (first at element 5): a diverged or damaged checkpoint; an upgrade would spread it through the new tensors")) {
             try RWKVUpgrade.run(input: path, output: dir.file("out.safetensors"), options: UpgradeOptions())
         }
         #expect(!FileManager.default.fileExists(atPath: dir.file("out.safetensors")))
