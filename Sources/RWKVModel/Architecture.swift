@@ -144,6 +144,7 @@ public struct RWKVConfig: Equatable, Sendable, Codable {
         guard config.headSize > 0, C % config.headSize == 0 else {
             throw RWKVError(source.path, "n_embd \(C) is not a multiple of the head size \(config.headSize)")
         }
+        try config.validate(path: source.path)
         for (name, expected) in config.expectedShapes {
             // Layer 0's v0/v1/v2 are unused and may carry another rank; only their presence matters.
             let s = try shape(name)

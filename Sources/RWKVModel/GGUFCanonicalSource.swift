@@ -73,6 +73,7 @@ extension RWKVConfig {
         guard c.layerCount <= r.tensors.count else {
             throw RWKVError(r.path, "GGUF metadata \(arch).block_count \(c.layerCount) is more than the file's \(r.tensors.count) tensors can hold")
         }
+        try c.validate(path: r.path)
         return c
     }
 }

@@ -29,7 +29,7 @@ import RWKVModel
         let dir = try ConversionFiles.ScratchDirectory()
         let out = dir.path + "/out.gguf"
         let source = FailingSource(try SafetensorsReader(path: ConversionFiles.fixture("rwkv7-tiny.safetensors")), failAfter: 20)
-        var options = ConversionOptions()
+        let options = ConversionOptions()
         #expect(throws: RWKVError(source.path, "read error (test)")) {
             _ = try Converter.convert(source: source, format: .safetensors, output: out, options: options)
         }

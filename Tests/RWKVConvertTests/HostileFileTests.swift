@@ -80,4 +80,40 @@ import RWKVModel
             _ = try RWKVModelLoader.load(path: path)
         }
     }
+
+    // MARK: classes 1 and 4, dimensions
+
+    /// Zero widths are refused, with what is required, by conversion, the forward pass and the
+    /// upgrade alike (they trapped, or made GGUF files llama.cpp aborts on), leaving nothing behind.
+    @Test(arguments: [
+        ("rwkv7-n-embd-0.pth", "n_embd is 0"), ("rwkv7-vocab-0.pth", "vocabulary size is 0"),
+        ("rwkv7-lora-rank-0.pth", "decay LoRA rank is 0"), ("rwkv7-ffn-0.pth", "FFN width is 0"),
+        ("rwkv7-vocab-2g-zero-width.safetensors", "n_embd is 0"), ("gguf-rwkv7-n-embd-0.gguf", "n_embd is 0"),
+    ])
+    func zeroWidthModelsAreRefusedEverywhere(file: String, what: String) throws {
+        let path = Self.bad(file)
+        let expected = RWKVError(path, ErrorMessage(what + "; an RWKV model needs at least 1"))
+        let dir = try ConversionFiles.ScratchDirectory()
+        if !file.hasSuffix(".gguf") {
+            #expect(throws: expected) { _ = try Self.convert(file, in: dir) }
+            #expect(throws: expected) { _ = try RWKVUpgrade.run(input: path, output: dir.path + "/up.pth", options: UpgradeOptions()) }
+        }
+        #expect(throws: expected) { _ = try RWKVModelLoader.load(path: path) }
+        let report = InspectReport(source: try ModelFile.open(path))
+        #expect(report.unusableModelError?.message.hasSuffix(expected.message) == true)
+        #expect(dir.files.isEmpty, "left behind: \(dir.files)")
+    }
+
+    @Test func limitsAreChecked() throws {
+        var c = RWKVConfig(version: .v7, layerCount: 2, embeddingSize: 64, headSize: 64, vocabSize: 16, ffnSize: 256,
+                           decayRank: 16, iclrRank: 8, valueResidualRank: 8, gateRank: 16)
+        try c.validate(path: "m")
+        c.vocabSize = (1 << 24) + 1
+        #expect(throws: RWKVError("m", "vocabulary size is 16777217; this tool reads at most 16777216")) { try c.validate(path: "m") }
+        c.vocabSize = 16
+        c.valueResidualRank = 0
+        #expect(throws: RWKVError("m", "value residual LoRA rank is 0; an RWKV model needs at least 1")) { try c.validate(path: "m") }
+        c.layerCount = 1   // layer 0 has no value residual
+        try c.validate(path: "m")
+    }
 }
