@@ -25,6 +25,7 @@ public struct CommandOutcome: Error {
 public enum RWKVCommandLine {
     /// Parses the arguments, runs the command and exits.
     public static func main(_ command: any ParsableCommand.Type, arguments: [String]? = nil) -> Never {
+        CleanupOnSignal.shared.installHandlers()
         do {
             var parsed = try command.parseAsRoot(arguments)
             try parsed.run()

@@ -76,6 +76,9 @@ public final class InputFile: @unchecked Sendable {
 public final class AtomicOutputFile {
     public let path: String
     public let temporaryPath: String
+    /// Where the finished file is renamed to: `path`, or the file a symbolic link there points
+    /// to (written through, as cp does, rather than replacing the link: /dev/stdout is one).
+    let destination: String
     public let durable: Bool
     private var fd: Int32
     private var committed = false
@@ -91,18 +94,31 @@ public final class AtomicOutputFile {
         for input in inputs where Self.canonical(input) == target {
             throw RWKVError(path, "refusing to overwrite the input file")
         }
+        var link = stat()
+        let destination = lstat(path, &link) == 0 && (link.st_mode & S_IFMT) == S_IFLNK ? Self.canonical(path) : path
         var st = stat()
-        if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
-            throw RWKVError(path, "is a directory; give an output file name")
+        if stat(destination, &st) == 0 {
+            // Never replace what is not a regular file: renaming over /dev/null (as root) or a FIFO
+            // would swap a device for a plain file. Outputs are finished in place by seeking back
+            // (the GGUF header's hash), which such destinations cannot do either.
+            switch st.st_mode & S_IFMT {
+            case S_IFREG: break
+            case S_IFDIR: throw RWKVError(path, "is a directory; give an output file name")
+            default:
+                throw RWKVError(path, "exists and is not a regular file (\(Self.kind(st.st_mode))); give an output file name "
+                                      + "(outputs are written to a temporary file and renamed into place)")
+            }
         }
-        let dir = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
-        var template = Array("\(dir.isEmpty ? "/" : dir)/.\(path.split(separator: "/").last ?? "out").tmp-XXXXXX".utf8CString)
+        let dir = destination.contains("/") ? String(destination[..<destination.lastIndex(of: "/")!]) : "."
+        // A short fixed name, so that a legal 255-byte output name still leaves room for it.
+        var template = Array("\(dir.isEmpty ? "/" : dir)/.rwkv-XXXXXX".utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else {
             throw RWKVError(path, "cannot create a temporary file in \(dir): \(String(cString: strerror(errno)))")
         }
         self.fd = fd
         self.path = path
+        self.destination = destination
         self.temporaryPath = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         fchmod(fd, 0o644)
         CleanupOnSignal.shared.register(temporaryPath)
@@ -143,7 +159,7 @@ public final class AtomicOutputFile {
         guard close(written) == 0, flushed else {
             throw RWKVError(path, "cannot finish writing: \(String(cString: strerror(flushed ? errno : flushError)))")
         }
-        guard rename(temporaryPath, path) == 0 else {
+        guard rename(temporaryPath, destination) == 0 else {
             let reason = String(cString: strerror(errno))
             unlink(temporaryPath)
             throw RWKVError(path, "cannot rename the finished output into place: \(reason)")
@@ -161,6 +177,16 @@ public final class AtomicOutputFile {
         CleanupOnSignal.shared.unregister(temporaryPath)
     }
 
+    static func kind(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFIFO: return "a FIFO"
+        case S_IFSOCK: return "a socket"
+        default: return "not a regular file"
+        }
+    }
+
     static func canonical(_ path: String) -> String {
         guard let resolved = realpath(path, nil) else { return path }
         defer { free(resolved) }
@@ -168,24 +194,31 @@ public final class AtomicOutputFile {
     }
 }
 
-/// Removes registered temporary files when the process is interrupted (SIGINT, SIGTERM).
-final class CleanupOnSignal: @unchecked Sendable {
-    static let shared = CleanupOnSignal()
+/// Removes registered temporary files when the process is interrupted (SIGINT, SIGTERM, SIGHUP,
+/// SIGQUIT: Ctrl-C and Ctrl-\ alike), then lets the signal end the process (exit status 128 + n).
+public final class CleanupOnSignal: @unchecked Sendable {
+    public static let shared = CleanupOnSignal()
+    static let signals = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
     private var paths: Set<String> = []
     private let lock = NSLockLite()
     private var installed = false
 
     func register(_ path: String) {
+        installHandlers()
+        lock.withLock { _ = paths.insert(path) }
+    }
+
+    /// Installs the handlers (programs call it first thing, so that Ctrl-\ never reaches the
+    /// Swift runtime's backtracer, which prints and lets the program carry on).
+    public func installHandlers() {
         lock.withLock {
-            paths.insert(path)
-            if !installed {
-                installed = true
-                for sig in [SIGINT, SIGTERM, SIGHUP] {
-                    signal(sig) { sig in
-                        CleanupOnSignal.shared.removeAll()
-                        signal(sig, SIG_DFL)
-                        raise(sig)
-                    }
+            guard !installed else { return }
+            installed = true
+            for sig in Self.signals {
+                signal(sig) { sig in
+                    CleanupOnSignal.shared.removeAll()
+                    signal(sig, SIG_DFL)
+                    raise(sig)
                 }
             }
         }
