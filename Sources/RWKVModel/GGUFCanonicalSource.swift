@@ -91,6 +91,7 @@ public final class GGUFCanonicalSource: TensorSource {
     public let config: RWKVConfig
     public let gguf: GGUFReader
     private let origin: [String: (layout: GGUFTensorLayout, part: Int)]
+    private let positions: [String: Int]
     private let rescaleEvery: Int
 
     public convenience init(path: String) throws {
@@ -118,10 +119,13 @@ public final class GGUFCanonicalSource: TensorSource {
         self.origin = origin
         let order = Dictionary(uniqueKeysWithValues: config.expectedShapes.enumerated().map { ($1.name, $0) })
         tensors = infos.sorted { (order[$0.name] ?? .max) < (order[$1.name] ?? .max) }
+        positions = Dictionary(tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         // Only llama.cpp's RWKV-6 graph rescales (rwkv6.cpp); RWKV-7 files never carry the key.
         let rescale = config.version == .v6 ? reader.value("rwkv6.rescale_every_n_layers")?.integer ?? 0 : 0
         rescaleEvery = max(0, rescale)
     }
+
+    public func info(_ name: String) -> TensorInfo? { positions[name].map { tensors[$0] } }
 
     public func data(_ name: String) throws -> [UInt8] {
         var values = try canonicalFloats(name)
