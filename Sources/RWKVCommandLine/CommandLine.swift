@@ -27,7 +27,7 @@ public enum RWKVCommandLine {
     public static func main(_ command: any ParsableCommand.Type, arguments: [String]? = nil) -> Never {
         CleanupOnSignal.shared.installHandlers()
         do {
-            var parsed = try command.parseAsRoot(arguments)
+            var parsed = try command.parseAsRoot(arguments ?? Self.arguments())
             try parsed.run()
             exit(ExitStatus.success)
         } catch {
@@ -39,6 +39,11 @@ public enum RWKVCommandLine {
             FileHandle.standardError.write(Data((line + "\n").utf8))
             exit(status)
         }
+    }
+
+    /// The arguments with their bytes kept: a file name that is not UTF-8 still opens (BytePath).
+    static func arguments() -> [String] {
+        (1..<Int(CommandLine.argc)).compactMap { i in CommandLine.unsafeArgv[i].map { BytePath.decode(cString: $0) } }
     }
 
     /// The status and the one line (without newline) an error ends a program with.

@@ -14,12 +14,12 @@ public final class InputFile: @unchecked Sendable {
 
     public init(_ path: String) throws {
         var st = stat()
-        guard stat(path, &st) == 0 else {
+        guard BytePath.with(path, { stat($0, &st) }) == 0 else {
             throw RWKVError(path, "cannot open: \(String(cString: strerror(errno)))")
         }
         if (st.st_mode & S_IFMT) == S_IFDIR { throw RWKVError(path, "is a directory, not a model file") }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw RWKVError(path, "is not a regular file") }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = BytePath.with(path) { open($0, O_RDONLY | O_CLOEXEC) }
         guard fd >= 0 else { throw RWKVError(path, "cannot open: \(String(cString: strerror(errno)))") }
         self.fd = fd
         self.path = path
@@ -95,9 +95,9 @@ public final class AtomicOutputFile {
             throw RWKVError(path, "refusing to overwrite the input file")
         }
         var link = stat()
-        let destination = lstat(path, &link) == 0 && (link.st_mode & S_IFMT) == S_IFLNK ? Self.canonical(path) : path
+        let destination = BytePath.with(path, { lstat($0, &link) }) == 0 && (link.st_mode & S_IFMT) == S_IFLNK ? Self.canonical(path) : path
         var st = stat()
-        if stat(destination, &st) == 0 {
+        if BytePath.with(destination, { stat($0, &st) }) == 0 {
             // Never replace what is not a regular file: renaming over /dev/null (as root) or a FIFO
             // would swap a device for a plain file. Outputs are finished in place by seeking back
             // (the GGUF header's hash), which such destinations cannot do either.
@@ -111,7 +111,7 @@ public final class AtomicOutputFile {
         }
         let dir = destination.contains("/") ? String(destination[..<destination.lastIndex(of: "/")!]) : "."
         // A short fixed name, so that a legal 255-byte output name still leaves room for it.
-        var template = Array("\(dir.isEmpty ? "/" : dir)/.rwkv-XXXXXX".utf8CString)
+        var template = BytePath.encode("\(dir.isEmpty ? "/" : dir)/.rwkv-XXXXXX")
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else {
             throw RWKVError(path, "cannot create a temporary file in \(dir): \(String(cString: strerror(errno)))")
@@ -119,7 +119,7 @@ public final class AtomicOutputFile {
         self.fd = fd
         self.path = path
         self.destination = destination
-        self.temporaryPath = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        self.temporaryPath = BytePath.decode(template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) })
         fchmod(fd, 0o644)
         CleanupOnSignal.shared.register(temporaryPath)
     }
@@ -159,9 +159,9 @@ public final class AtomicOutputFile {
         guard close(written) == 0, flushed else {
             throw RWKVError(path, "cannot finish writing: \(String(cString: strerror(flushed ? errno : flushError)))")
         }
-        guard rename(temporaryPath, destination) == 0 else {
+        guard BytePath.with(temporaryPath, { t in BytePath.with(destination) { rename(t, $0) } }) == 0 else {
             let reason = String(cString: strerror(errno))
-            unlink(temporaryPath)
+            BytePath.with(temporaryPath) { _ = unlink($0) }
             throw RWKVError(path, "cannot rename the finished output into place: \(reason)")
         }
         committed = true
@@ -173,7 +173,7 @@ public final class AtomicOutputFile {
         guard !committed, !abandoned else { return }
         abandoned = true
         if fd >= 0 { close(fd); fd = -1 }
-        unlink(temporaryPath)
+        BytePath.with(temporaryPath) { _ = unlink($0) }
         CleanupOnSignal.shared.unregister(temporaryPath)
     }
 
@@ -188,9 +188,9 @@ public final class AtomicOutputFile {
     }
 
     static func canonical(_ path: String) -> String {
-        guard let resolved = realpath(path, nil) else { return path }
+        guard let resolved = BytePath.with(path, { realpath($0, nil) }) else { return path }
         defer { free(resolved) }
-        return String(cString: resolved)
+        return BytePath.decode(cString: resolved)
     }
 }
 
@@ -199,13 +199,15 @@ public final class AtomicOutputFile {
 public final class CleanupOnSignal: @unchecked Sendable {
     public static let shared = CleanupOnSignal()
     static let signals = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
-    private var paths: Set<String> = []
+    /// Registered temporary files and their bytes, encoded beforehand (the handler must not allocate).
+    private var paths: [String: [CChar]] = [:]
     private let lock = NSLockLite()
     private var installed = false
 
     func register(_ path: String) {
         installHandlers()
-        lock.withLock { _ = paths.insert(path) }
+        let bytes = BytePath.encode(path)
+        lock.withLock { paths[path] = bytes }
     }
 
     /// Installs the handlers (programs call it first thing, so that Ctrl-\ never reaches the
@@ -224,11 +226,11 @@ public final class CleanupOnSignal: @unchecked Sendable {
         }
     }
 
-    func unregister(_ path: String) { lock.withLock { _ = paths.remove(path) } }
+    func unregister(_ path: String) { lock.withLock { _ = paths.removeValue(forKey: path) } }
 
     fileprivate func removeAll() {
         // Async-signal context: unlink is safe; we accept the lock not being taken here.
-        for p in paths { unlink(p) }
+        for p in paths.values { p.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) } }
     }
 }
 

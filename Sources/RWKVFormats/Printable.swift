@@ -14,7 +14,7 @@ public enum Printable {
         var count = 0
         for u in s.unicodeScalars {
             count += 1
-            if isControl(u) || count > limit { needsWork = true; break }
+            if isControl(u) || BytePath.rawByte(u) != nil || count > limit { needsWork = true; break }
         }
         guard needsWork else { return s }
         var out = ""
@@ -26,7 +26,9 @@ public enum Printable {
                 return out
             }
             shown += 1
-            if isControl(u) {
+            if let b = BytePath.rawByte(u) {
+                out += "\\x" + hex2(UInt32(b))   // a file-name byte that is not UTF-8
+            } else if isControl(u) {
                 out += u.value < 0x80 ? "\\x" + hex2(u.value) : "\\u{" + hex2(u.value) + "}"
             } else {
                 out.unicodeScalars.append(u)

@@ -42,3 +42,36 @@ struct OutputFileTests {
         #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: link)) == target)   // still a link
     }
 }
+
+/// File names that are not UTF-8 (issue 9, class 6): kept byte for byte from argv to the system.
+struct BytePathTests {
+    static let latin1Name: [UInt8] = Array("caf".utf8) + [0xe9] + Array(".safetensors".utf8)
+
+    @Test func bytesThatAreNotUTF8SurviveTheRoundTrip() {
+        let path = BytePath.decode(Self.latin1Name)
+        #expect(BytePath.encode(path).dropLast().map { UInt8(bitPattern: $0) } == Self.latin1Name)
+        #expect(Printable.escaped(path) == "caf\\xe9.safetensors")
+        #expect(BytePath.decode(Array("café".utf8)) == "café")   // valid UTF-8 is left alone
+    }
+
+    @Test func aNonUTF8NameOpensAndIsWritten() throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.path + "/" + BytePath.decode(Self.latin1Name)
+        let out = try AtomicOutputFile(path, durable: false)
+        try SafetensorsWriter.writeTestTensor(out)
+        try out.commit()
+        #expect(BytePath.with(path) { access($0, F_OK) } == 0)   // exactly these bytes on disk
+        let source = try ModelFile.open(path)
+        #expect(source.tensors.map(\.name) == ["a"])
+        #expect(try source.data("a") == [0, 0, 128, 63])
+    }
+}
+
+extension SafetensorsWriter {
+    /// One f32 tensor "a" = [1.0] (a header written by hand, as in the safetensors format spec).
+    static func writeTestTensor(_ out: AtomicOutputFile) throws {
+        let header = Array(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#.utf8)
+        var length = UInt64(header.count).littleEndian
+        try out.write(withUnsafeBytes(of: &length) { Array($0) } + header + [0, 0, 128, 63])
+    }
+}
