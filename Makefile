@@ -4,7 +4,7 @@ APT_PACKAGES = libzip-dev libopenblas-dev pkg-config time
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RELEASE = .build/release
 
-.PHONY: setup build test demo bench venv clean
+.PHONY: setup build test test-asan fuzz demo bench venv clean
 
 # Installs the Debian packages the system-library targets need, only when missing.
 setup:
@@ -21,6 +21,17 @@ test: setup
 	$(SWIFT) test --skip-build
 	$(SWIFT) build --product rwkv-convert --product rwkv-upgrade --product rwkv-verify
 	scripts/check-bad-files.sh .build/debug
+
+# The test suite under AddressSanitizer (C kernels included), in its own scratch path.
+test-asan: setup
+	$(SWIFT) build --build-tests --scratch-path .build/asan -Xswiftc -sanitize=address -Xcc -fsanitize=address
+	$(SWIFT) test --skip-build --scratch-path .build/asan
+
+# libFuzzer on the pickle interpreter, zip, safetensors, GGUF and architecture detection
+# (scripts/fuzz.sh; FUZZ_SECONDS per target).
+FUZZ_SECONDS ?= 60
+fuzz: setup
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # The main job on a bundled model: an official-layout RWKV-7 .pth to q8_0 GGUF for llama.cpp, then
 # the Swift forward pass on that GGUF against logits from the official rwkv package. The q8_0

@@ -49,3 +49,12 @@ let package = Package(
         .testTarget(name: "RWKVCommandLineTests", dependencies: ["RWKVCommandLine"]),
     ]
 )
+
+// libFuzzer targets, only when asked for (`make fuzz` sets RWKV_FUZZ=1 and builds with
+// -sanitize=fuzzer in its own scratch path): the entry point has no main of its own.
+if Context.environment["RWKV_FUZZ"] != nil {
+    package.targets.append(.executableTarget(
+        name: "rwkv-fuzz", dependencies: ["RWKVFormats", "RWKVModel", "RWKVConvert"], path: "Fuzz/rwkv-fuzz",
+        swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+    package.products.append(.executable(name: "rwkv-fuzz", targets: ["rwkv-fuzz"]))
+}
