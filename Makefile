@@ -1,14 +1,14 @@
 # rwkv-tools: `make demo` sets up and runs the main job on a bundled model; `make test` runs the suite.
 SWIFT ?= swift
-APT_PACKAGES = libzip-dev libopenblas-dev pkg-config
+APT_PACKAGES = libzip-dev libopenblas-dev pkg-config time
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RELEASE = .build/release
 
-.PHONY: setup build test demo bench venv clean
+.PHONY: setup build test test-asan fuzz demo bench venv clean
 
 # Installs the Debian packages the system-library targets need, only when missing.
 setup:
-	@if ! pkg-config --exists libzip openblas 2>/dev/null; then \
+	@if ! pkg-config --exists libzip openblas 2>/dev/null || [ ! -x /usr/bin/time ]; then \
 		echo "installing $(APT_PACKAGES)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
 	fi
@@ -19,8 +19,19 @@ build: setup
 test: setup
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
-	$(SWIFT) build --product rwkv-convert
-	scripts/check-bad-files.sh .build/debug/rwkv-convert
+	$(SWIFT) build --product rwkv-convert --product rwkv-upgrade --product rwkv-verify
+	scripts/check-bad-files.sh .build/debug
+
+# The test suite under AddressSanitizer (C kernels included), in its own scratch path.
+test-asan: setup
+	$(SWIFT) build --build-tests --scratch-path .build/asan -Xswiftc -sanitize=address -Xcc -fsanitize=address
+	$(SWIFT) test --skip-build --scratch-path .build/asan
+
+# libFuzzer on the pickle interpreter, zip, safetensors, GGUF and architecture detection
+# (scripts/fuzz.sh; FUZZ_SECONDS per target).
+FUZZ_SECONDS ?= 60
+fuzz: setup
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # The main job on a bundled model: an official-layout RWKV-7 .pth to q8_0 GGUF for llama.cpp, then
 # the Swift forward pass on that GGUF against logits from the official rwkv package. The q8_0

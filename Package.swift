@@ -4,7 +4,8 @@ import PackageDescription
 // Data flows one way: RWKVFormats reads and writes files (tensors in, tensors out),
 // RWKVModel knows what an RWKV checkpoint is and runs it, RWKVConvert plans and performs
 // conversions (and holds the tokenizer and text chunks), RWKVVerify compares logits and
-// measures quality on text. The executables are thin argument-parser shells.
+// measures quality on text, RWKVCommandLine is the programs' shared shell (exit statuses, error
+// line, JSON, progress bar). The executables are thin argument-parser shells.
 let package = Package(
     name: "rwkv-tools",
     platforms: [.macOS(.v13)],
@@ -31,17 +32,30 @@ let package = Package(
         .target(name: "RWKVConvert", dependencies: ["RWKVFormats", "RWKVModel"],
                 resources: [.copy("Resources/rwkv_vocab_v20230424.txt")]),
         .target(name: "RWKVVerify", dependencies: ["RWKVFormats", "RWKVModel", "RWKVConvert"]),
+        // What the three programs share: exit statuses, the one-line error, JSON, the progress bar.
+        .target(name: "RWKVCommandLine", dependencies: [
+            "RWKVFormats", "RWKVModel", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .executableTarget(name: "rwkv-convert", dependencies: [
-            "RWKVConvert", "RWKVModel", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            "RWKVConvert", "RWKVModel", "RWKVCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "rwkv-upgrade", dependencies: [
-            "RWKVConvert", "RWKVModel", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            "RWKVConvert", "RWKVModel", "RWKVCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "rwkv-verify", dependencies: [
-            "RWKVVerify", "RWKVConvert", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            "RWKVVerify", "RWKVConvert", "RWKVCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .testTarget(name: "RWKVFormatsTests", dependencies: ["RWKVFormats"]),
         .testTarget(name: "RWKVModelTests", dependencies: ["RWKVModel"]),
         .testTarget(name: "RWKVConvertTests", dependencies: ["RWKVConvert"]),
-        .testTarget(name: "RWKVVerifyTests", dependencies: ["RWKVVerify"]),
+        .testTarget(name: "RWKVVerifyTests", dependencies: ["RWKVVerify", "RWKVCommandLine"]),
+        .testTarget(name: "RWKVCommandLineTests", dependencies: ["RWKVCommandLine"]),
     ]
 )
+
+// libFuzzer targets, only when asked for (`make fuzz` sets RWKV_FUZZ=1 and builds with
+// -sanitize=fuzzer in its own scratch path): the entry point has no main of its own.
+if Context.environment["RWKV_FUZZ"] != nil {
+    package.targets.append(.executableTarget(
+        name: "rwkv-fuzz", dependencies: ["RWKVFormats", "RWKVModel", "RWKVConvert"], path: "Fuzz/rwkv-fuzz",
+        swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+    package.products.append(.executable(name: "rwkv-fuzz", targets: ["rwkv-fuzz"]))
+}

@@ -1,21 +1,97 @@
 #!/usr/bin/env bash
-# Every file in fixtures/bad/ must be refused by `rwkv-convert inspect` with a one-line error that
-# names the file, exit status 2, within 10 s and without a crash. Expected messages are checked
-# by the Swift tests; this checks the program as a user runs it.
+# Every file in fixtures/bad/ run through all three programs as a user runs them:
+#   inspect, the conversion for its format, rwkv-verify and rwkv-upgrade must each refuse it with
+#   exit status 2 and exactly one line on stderr that names the file and holds no control
+#   character, within the time limit, within the memory bound, leaving no file behind.
+#   (Files named nonfinite-* have a good header: inspect may accept them; the others must not.)
+# Memory bound (peak RSS, GNU time): inspect, headers only, file size + 64 MB; the conversions,
+#   rwkv-verify and rwkv-upgrade, which may also hold the model's weights as floats, 2 × file
+#   size + 96 MB. Then the command-line layer: argument errors, outputs that are not regular
+#   files, a 255-byte output name, a file name that is not UTF-8, and Ctrl-C / Ctrl-\ cleanup.
+# Expected messages are checked by the Swift tests; this checks the programs.
 set -uo pipefail
-bin=${1:-.build/debug/rwkv-convert}
+bin=${1:-.build/debug}
+[ -d "$bin" ] || bin=$(dirname "$bin")   # (older callers passed the rwkv-convert binary)
 cd "$(dirname "$0")/.."
 shopt -s nullglob
-fail=0; n=0
+TIME=/usr/bin/time
+[ -x "$TIME" ] || { echo "check-bad-files: needs GNU time at $TIME (make setup installs it)"; exit 1; }
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+fail=0; n=0; runs=0; worst_ratio=""
+
+# check LABEL FILE EXPECT_EXIT LIMIT_KB TIMEOUT -- command...
+check() {
+    local label=$1 file=$2 want=$3 limit_kb=$4 secs=$5; shift 6
+    rm -rf "$scratch/out"; mkdir "$scratch/out"
+    "$TIME" -f '%M' -o "$scratch/rss" timeout "$secs" "$@" >/dev/null 2>"$scratch/err"
+    local code=$? rss; rss=$(tail -1 "$scratch/rss" 2>/dev/null); runs=$((runs + 1))
+    local lines; lines=$(grep -c '' "$scratch/err")
+    local problems=""
+    if [ "$want" = any ]; then
+        [ "$code" -eq 0 ] || [ "$code" -eq 2 ] || problems+=" exit $code;"
+    elif [ "$code" -ne "$want" ]; then problems+=" exit $code (want $want);"; fi
+    if [ "$code" -eq 2 ]; then
+        [ "$lines" -eq 1 ] || problems+=" $lines stderr lines;"
+        grep -qF -- "$file" "$scratch/err" || problems+=" file not named;"
+        if LC_ALL=C tr -d '\n' < "$scratch/err" | LC_ALL=C grep -q '[[:cntrl:]]'; then problems+=" control characters on stderr;"; fi
+    fi
+    [ -n "$(ls -A "$scratch/out")" ] && problems+=" left behind: $(ls -A "$scratch/out" | tr '\n' ' ');"
+    [[ "$rss" =~ ^[0-9]+$ ]] && [ "$rss" -gt "$limit_kb" ] && problems+=" peak RSS ${rss} KB > ${limit_kb} KB;"
+    if [ -n "$problems" ]; then
+        echo "FAIL $label $file:$problems $(head -c 300 "$scratch/err" | cat -v)"; fail=1
+    fi
+}
+
 for f in fixtures/bad/*; do
     case "$f" in *.md|*.json) continue ;; esac
     n=$((n + 1))
-    err=$(timeout 10 "$bin" inspect "$f" 2>&1 >/dev/null); code=$?
-    lines=$(printf '%s\n' "$err" | grep -c .)
-    if [ "$code" -ne 2 ] || [ "$lines" -ne 1 ] || ! printf '%s' "$err" | grep -qF "$f"; then
-        echo "FAIL $f: exit $code, $lines line(s): $err"; fail=1
-    fi
+    size_kb=0; [ -f "$f" ] && size_kb=$(( $(stat -c %s "$f") / 1024 ))
+    header_kb=$((size_kb + 64 * 1024)); model_kb=$((2 * size_kb + 96 * 1024))
+    case "$(basename "$f")" in nonfinite-*) want_inspect=any ;; *) want_inspect=2 ;; esac
+    case "$f" in *.safetensors) conv=safetensors-to-native ;; *) conv=pth-to-native ;; esac
+    check inspect "$f" "$want_inspect" "$header_kb" 10 -- "$bin/rwkv-convert" inspect "$f"
+    check "$conv" "$f" 2 "$model_kb" 30 -- "$bin/rwkv-convert" "$conv" "$f" "$scratch/out/o.gguf"
+    check rwkv-verify "$f" 2 "$model_kb" 30 -- "$bin/rwkv-verify" "$f" --against "$f" --random 4
+    check rwkv-upgrade "$f" 2 "$model_kb" 30 -- "$bin/rwkv-upgrade" v6-to-v7 "$f" "$scratch/out/o.pth"
 done
-[ "$n" -ge 25 ] || { echo "check-bad-files: only $n files in fixtures/bad (expected at least 25)"; fail=1; }
-echo "check-bad-files: $n files, $([ $fail = 0 ] && echo 'all refused cleanly' || echo 'FAILURES')"
+[ "$n" -ge 80 ] || { echo "check-bad-files: only $n files in fixtures/bad (expected at least 80)"; fail=1; }
+
+# The command-line layer (issue 9, classes 6, 7, 8).
+model=fixtures/models/rwkv7-tiny.safetensors
+expect() {   # expect LABEL WANT_EXIT -- command...: exit status and, for 2, one clean line
+    local label=$1 want=$2; shift 3
+    "$@" >/dev/null 2>"$scratch/err"; local code=$?
+    local lines; lines=$(grep -c '' "$scratch/err")
+    if [ "$code" -ne "$want" ] || { [ "$want" -eq 2 ] && [ "$lines" -ne 1 ]; }; then
+        echo "FAIL $label: exit $code (want $want), $lines stderr line(s): $(head -c 300 "$scratch/err" | cat -v)"; fail=1
+    fi
+}
+expect "--type q9_k" 2 -- "$bin/rwkv-convert" safetensors-to-native "$model" "$scratch/x.gguf" --type q9_k
+expect "--threads 0" 2 -- "$bin/rwkv-convert" safetensors-to-native "$model" "$scratch/x.gguf" --threads 0
+expect "--recipe x" 2 -- "$bin/rwkv-upgrade" v6-to-v7 "$model" "$scratch/x.pth" --recipe x
+expect "rwkv-verify --bogus" 2 -- "$bin/rwkv-verify" "$model" --bogus
+expect "--help" 0 -- "$bin/rwkv-convert" --help
+expect "output /dev/null" 2 -- "$bin/rwkv-convert" safetensors-to-native "$model" /dev/null
+[ -c /dev/null ] || { echo "FAIL /dev/null is no longer a character device"; fail=1; }
+mkfifo "$scratch/fifo"
+expect "output FIFO" 2 -- "$bin/rwkv-convert" safetensors-to-native "$model" "$scratch/fifo"
+[ -p "$scratch/fifo" ] || { echo "FAIL the FIFO output was replaced"; fail=1; }
+long="$scratch/$(printf 'n%.0s' $(seq 250)).gguf"
+expect "255-byte output name" 0 -- "$bin/rwkv-convert" safetensors-to-native "$model" "$long"
+latin1="$scratch/$(printf 'caf\xe9').safetensors"
+cp "$model" "$latin1"
+expect "non-UTF-8 input name" 0 -- "$bin/rwkv-convert" inspect "$latin1"
+rm -f "$long" "$latin1" "$scratch/fifo" "$scratch/x.gguf"
+# Ctrl-C and Ctrl-\ during an upgrade (the preserve recipe takes seconds): no temporary file left.
+for sig in INT QUIT; do
+    mkdir -p "$scratch/sig"
+    "$bin/rwkv-upgrade" v6-to-v7 fixtures/models/rwkv6-tiny-bf16.pth "$scratch/sig/up.pth" --recipe preserve >/dev/null 2>&1 &
+    pid=$!; sleep 1; kill -s "$sig" "$pid"; wait "$pid" 2>/dev/null; code=$?
+    left=$(ls -A "$scratch/sig")
+    if [ "$code" -lt 128 ] || [ -n "$left" ]; then echo "FAIL SIG$sig: exit $code, left behind: $left"; fail=1; fi
+    rm -rf "$scratch/sig"
+done
+
+echo "check-bad-files: $n files, $runs runs, $([ $fail = 0 ] && echo 'all refused cleanly within the memory bound' || echo 'FAILURES')"
 exit $fail

@@ -26,7 +26,8 @@ public struct ConversionOptions: Sendable {
     /// The input format the command is for (pth-to-native: torch zip, safetensors-to-native:
     /// safetensors); nil accepts any checkpoint.
     public var expectedFormat: ModelFormat?
-    public var showProgress: Bool = ProgressBar.stderrIsTerminal
+    /// Called as the work goes on with (bytes done, bytes in all, what is being done).
+    public var progress: (@Sendable (Int, Int, String) -> Void)?
     /// Flush the output to disk before renaming it into place (`--sync`), so a power cut cannot
     /// leave it short. Off by default, as with cp and llama.cpp's converter: the output can be
     /// made again, and the flush costs more than the conversion when the disk is slower than
@@ -34,6 +35,9 @@ public struct ConversionOptions: Sendable {
     public var sync: Bool = false
     /// Fine-tune adapters merged into the checkpoint before anything else (`--merge-lora`).
     public var adapters = AdapterList()
+    /// Convert NaN and infinite weights as they are (`--allow-non-finite`, for experts) instead
+    /// of refusing the checkpoint; the report then counts them.
+    public var allowNonFinite = false
     /// Source elements per piece of a streamed tensor (2 MiB of bf16): small enough that a piece
     /// stays in cache from its read to its write, and a multiple of every block size. (Tests
     /// make it small, so the tiny fixtures cross piece boundaries.)
@@ -54,6 +58,8 @@ public struct ConversionReport: Codable, Sendable {
         /// Finite values that became infinite: out of f16's range, or (quantized types) in a
         /// block whose f16 scale overflowed.
         public let overflowCount: Int
+        /// NaN or infinite source values passed through (only with --allow-non-finite).
+        public let nonFiniteCount: Int
     }
 
     public let input: String
@@ -69,20 +75,30 @@ public struct ConversionReport: Codable, Sendable {
     public let seconds: Double
     public let overflowCount: Int
     public let overflowTensors: [String]
+    /// NaN or infinite source values converted as they are (--allow-non-finite), and where.
+    public let nonFiniteCount: Int
+    public let nonFiniteTensors: [String]
     public let notes: [String]
+
+    /// The warning --allow-non-finite earns, or nil.
+    public var nonFiniteWarning: String? {
+        nonFiniteCount == 0 ? nil
+            : "\(nonFiniteCount) NaN or infinite source values converted as they are (--allow-non-finite) in \(nonFiniteTensors.joined(separator: ", ")); llama.cpp will compute NaN with them"
+    }
 
     public var text: String {
         var lines = [
-            "\(input) -> \(output)",
+            "\(Printable.escaped(input, limit: 1024)) -> \(Printable.escaped(output, limit: 1024))",
             "model:      \(architecture), \(inputFormat) input, sha256 \(sourceSHA256)",
             "type:       \(type) (\(tensors.filter { $0.type == type }.count) of \(tensors.count) tensors; the rest F32 as llama.cpp expects, or as noted)",
-            "vocabulary: \(vocabulary)",
+            "vocabulary: \(Printable.line(vocabulary))",
             "written:    \(formatBytes(fileBytes)) in \(String(format: "%.2f", seconds)) s",
         ]
         for n in notes { lines.append("note:       \(n)") }
         if overflowCount > 0 {
             lines.append("warning:    \(overflowCount) finite values became infinite (out of \(type)'s range) in \(overflowTensors.joined(separator: ", ")); consider --type bf16 or --keep-f32")
         }
+        if let w = nonFiniteWarning { lines.append("warning:    \(w)") }
         return lines.joined(separator: "\n")
     }
 }
@@ -141,27 +157,30 @@ public enum Converter {
         defer { if !finished { writer.abandon() } }
 
         let totalBytes = plan.tensors.reduce(0) { $0 + $1.info.byteCount }
-        let bar = ProgressBar(total: totalBytes, label: "converting", enabled: options.showProgress)
+        let report = options.progress ?? { _, _, _ in }
         let pipeline = WritePipeline(writer: writer, threads: options.threads)   // clamped by ParallelEncoder
         let sourceBytes = ReusableBuffer()   // each piece of source bytes, read into the same memory
         defer { pipeline.drain() }   // no write may outlive the buffers, whatever happens
         var reports: [ConversionReport.Tensor] = []
         var done = 0
         for t in plan.tensors {
-            bar.update(done, detail: t.layout.name)
-            let overflow = try convert(t, from: source, reading: sourceBytes, inPiecesOf: options.pieceElements, into: pipeline)
+            report(done, totalBytes, t.layout.name)
+            let (overflow, nonFinite) = try convert(t, from: source, reading: sourceBytes, inPiecesOf: options.pieceElements, into: pipeline)
+            if let (tensor, found) = nonFinite.first(where: { $0.1.count > 0 }), !options.allowNonFinite {
+                throw found.error(path: input, tensor: tensor, advice: "--allow-non-finite converts it anyway")
+            }
             done += t.info.byteCount
             reports.append(.init(name: t.layout.name, type: t.dtype.rawValue, shape: t.layout.shape, bytes: t.info.byteCount,
-                                 sources: t.layout.sources, note: t.note, overflowCount: overflow))
+                                 sources: t.layout.sources, note: t.note, overflowCount: overflow,
+                                 nonFiniteCount: nonFinite.reduce(0) { $0 + $1.1.count }))
         }
         try pipeline.finish()
         sourceBytes.release()
-        bar.update(done, detail: "hashing the input")
-        let digest = try hashing.wait { bar.update(done, detail: "hashing the input: \($0)%") }
+        report(done, totalBytes, "hashing the input")
+        let digest = try hashing.wait { report(done, totalBytes, "hashing the input: \($0)%") }
         try writer.patchString(Provenance.sourceSHA256Key, digest)
         try writer.finish()
         finished = true
-        bar.finish()
 
         let overflowing = reports.filter { $0.overflowCount > 0 }
         return ConversionReport(
@@ -171,35 +190,45 @@ public enum Converter {
             tensors: reports, tensorBytes: totalBytes, fileBytes: writer.bytesWritten,
             seconds: Date().timeIntervalSince(started),
             overflowCount: overflowing.reduce(0) { $0 + $1.overflowCount }, overflowTensors: overflowing.map(\.name),
+            nonFiniteCount: reports.reduce(0) { $0 + $1.nonFiniteCount },
+            nonFiniteTensors: reports.filter { $0.nonFiniteCount > 0 }.map(\.name),
             notes: ((source as? MergedSource).map { ["merged adapters: " + $0.adapterDescriptions.joined(separator: ", ")] } ?? [])
                 + plan.notes.map { "\($0.name): \($0.note)" })
     }
 
     /// Encodes one planned tensor and queues its bytes for writing; returns how many values
-    /// overflowed. A tensor copied as is (the large matrices) streams through in pieces, read,
-    /// encoded and written one after another; the small transformed ones are built as floats.
+    /// overflowed, and the NaN or infinite values found in each source tensor (counted in the
+    /// pieces as they pass, so the check costs no extra read). A tensor copied as is (the large
+    /// matrices) streams through in pieces, read, encoded and written one after another; the
+    /// small transformed ones are built as floats.
     static func convert(_ t: PlannedTensor, from source: TensorSource, reading buffer: ReusableBuffer,
-                        inPiecesOf pieceElements: Int, into pipeline: WritePipeline) throws -> Int {
+                        inPiecesOf pieceElements: Int, into pipeline: WritePipeline) throws -> (Int, [(String, NonFiniteCount)]) {
         precondition(pieceElements > 0 && pieceElements % 32 == 0, "pieces must hold whole blocks")   // caller's contract
         let layout = t.layout
         // (An empty tensor takes the other path: no piece would ever complete it in the writer.)
         if layout.transform == .reshape, layout.sources.count == 1, layout.elementCount > 0, let info = source.info(layout.sources[0]) {
             var overflow = 0
+            var nonFinite = NonFiniteCount()
+            var start = 0
             try source.read(layout.sources[0], inPiecesOf: pieceElements * info.dtype.blockBytes, using: buffer) { piece in
                 let encoder = try pipeline.freeEncoder()
-                let (bytes, n) = encoder.encode(piece, of: info.dtype, as: t.dtype)
+                let (bytes, n, found) = encoder.encode(piece, of: info.dtype, as: t.dtype)
                 pipeline.write(bytes, from: encoder)
                 overflow += n
+                nonFinite.add(found, at: start)
+                start += piece.count / info.dtype.blockBytes
             }
-            return overflow
+            return (overflow, [(layout.sources[0], nonFinite)])
         }
-        let values = GGUFLayout.apply(layout, to: try layout.sources.map { try source.floats($0) })
+        let inputs = try layout.sources.map { try source.floats($0) }
+        let nonFinite = zip(layout.sources, inputs.map { NonFiniteCount.scan($0) }).map { ($0, $1) }
+        let values = GGUFLayout.apply(layout, to: inputs)
         let encoder = try pipeline.freeEncoder()
         let (bytes, overflow) = values.withUnsafeBufferPointer { v in
             encoder.encode(count: layout.elementCount, as: t.dtype) { range, _ in UnsafeBufferPointer(rebasing: v[range]) }
         }
         pipeline.write(bytes, from: encoder)
-        return overflow
+        return (overflow, nonFinite)
     }
 }
 
@@ -282,22 +311,37 @@ final class ParallelEncoder {
     }
 
     /// Encodes `source`, elements of `sourceType` (a float type), as `dtype`: straight from the
-    /// source bytes when ElementCodec has a direct path, else through floats.
-    func encode(_ source: UnsafeRawBufferPointer, of sourceType: DType, as dtype: DType) -> (UnsafeRawBufferPointer, Int) {
+    /// source bytes when ElementCodec has a direct path, else through floats. Also counts the
+    /// source's NaN and infinite values, chunk by chunk on the same threads while the chunk is
+    /// in cache.
+    func encode(_ source: UnsafeRawBufferPointer, of sourceType: DType, as dtype: DType) -> (UnsafeRawBufferPointer, Int, NonFiniteCount) {
         let stride = sourceType.blockBytes
         let count = source.count / stride
+        let chunks = (count + Self.chunkElements - 1) / Self.chunkElements
+        // One slot per chunk: chunks are disjoint, so workers write different slots.
+        let found = UnsafeMutableBufferPointer<NonFiniteCount>.allocate(capacity: max(chunks, 1))
+        found.initialize(repeating: NonFiniteCount())
+        defer { found.deallocate() }
+        func bytes(_ range: Range<Int>) -> UnsafeRawBufferPointer {
+            UnsafeRawBufferPointer(rebasing: source[range.lowerBound * stride..<range.upperBound * stride])
+        }
+        let encoded: (UnsafeRawBufferPointer, Int)
         if ElementCodec.canTranscode(from: sourceType, to: dtype) {
-            return encodeChunks(count: count, as: dtype) { range, dst, _ in
-                ElementCodec.transcodeChunk(UnsafeRawBufferPointer(rebasing: source[range.lowerBound * stride..<range.upperBound * stride]),
-                                            from: sourceType, into: dst, as: dtype)
+            encoded = encodeChunks(count: count, as: dtype) { range, dst, _ in
+                found[range.lowerBound / Self.chunkElements] = NonFiniteCount.scan(bytes(range), as: sourceType)
+                return ElementCodec.transcodeChunk(bytes(range), from: sourceType, into: dst, as: dtype)
+            }
+        } else {
+            encoded = encode(count: count, as: dtype) { range, scratch in
+                found[range.lowerBound / Self.chunkElements] = NonFiniteCount.scan(bytes(range), as: sourceType)
+                let chunk = UnsafeMutableBufferPointer(rebasing: scratch[0..<range.count])
+                ElementCodec.decodeChunk(bytes(range), as: sourceType, into: chunk)
+                return UnsafeBufferPointer(chunk)
             }
         }
-        return encode(count: count, as: dtype) { range, scratch in
-            let chunk = UnsafeMutableBufferPointer(rebasing: scratch[0..<range.count])
-            ElementCodec.decodeChunk(UnsafeRawBufferPointer(rebasing: source[range.lowerBound * stride..<range.upperBound * stride]),
-                                     as: sourceType, into: chunk)
-            return UnsafeBufferPointer(chunk)
-        }
+        var total = NonFiniteCount()
+        for (i, f) in found.enumerated() { total.add(f, at: i * Self.chunkElements) }
+        return (encoded.0, encoded.1, total)
     }
 
     /// `values(range, scratch)` gives the values of `range`, either in `scratch` (room for one

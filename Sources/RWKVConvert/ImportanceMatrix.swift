@@ -267,7 +267,7 @@ public enum ImportanceMatrixRun {
     /// Runs every chunk of `chunks` through `model` (sequence mode, zero state per chunk, every
     /// token of the chunk, as llama-imatrix) and returns the collected matrix.
     public static func collect(_ model: RWKVLanguageModel, chunks: TextChunks, processOutput: Bool,
-                               progress: ProgressBar? = nil) throws -> (ImportanceMatrix, seconds: Double) {
+                               progress: ((Int, Int, String) -> Void)? = nil) throws -> (ImportanceMatrix, seconds: Double) {
         guard chunks.size >= minimumChunk else {
             throw RWKVError(nil, "--chunk must be at least \(minimumChunk) tokens: llama-imatrix skips smaller batches")
         }
@@ -288,21 +288,21 @@ public enum ImportanceMatrixRun {
                 start = end
             }
             let done = (c + 1) * chunks.size
-            progress?.update(done, detail: "chunk \(c + 1)/\(chunks.count), " + String(format: "%.0f tok/s", Double(done) / max(clock.seconds, 1e-9)))
+            progress?(done, chunks.count * chunks.size,
+                      "chunk \(c + 1)/\(chunks.count), " + String(format: "%.0f tok/s", Double(done) / max(clock.seconds, 1e-9)))
         }
-        progress?.finish()
         let matrix = try collector.matrix(datasets: [chunks.path], chunkCount: chunks.count, chunkSize: chunks.size)
         return (matrix, clock.seconds)
     }
 
     /// Loads the model, collects over the text and writes `output`.
     public static func run(model path: String, text: String, output: String, chunkSize: Int, maxChunks: Int?,
-                           processOutput: Bool, vocabularyPath: String?, progress: Bool = ProgressBar.stderrIsTerminal) throws -> Report {
+                           processOutput: Bool, vocabularyPath: String?,
+                           progress: ((Int, Int, String) -> Void)? = nil) throws -> Report {
         let model = try RWKVModelLoader.load(path: path)
         let chunks = try TextChunks(textFile: text, vocabularySize: model.config.vocabSize, vocabularyPath: vocabularyPath,
                                     size: chunkSize, maxChunks: maxChunks)
-        let bar = ProgressBar(total: chunks.count * chunks.size, label: "imatrix", enabled: progress)
-        let (matrix, seconds) = try collect(model, chunks: chunks, processOutput: processOutput, progress: bar)
+        let (matrix, seconds) = try collect(model, chunks: chunks, processOutput: processOutput, progress: progress)
         try matrix.write(to: output, refusingToOverwrite: [path, text])
         let tokens = chunks.count * chunks.size
         return Report(model: path, output: output, textFile: text, tokenizer: chunks.tokenizer, chunkSize: chunks.size,

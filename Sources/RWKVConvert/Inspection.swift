@@ -68,9 +68,14 @@ public struct InspectReport: Codable, Sendable {
         return RWKVError(file, "not a usable RWKV-6/7 model: \(e)")
     }
 
+    /// Longest name shown whole in the text report (RWKV names are under 40 characters).
+    static let nameLimit = 80
+
     /// A human-readable summary and table.
     public var text: String {
-        var lines = ["file:    \(file)", "format:  \(format)"]
+        // Names, keys and paths come from the file: escaped, and long ones shortened, so a name
+        // cannot forge lines or widen every row of the table (a 200 KB name on 3,000 rows).
+        var lines = ["file:    \(Printable.escaped(file, limit: 1024))", "format:  \(format)"]
         if let c = config {
             var arch = "RWKV-\(c.version.rawValue): \(c.layerCount) layers, n_embd \(c.embeddingSize), head size \(c.headSize) (\(c.headCount) heads), vocab \(c.vocabSize), FFN \(c.ffnSize)"
             switch c.version {
@@ -83,21 +88,25 @@ public struct InspectReport: Codable, Sendable {
         }
         if let metadata {
             lines.append("metadata: \(metadata.count) keys")
-            let keyWidth = metadata.map(\.key.count).max() ?? 0
-            for m in metadata {
-                lines.append("  " + m.key.padding(toLength: keyWidth, withPad: " ", startingAt: 0) + "  " + m.value)
+            let keys = metadata.map { Printable.escaped($0.key, limit: Self.nameLimit) }
+            let keyWidth = keys.map(\.count).max() ?? 0
+            for (key, m) in zip(keys, metadata) {
+                lines.append("  " + key.padding(toLength: keyWidth, withPad: " ", startingAt: 0) + "  " + m.value)
             }
         }
         lines.append("tensors: \(tensors.count), \(formatBytes(totalBytes))")
         if !ignoredEntries.isEmpty {
-            lines.append("ignored: \(ignoredEntries.count) entries that are not tensors: \(ignoredEntries.joined(separator: ", "))")
+            let shown = ignoredEntries.prefix(20).map { Printable.escaped($0, limit: Self.nameLimit) }
+            lines.append("ignored: \(ignoredEntries.count) entries that are not tensors: \(shown.joined(separator: ", "))"
+                         + (ignoredEntries.count > shown.count ? ", ..." : ""))
         }
-        let nameWidth = max(4, tensors.map(\.name.count).max() ?? 0)
+        let names = tensors.map { Printable.escaped($0.name, limit: Self.nameLimit) }
+        let nameWidth = max(4, names.map(\.count).max() ?? 0)
         lines.append("")
         lines.append("name".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  dtype  shape                 bytes")
-        for t in tensors {
+        for (name, t) in zip(names, tensors) {
             let shape = "[" + t.shape.map(String.init).joined(separator: ", ") + "]"
-            lines.append(t.name.padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  "
+            lines.append(name.padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  "
                          + t.dtype.padding(toLength: 5, withPad: " ", startingAt: 0) + "  "
                          + shape.padding(toLength: max(20, shape.count), withPad: " ", startingAt: 0) + "  \(t.bytes)")
         }

@@ -104,7 +104,7 @@ public struct UpgradeReport: Codable, Sendable {
 
     /// A few lines for people.
     public var summary: String {
-        var lines = ["upgraded \(input) (RWKV-6, \(source.layerCount)×\(source.embeddingSize)) -> \(output)",
+        var lines = ["upgraded \(Printable.escaped(input, limit: 1024)) (RWKV-6, \(source.layerCount)×\(source.embeddingSize)) -> \(Printable.escaped(output, limit: 1024))",
                      "recipe \(recipe.rawValue), seed \(seed), \(dtype), \(tensors.count) tensors, \(formatBytes(bytesWritten)), \(String(format: "%.1f", seconds)) s",
                      "ranks: decay \(target.decayRank), iclr \(target.iclrRank), value \(target.valueResidualRank), gate \(target.gateRank) (\(rankOrigin["gate"] ?? "")); FFN \(source.ffnSize) -> \(target.ffnSize)"]
         let clamped = layers.compactMap(\.decayClampedChannels).reduce(0, +)

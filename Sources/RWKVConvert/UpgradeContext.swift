@@ -19,10 +19,8 @@ final class V6Weights {
     func matrix(_ name: String) throws -> Matrix {
         if let m = cache[name] { return m }
         guard let info = source.info(name) else { throw RWKVError(source.path, "missing tensor \(name)") }
-        let values = try source.floats(name)
-        if let bad = values.firstIndex(where: { !$0.isFinite }) {
-            throw RWKVError(source.path, "tensor \(name) holds a non-finite value (\(values[bad]) at element \(bad))")
-        }
+        let values = try NonFiniteCount.checked(source.floats(name), path: source.path, tensor: name,
+                                                advice: "an upgrade would spread it through the new tensors")
         let cols = info.shape.last ?? 1
         let m = Matrix(rows: cols == 0 ? 0 : values.count / cols, cols: cols, values: values)
         if values.count < cacheLimit { cache[name] = m }

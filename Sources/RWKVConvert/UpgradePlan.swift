@@ -78,14 +78,17 @@ public struct UpgradePlan: Sendable {
         let ranks = RWKV7Ranks(decay: options.decayRank ?? defaults.decay, iclr: options.iclrRank ?? defaults.iclr,
                                valueResidual: options.valueResidualRank ?? defaults.valueResidual,
                                gate: options.gateRank ?? defaults.gate)
-        for (name, r) in [("decay", ranks.decay), ("iclr", ranks.iclr), ("value", ranks.valueResidual), ("gate", ranks.gate)]
+        let given = [options.decayRank, options.iclrRank, options.valueResidualRank, options.gateRank]
+        for (i, (name, r)) in [("decay", ranks.decay), ("iclr", ranks.iclr), ("value", ranks.valueResidual), ("gate", ranks.gate)].enumerated()
         where r < 1 || r > 16 * c {
-            throw RWKVError(nil, "--\(name)-rank \(r) is out of range (1...\(16 * c) for n_embd \(c))")
+            // Blame the option only when it was given; a default that does not fit is the file's width.
+            if given[i] != nil { throw RWKVError(path, "--\(name)-rank \(r) is out of range (1...\(16 * c) for this n_embd \(c))") }
+            throw RWKVError(path, "n_embd \(c) is too small for the default \(name) LoRA rank \(r) (at most 16 × n_embd); give --\(name)-rank")
         }
         let ffnValue = options.ffnMultiplier * Double(c)
         guard options.ffnMultiplier.isFinite, ffnValue.rounded() == ffnValue, Int(ffnValue) >= source.ffnSize,
               ffnValue <= Double(64 * c) else {
-            throw RWKVError(nil, "--ffn-mult \(options.ffnMultiplier) gives an FFN width that is not a whole number of at least the RWKV-6 width \(source.ffnSize) (n_embd \(c))")
+            throw RWKVError(path, "--ffn-mult \(options.ffnMultiplier) gives an FFN width that is not a whole number of at least the RWKV-6 width \(source.ffnSize) (n_embd \(c))")
         }
         if options.recipe != .preserve && options.calibrationText != nil {
             throw RWKVError(nil, "--calibrate only applies to --recipe preserve")

@@ -14,12 +14,12 @@ public final class InputFile: @unchecked Sendable {
 
     public init(_ path: String) throws {
         var st = stat()
-        guard stat(path, &st) == 0 else {
+        guard BytePath.with(path, { stat($0, &st) }) == 0 else {
             throw RWKVError(path, "cannot open: \(String(cString: strerror(errno)))")
         }
         if (st.st_mode & S_IFMT) == S_IFDIR { throw RWKVError(path, "is a directory, not a model file") }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw RWKVError(path, "is not a regular file") }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = BytePath.with(path) { open($0, O_RDONLY | O_CLOEXEC) }
         guard fd >= 0 else { throw RWKVError(path, "cannot open: \(String(cString: strerror(errno)))") }
         self.fd = fd
         self.path = path
@@ -76,6 +76,9 @@ public final class InputFile: @unchecked Sendable {
 public final class AtomicOutputFile {
     public let path: String
     public let temporaryPath: String
+    /// Where the finished file is renamed to: `path`, or the file a symbolic link there points
+    /// to (written through, as cp does, rather than replacing the link: /dev/stdout is one).
+    let destination: String
     public let durable: Bool
     private var fd: Int32
     private var committed = false
@@ -91,19 +94,32 @@ public final class AtomicOutputFile {
         for input in inputs where Self.canonical(input) == target {
             throw RWKVError(path, "refusing to overwrite the input file")
         }
+        var link = stat()
+        let destination = BytePath.with(path, { lstat($0, &link) }) == 0 && (link.st_mode & S_IFMT) == S_IFLNK ? Self.canonical(path) : path
         var st = stat()
-        if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
-            throw RWKVError(path, "is a directory; give an output file name")
+        if BytePath.with(destination, { stat($0, &st) }) == 0 {
+            // Never replace what is not a regular file: renaming over /dev/null (as root) or a FIFO
+            // would swap a device for a plain file. Outputs are finished in place by seeking back
+            // (the GGUF header's hash), which such destinations cannot do either.
+            switch st.st_mode & S_IFMT {
+            case S_IFREG: break
+            case S_IFDIR: throw RWKVError(path, "is a directory; give an output file name")
+            default:
+                throw RWKVError(path, "exists and is not a regular file (\(Self.kind(st.st_mode))); give an output file name "
+                                      + "(outputs are written to a temporary file and renamed into place)")
+            }
         }
-        let dir = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
-        var template = Array("\(dir.isEmpty ? "/" : dir)/.\(path.split(separator: "/").last ?? "out").tmp-XXXXXX".utf8CString)
+        let dir = destination.contains("/") ? String(destination[..<destination.lastIndex(of: "/")!]) : "."
+        // A short fixed name, so that a legal 255-byte output name still leaves room for it.
+        var template = BytePath.encode("\(dir.isEmpty ? "/" : dir)/.rwkv-XXXXXX")
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else {
             throw RWKVError(path, "cannot create a temporary file in \(dir): \(String(cString: strerror(errno)))")
         }
         self.fd = fd
         self.path = path
-        self.temporaryPath = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        self.destination = destination
+        self.temporaryPath = BytePath.decode(template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) })
         fchmod(fd, 0o644)
         CleanupOnSignal.shared.register(temporaryPath)
     }
@@ -143,9 +159,9 @@ public final class AtomicOutputFile {
         guard close(written) == 0, flushed else {
             throw RWKVError(path, "cannot finish writing: \(String(cString: strerror(flushed ? errno : flushError)))")
         }
-        guard rename(temporaryPath, path) == 0 else {
+        guard BytePath.with(temporaryPath, { t in BytePath.with(destination) { rename(t, $0) } }) == 0 else {
             let reason = String(cString: strerror(errno))
-            unlink(temporaryPath)
+            BytePath.with(temporaryPath) { _ = unlink($0) }
             throw RWKVError(path, "cannot rename the finished output into place: \(reason)")
         }
         committed = true
@@ -157,45 +173,64 @@ public final class AtomicOutputFile {
         guard !committed, !abandoned else { return }
         abandoned = true
         if fd >= 0 { close(fd); fd = -1 }
-        unlink(temporaryPath)
+        BytePath.with(temporaryPath) { _ = unlink($0) }
         CleanupOnSignal.shared.unregister(temporaryPath)
     }
 
+    static func kind(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFIFO: return "a FIFO"
+        case S_IFSOCK: return "a socket"
+        default: return "not a regular file"
+        }
+    }
+
     static func canonical(_ path: String) -> String {
-        guard let resolved = realpath(path, nil) else { return path }
+        guard let resolved = BytePath.with(path, { realpath($0, nil) }) else { return path }
         defer { free(resolved) }
-        return String(cString: resolved)
+        return BytePath.decode(cString: resolved)
     }
 }
 
-/// Removes registered temporary files when the process is interrupted (SIGINT, SIGTERM).
-final class CleanupOnSignal: @unchecked Sendable {
-    static let shared = CleanupOnSignal()
-    private var paths: Set<String> = []
+/// Removes registered temporary files when the process is interrupted (SIGINT, SIGTERM, SIGHUP,
+/// SIGQUIT: Ctrl-C and Ctrl-\ alike), then lets the signal end the process (exit status 128 + n).
+public final class CleanupOnSignal: @unchecked Sendable {
+    public static let shared = CleanupOnSignal()
+    static let signals = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
+    /// Registered temporary files and their bytes, encoded beforehand (the handler must not allocate).
+    private var paths: [String: [CChar]] = [:]
     private let lock = NSLockLite()
     private var installed = false
 
     func register(_ path: String) {
+        installHandlers()
+        let bytes = BytePath.encode(path)
+        lock.withLock { paths[path] = bytes }
+    }
+
+    /// Installs the handlers (programs call it first thing, so that Ctrl-\ never reaches the
+    /// Swift runtime's backtracer, which prints and lets the program carry on).
+    public func installHandlers() {
         lock.withLock {
-            paths.insert(path)
-            if !installed {
-                installed = true
-                for sig in [SIGINT, SIGTERM, SIGHUP] {
-                    signal(sig) { sig in
-                        CleanupOnSignal.shared.removeAll()
-                        signal(sig, SIG_DFL)
-                        raise(sig)
-                    }
+            guard !installed else { return }
+            installed = true
+            for sig in Self.signals {
+                signal(sig) { sig in
+                    CleanupOnSignal.shared.removeAll()
+                    signal(sig, SIG_DFL)
+                    raise(sig)
                 }
             }
         }
     }
 
-    func unregister(_ path: String) { lock.withLock { _ = paths.remove(path) } }
+    func unregister(_ path: String) { lock.withLock { _ = paths.removeValue(forKey: path) } }
 
     fileprivate func removeAll() {
         // Async-signal context: unlink is safe; we accept the lock not being taken here.
-        for p in paths { unlink(p) }
+        for p in paths.values { p.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) } }
     }
 }
 

@@ -143,8 +143,7 @@ public enum GGUFValue: Equatable, Sendable {
         case .float64(let v): return "\(v)"
         case .bool(let v): return "\(v)"
         case .string(let s):
-            let shown = s.count > 120 ? String(s.prefix(117)) + "..." : s
-            return "\"" + shown.replacingNewlines() + "\""
+            return "\"" + Printable.escaped(s, limit: 120) + "\""
         case .array(let t, let items):
             return Self.arraySummary(t, count: items.count, head: items.prefix(maxArrayItems), maxArrayItems: maxArrayItems)
         case .strings(let list):
@@ -160,21 +159,6 @@ public enum GGUFValue: Equatable, Sendable {
         let shown = head.map { $0.summary(maxArrayItems: 3) }.joined(separator: ", ")
         let more = count > maxArrayItems ? ", ... (\(count) \(t) values)" : ""
         return "[" + shown + more + "]"
-    }
-}
-
-private extension String {
-    func replacingNewlines() -> String {
-        var out = ""
-        for c in unicodeScalars {
-            switch c {
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default: out.unicodeScalars.append(c)
-            }
-        }
-        return out
     }
 }
 

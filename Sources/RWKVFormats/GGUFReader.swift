@@ -14,7 +14,7 @@ public final class GGUFReader: TensorSource {
     public let dataStart: Int
     public let tensors: [TensorInfo]
     private let file: InputFile
-    private let index: [String: Int]
+    private let index: [ExactName: Int]
     private let keyIndex: [String: Int]
 
     /// Caps on single header items, far above anything a real model needs.
@@ -66,13 +66,13 @@ public final class GGUFReader: TensorSource {
         }
 
         var infos: [GGUFTensorInfo] = []
-        var index: [String: Int] = [:]
+        var index: [ExactName: Int] = [:]
         for i in 0..<tensorCount {
             let name = try r.string("tensor name \(i)")
             guard name.utf8.count < GGUF.maxTensorNameBytes else {
                 throw RWKVError(path, "tensor name \"\(name.prefix(80))\" is \(name.utf8.count) bytes (ggml allows at most \(GGUF.maxTensorNameBytes - 1))")
             }
-            guard index[name] == nil else { throw RWKVError(path, "duplicate tensor name \(name)") }
+            guard index[ExactName(name)] == nil else { throw RWKVError(path, "duplicate tensor name \(name)") }
             let nDims = try r.u32("tensor \(name) n_dims")
             guard nDims <= GGUF.maxDimensions else {
                 throw RWKVError(path, "tensor \(name) has \(nDims) dimensions (ggml allows at most \(GGUF.maxDimensions))")
@@ -101,7 +101,7 @@ public final class GGUFReader: TensorSource {
             guard Int(offset) % alignment == 0 else {
                 throw RWKVError(path, "tensor \(name): offset \(offset) is not a multiple of the alignment \(alignment)")
             }
-            index[name] = infos.count
+            index[ExactName(name)] = infos.count
             infos.append(GGUFTensorInfo(name: name, dimensions: dims, dtype: dtype, offset: Int(offset)))
         }
 
@@ -138,11 +138,13 @@ public final class GGUFReader: TensorSource {
     }
 
     public func ggufInfo(_ name: String) -> GGUFTensorInfo? {
-        index[name].map { tensorInfos[$0] }
+        index[ExactName(name)].map { tensorInfos[$0] }
     }
 
+    public func info(_ name: String) -> TensorInfo? { index[ExactName(name)].map { tensors[$0] } }
+
     public func data(_ name: String) throws -> [UInt8] {
-        guard let i = index[name] else { throw RWKVError(path, "no tensor named \(name)") }
+        guard let i = index[ExactName(name)] else { throw RWKVError(path, "no tensor named \(name)") }
         let t = tensorInfos[i]
         return try file.read(at: dataStart + t.offset, count: t.byteCount, what: "tensor \(name)")
     }

@@ -103,7 +103,7 @@ public final class GGUFWriter {
         self.durable = durable
         let out = try AtomicOutputFile(path, refusingToOverwrite: inputs, durable: durable)
         self.out = out
-        sideFD = open(out.temporaryPath, O_WRONLY | O_CLOEXEC)
+        sideFD = BytePath.with(out.temporaryPath) { open($0, O_WRONLY | O_CLOEXEC) }
         guard sideFD >= 0 else {
             throw RWKVError(path, "cannot reopen the temporary output \(out.temporaryPath): \(String(cString: strerror(errno)))")
         }

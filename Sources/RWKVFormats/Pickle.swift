@@ -193,6 +193,9 @@ private struct Unpickler {
     var memo: [Int: PickleValue] = [:]
     var containers: [[PickleValue]] = []
     var valueCount = 0
+    /// Bytes made by _codecs.encode so far: each call makes a new bytes object, so calls on one
+    /// memoized string could otherwise turn a 1 MB pickle into hundreds of MB.
+    var encodedBytes = 0
 
     enum ContainerKind { case list, dict, set }
 
@@ -485,7 +488,13 @@ private struct Unpickler {
             guard case let .string(text) = a[0], case let .string(codec) = a[1], ["latin1", "latin-1"].contains(codec) else {
                 throw fail("_codecs.encode supports only (str, 'latin1')")
             }
+            let length = text.unicodeScalars.count
+            guard encodedBytes + length <= bytes.count else {
+                throw fail("_codecs.encode results hold more bytes than the pickle (\(bytes.count) bytes)")
+            }
+            encodedBytes += length
             var out: [UInt8] = []
+            out.reserveCapacity(length)
             for u in text.unicodeScalars {
                 guard u.value < 256 else { throw fail("_codecs.encode: character outside latin-1") }
                 out.append(UInt8(u.value))

@@ -9,7 +9,8 @@ public final class SafetensorsReader: TensorSource {
     public let metadata: [String: String]
     private let file: InputFile
     private let dataStart: Int
-    private let ranges: [String: Range<Int>]
+    /// Position in `tensors` and data range of each tensor, by exact name.
+    private let index: [ExactName: (position: Int, range: Range<Int>)]
 
     /// The reference implementation's cap on the header (100 MB).
     public static let maxHeaderBytes = 100_000_000
@@ -36,28 +37,27 @@ public final class SafetensorsReader: TensorSource {
         guard headerBytes.first == UInt8(ascii: "{") else {
             throw RWKVError(path, "safetensors header is not a JSON object")
         }
-        let header: JSONValue
-        do { header = try JSONValue.parse(headerBytes) } catch {
-            throw RWKVError(path, "safetensors header is not valid JSON: \(error)")
-        }
-        guard case let .object(members) = header else {
-            throw RWKVError(path, "safetensors header is not a JSON object")
-        }
         dataStart = 8 + Int(headerLength)
         let dataSize = file.size - dataStart
 
+        // Entries are turned into tensor infos as they are parsed: memory holds the infos, not
+        // a JSON tree of the whole header.
         var meta: [String: String] = [:]
         var entries: [(info: TensorInfo, range: Range<Int>)] = []
-        for (name, value) in members {
-            if name == "__metadata__" {
-                guard case let .object(kv) = value else { throw RWKVError(path, "__metadata__ is not an object of strings") }
-                for (k, v) in kv {
-                    guard case let .string(s) = v else { throw RWKVError(path, "__metadata__ value for \"\(k)\" is not a string") }
-                    meta[k] = s
+        do {
+            try JSONValue.parseMembers(headerBytes) { name, value in
+                if name == "__metadata__" {
+                    guard case let .object(kv) = value else { throw RWKVError(path, "__metadata__ is not an object of strings") }
+                    for (k, v) in kv {
+                        guard case let .string(s) = v else { throw RWKVError(path, "__metadata__ value for \"\(k)\" is not a string") }
+                        meta[k] = s
+                    }
+                    return
                 }
-                continue
+                entries.append(try Self.entry(name, value, path: path))
             }
-            entries.append(try Self.entry(name, value, path: path))
+        } catch let error as JSONError {
+            throw RWKVError(path, "safetensors header is not valid JSON: \(error.description)")
         }
         // Offsets must tile [0, dataSize) exactly, in any header order.
         var cursor = 0
@@ -77,7 +77,7 @@ public final class SafetensorsReader: TensorSource {
             throw RWKVError(path, "\(dataSize - cursor) trailing bytes after the last tensor")
         }
         tensors = entries.map(\.info)
-        ranges = Dictionary(uniqueKeysWithValues: entries.map { ($0.info.name, $0.range) })
+        index = Dictionary(entries.enumerated().map { (ExactName($1.info.name), ($0, $1.range)) }, uniquingKeysWith: { a, _ in a })
         metadata = meta
     }
 
@@ -111,15 +111,17 @@ public final class SafetensorsReader: TensorSource {
         return (TensorInfo(name: name, dtype: dtype, shape: shape), Int(begin)..<Int(end))
     }
 
+    public func info(_ name: String) -> TensorInfo? { index[ExactName(name)].map { tensors[$0.position] } }
+
     public func data(_ name: String) throws -> [UInt8] {
-        guard let r = ranges[name] else { throw RWKVError(path, "no tensor named \(name)") }
+        guard let r = index[ExactName(name)]?.range else { throw RWKVError(path, "no tensor named \(name)") }
         return try file.read(at: dataStart + r.lowerBound, count: r.count, what: "tensor \(name)")
     }
 
     /// One pread per piece, into the same `pieceBytes` of `buffer`.
     public func read(_ name: String, inPiecesOf pieceBytes: Int, using buffer: ReusableBuffer,
                      _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-        guard let r = ranges[name] else { throw RWKVError(path, "no tensor named \(name)") }
+        guard let r = index[ExactName(name)]?.range else { throw RWKVError(path, "no tensor named \(name)") }
         precondition(pieceBytes > 0, "SafetensorsReader.read: pieces must hold at least one byte")   // caller's contract
         let piece = buffer.bytes(min(pieceBytes, r.count))
         var start = 0

@@ -1,5 +1,9 @@
 /// A small strict JSON parser for file headers. Unlike Foundation's parsers it refuses
-/// duplicate object keys, invalid UTF-8 and trailing garbage, and caps nesting depth.
+/// duplicate object keys (compared as bytes, like the safetensors reference), invalid UTF-8 and
+/// trailing garbage, and caps nesting depth and array length (headers hold short arrays:
+/// shapes and offsets; each parsed value costs tens of bytes, so a long array of small numbers
+/// would take twenty times the header's size). `parseMembers` hands out a top-level object's
+/// members one at a time, so a reader keeps what it makes of them, not the whole tree.
 public indirect enum JSONValue: Equatable, Sendable {
     case object([(String, JSONValue)])
     case array([JSONValue])
@@ -35,6 +39,19 @@ public indirect enum JSONValue: Equatable, Sendable {
         guard p.i == bytes.count else { throw JSONError("unexpected data after the JSON value at byte \(p.i)") }
         return v
     }
+
+    /// Parses `bytes` as one JSON object and calls `member` with each key and value in order.
+    public static func parseMembers(_ bytes: [UInt8], _ member: (String, JSONValue) throws -> Void) throws {
+        var p = JSONParser(bytes: bytes)
+        p.skipSpace()
+        guard p.i < bytes.count, bytes[p.i] == UInt8(ascii: "{") else { throw JSONError("not a JSON object") }
+        try p.object(depth: 0, member: member)
+        p.skipSpace()
+        guard p.i == bytes.count else { throw JSONError("unexpected data after the JSON value at byte \(p.i)") }
+    }
+
+    /// Longest array accepted (shapes have at most a few dimensions).
+    public static let maxArrayItems = 64
 }
 
 public struct JSONError: Error, CustomStringConvertible {
@@ -48,7 +65,11 @@ private struct JSONParser {
     static let maxDepth = 64
 
     mutating func skipSpace() {
-        while i < bytes.count, [0x20, 0x09, 0x0a, 0x0d].contains(bytes[i]) { i += 1 }
+        while i < bytes.count {
+            let c = bytes[i]
+            guard c == 0x20 || c == 0x09 || c == 0x0a || c == 0x0d else { return }
+            i += 1
+        }
     }
 
     mutating func value(depth: Int) throws(JSONError) -> JSONValue {
@@ -74,25 +95,36 @@ private struct JSONParser {
     }
 
     mutating func object(depth: Int) throws(JSONError) -> JSONValue {
-        i += 1
         var members: [(String, JSONValue)] = []
-        var seen = Set<String>()
+        do {
+            try object(depth: depth) { members.append(($0, $1)) }
+        } catch let e as JSONError {
+            throw e
+        } catch {
+            throw JSONError("\(error)")
+        }
+        return .object(members)
+    }
+
+    mutating func object(depth: Int, member: (String, JSONValue) throws -> Void) throws {
+        i += 1
+        var seen = Set<ExactName>()
         skipSpace()
-        if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
+        if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return }
         while true {
             skipSpace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw JSONError("expected a key at byte \(i)") }
             let key = try string()
-            guard seen.insert(key).inserted else { throw JSONError("duplicate key \"\(key)\"") }
+            guard seen.insert(ExactName(key)).inserted else { throw JSONError("duplicate key \"\(Printable.escaped(key))\"") }
             skipSpace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw JSONError("expected ':' at byte \(i)") }
             i += 1
             skipSpace()
-            members.append((key, try value(depth: depth + 1)))
+            try member(key, try value(depth: depth + 1))
             skipSpace()
             guard i < bytes.count else { throw JSONError("unexpected end of JSON") }
             if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-            if bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
+            if bytes[i] == UInt8(ascii: "}") { i += 1; return }
             throw JSONError("expected ',' or '}' at byte \(i)")
         }
     }
@@ -104,6 +136,7 @@ private struct JSONParser {
         if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
         while true {
             skipSpace()
+            guard items.count < JSONValue.maxArrayItems else { throw JSONError("an array holds more than \(JSONValue.maxArrayItems) values") }
             items.append(try value(depth: depth + 1))
             skipSpace()
             guard i < bytes.count else { throw JSONError("unexpected end of JSON") }

@@ -24,6 +24,9 @@ public protocol TensorSource: AnyObject {
     var formatName: String { get }
     /// Every tensor, in file order.
     var tensors: [TensorInfo] { get }
+    /// The tensor named `name` (bytes compared), found in constant time by the readers: callers
+    /// look every tensor up, and a linear search made a 36,000-tensor file take minutes.
+    func info(_ name: String) -> TensorInfo?
     /// The tensor's elements, contiguous row-major little-endian bytes in `info.dtype`.
     func data(_ name: String) throws -> [UInt8]
     /// The same bytes, handed to `body` in order `pieceBytes` at a time (the last piece
@@ -43,8 +46,9 @@ extension TensorSource {
         try forEachPiece(of: try data(name), pieceBytes: pieceBytes, body)
     }
 
+    /// A linear search, for small test sources; the readers index their tensors.
     public func info(_ name: String) -> TensorInfo? {
-        tensors.first { $0.name == name }
+        tensors.first { $0.name.utf8.elementsEqual(name.utf8) }
     }
 
     /// The tensor's values as Float (widened, or dequantized for block types).
@@ -65,5 +69,21 @@ public func forEachPiece(of bytes: [UInt8], pieceBytes: Int, _ body: (UnsafeRawB
             try body(UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
             start = end
         }
+    }
+}
+
+/// A name compared and hashed by its UTF-8 bytes. Swift's `String` equality is canonical
+/// equivalence, so "caf\u{e9}" (NFC) and "cafe\u{301}" (NFD) are equal as Strings; as keys of a
+/// file they are two different tensors (the safetensors reference, Python dicts and ggml all
+/// compare bytes), and must be neither merged nor refused as duplicates.
+public struct ExactName: Hashable, Sendable {
+    public let string: String
+    public init(_ string: String) { self.string = string }
+
+    public static func == (a: ExactName, b: ExactName) -> Bool { a.string.utf8.elementsEqual(b.string.utf8) }
+
+    public func hash(into hasher: inout Hasher) {
+        var s = string
+        s.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
     }
 }

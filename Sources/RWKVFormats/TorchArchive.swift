@@ -29,8 +29,9 @@ public final class TorchArchive: TensorSource {
     public static let wrapperKeys = ["state_dict", "model", "module"]
 
     private let zip: ZipArchive
-    private let views: [String: TorchTensorRef]
-    private let storageRecords: [String: ZipArchive.Record]
+    private let views: [ExactName: TorchTensorRef]
+    private let storageRecords: [ExactName: ZipArchive.Record]
+    private let positions: [ExactName: Int]
     private let lock = NSLockLite()
 
     public init(path: String) throws {
@@ -53,21 +54,32 @@ public final class TorchArchive: TensorSource {
         nonTensorEntries = others
 
         var infos: [TensorInfo] = []
-        var views: [String: TorchTensorRef] = [:]
-        var storageRecords: [String: ZipArchive.Record] = [:]
+        var views: [ExactName: TorchTensorRef] = [:]
+        var storageRecords: [ExactName: ZipArchive.Record] = [:]
         var storageTypes: [String: DType] = [:]
+        // Each view is capped at the file's size (checkView); broadcast views (a stride of 0)
+        // repeat their elements, so many of them could still describe far more data than the
+        // file holds (a 4 MB file read as 670 MB): their total is capped too.
+        var broadcastBytes = 0
         for (name, view) in entries {
             if let seen = storageTypes.updateValue(view.storage.dtype, forKey: view.storage.key), seen != view.storage.dtype {
                 throw RWKVError(path, "tensor \(name): storage \(view.storage.key) is used as both \(seen.rawValue) and \(view.storage.dtype.rawValue)")
             }
             let record = try Self.checkView(view, of: name, records: records, top: topFolder, fileSize: fileSize, path: path)
-            guard views.updateValue(view, forKey: name) == nil else { throw RWKVError(path, "duplicate tensor name \(name)") }
-            storageRecords[name] = record
+            guard views.updateValue(view, forKey: ExactName(name)) == nil else { throw RWKVError(path, "duplicate tensor name \(name)") }
+            storageRecords[ExactName(name)] = record
+            if Swift.zip(view.shape, view.strides).contains(where: { $0 > 1 && $1 == 0 }) {
+                broadcastBytes += view.storage.dtype.byteCount(elements: view.elementCount) ?? fileSize   // each at most the file size (checkView)
+                guard broadcastBytes <= fileSize else {
+                    throw RWKVError(path, "stride-0 (broadcast) views hold \(broadcastBytes) bytes by tensor \(name), more than the whole file (\(fileSize) bytes)")
+                }
+            }
             infos.append(TensorInfo(name: name, dtype: view.storage.dtype, shape: view.shape))
         }
         tensors = infos
         self.views = views
         self.storageRecords = storageRecords
+        positions = Dictionary(infos.enumerated().map { (ExactName($1.name), $0) }, uniquingKeysWith: { a, _ in a })
     }
 
     /// Checks the zip is a torch.save archive we may read, and returns its top folder and byte order.
@@ -84,6 +96,14 @@ public final class TorchArchive: TensorSource {
         }
         guard names.contains(top + "/data.pkl") else { throw RWKVError(path, "zip archive without \(top)/data.pkl: not a torch checkpoint") }
         for r in zip.records {
+            // libzip shows a NUL byte in a record name as a space (Debian's 1.7.3): torch's own
+            // reader stops at the NUL, so "data/1\0x" would be a second "data/1" to it. Names
+            // torch writes under its folder never hold a space; such a name is ambiguous.
+            if let space = r.name.dropFirst(top.count + 1).firstIndex(of: " ") {
+                let before = String(r.name[..<space])
+                throw RWKVError(path, "records \(before) and \(before + "\\x00" + r.name[r.name.index(after: space)...]) are equal up to a NUL byte "
+                                      + "(or record \(r.name) holds a space, which torch never writes): ambiguous record names")
+            }
             guard r.name.hasPrefix(top + "/") else {
                 throw RWKVError(path, "zip record \(r.name) is outside the archive folder \(top)/: not a torch checkpoint")
             }
@@ -192,8 +212,10 @@ public final class TorchArchive: TensorSource {
 
     // MARK: tensor data
 
+    public func info(_ name: String) -> TensorInfo? { positions[ExactName(name)].map { tensors[$0] } }
+
     public func data(_ name: String) throws -> [UInt8] {
-        guard let view = views[name], let record = storageRecords[name] else { throw RWKVError(path, "no tensor named \(name)") }
+        guard let view = views[ExactName(name)], let record = storageRecords[ExactName(name)] else { throw RWKVError(path, "no tensor named \(name)") }
         let size = view.storage.dtype.blockBytes
         let first = view.offset * size
         let spanBytes = view.extent * size
@@ -207,7 +229,7 @@ public final class TorchArchive: TensorSource {
     /// CRC-32 is checked after the last piece); other views are gathered whole first.
     public func read(_ name: String, inPiecesOf pieceBytes: Int, using buffer: ReusableBuffer,
                      _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-        guard let view = views[name], let record = storageRecords[name] else { throw RWKVError(path, "no tensor named \(name)") }
+        guard let view = views[ExactName(name)], let record = storageRecords[ExactName(name)] else { throw RWKVError(path, "no tensor named \(name)") }
         guard view.isContiguous, !isBigEndian else {
             return try forEachPiece(of: try data(name), pieceBytes: pieceBytes, body)
         }

@@ -40,7 +40,7 @@ final class ZipArchive {
     init(path: String) throws {
         self.path = path
         var code: Int32 = 0
-        guard let za = zip_open(path, ZIP_RDONLY, &code) else {
+        guard let za = BytePath.with(path, { zip_open($0, ZIP_RDONLY, &code) }) else {
             throw RWKVError(path, "damaged or truncated zip archive (libzip: \(Self.message(code: code)))")
         }
         handle = za

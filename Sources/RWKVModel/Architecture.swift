@@ -93,6 +93,7 @@ public struct RWKVConfig: Equatable, Sendable, Codable {
         guard config.headSize > 0, config.embeddingSize % config.headSize == 0 else {
             throw RWKVError(source.path, "n_embd \(config.embeddingSize) is not a multiple of the head size \(config.headSize)")
         }
+        try config.validate(path: source.path)
         var expected = Set<String>()
         for (name, row) in config.checkpointTensors {
             expected.insert(name)

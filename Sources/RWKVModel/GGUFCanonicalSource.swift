@@ -76,6 +76,7 @@ extension RWKVConfig {
         guard c.layerCount <= r.tensors.count else {
             throw RWKVError(r.path, "GGUF metadata \(arch).block_count \(c.layerCount) is more than the file's \(r.tensors.count) tensors can hold")
         }
+        try c.validate(path: r.path)
         return c
     }
 }
@@ -93,6 +94,7 @@ public final class GGUFCanonicalSource: TensorSource {
     public let config: RWKVConfig
     public let gguf: GGUFReader
     private let origin: [String: (layout: GGUFTensorLayout, part: Int)]
+    private let positions: [String: Int]
     private let rescaleEvery: Int
 
     public convenience init(path: String) throws {
@@ -120,10 +122,13 @@ public final class GGUFCanonicalSource: TensorSource {
         self.origin = origin
         let order = Dictionary(uniqueKeysWithValues: config.expectedShapes.enumerated().map { ($1.name, $0) })
         tensors = infos.sorted { (order[$0.name] ?? .max) < (order[$1.name] ?? .max) }
+        positions = Dictionary(tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         // Only llama.cpp's RWKV-6 graph rescales (rwkv6.cpp); RWKV-7 files never carry the key.
         let rescale = config.version == .v6 ? reader.value(GGUFKey.Model.rescaleEveryNLayers.key(ArchitectureSchema.rwkv6.ggufArchitecture))?.integer ?? 0 : 0
         rescaleEvery = max(0, rescale)
     }
+
+    public func info(_ name: String) -> TensorInfo? { positions[name].map { tensors[$0] } }
 
     public func data(_ name: String) throws -> [UInt8] {
         var values = try canonicalFloats(name)
@@ -158,6 +163,8 @@ extension WeightLoader {
     /// forward pass runs on it unchanged; quantized tensors come back dequantized.
     public init(gguf: GGUFReader) throws {
         let view = try GGUFCanonicalSource(gguf)
-        try self.init(path: gguf.path, config: view.config, fetch: { try view.canonicalFloats($0) })
+        try self.init(path: gguf.path, config: view.config, fetch: {
+            try NonFiniteCount.checked(view.canonicalFloats($0), path: gguf.path, tensor: $0, advice: Self.nonFiniteAdvice)
+        })
     }
 }

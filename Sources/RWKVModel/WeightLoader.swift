@@ -45,8 +45,12 @@ public struct WeightLoader {
     /// A checkpoint with BlinkDL tensor names; the architecture is detected from its shapes.
     public init(source: TensorSource) throws {
         try self.init(path: source.path, config: try RWKVConfig.detect(source),
-                      storedType: { source.info($0)?.dtype }, fetch: { try source.floats($0) })
+                      storedType: { source.info($0)?.dtype },
+                      fetch: { try NonFiniteCount.checked(source.floats($0), path: source.path, tensor: $0, advice: Self.nonFiniteAdvice) })
     }
+
+    /// What a file's NaN or infinite weight gets told (it is bad input, not a verification failure).
+    public static let nonFiniteAdvice = "a model with NaN or infinite weights cannot be run"
 
     /// The element type `name` is stored in, when the file keeps it as a plain tensor.
     public func storedDType(_ name: String) -> DType? { storedType(name) }

@@ -13,7 +13,7 @@ public enum TextEvaluation {
     static let piece = 128
 
     /// Perplexity and mean NLL of `model` over `chunks`.
-    public static func perplexity(_ model: RWKVLanguageModel, chunks: TextChunks, progress: ProgressBar? = nil) throws -> PerplexityReport {
+    public static func perplexity(_ model: RWKVLanguageModel, chunks: TextChunks, progress: ((Int, Int, String) -> Void)? = nil) throws -> PerplexityReport {
         var nll = Moments()
         var running: [Double] = []
         var perToken: [Float] = []
@@ -26,9 +26,8 @@ public enum TextEvaluation {
                 perToken.append(Float(v))
             }
             running.append(exp(nll.mean))
-            progress?.update((c + 1) * chunks.size, detail: "chunk \(c + 1)/\(chunks.count), PPL \(String(format: "%.4f", exp(nll.mean))), \(rate(c + 1, chunks, clock)) tok/s")
+            progress?((c + 1) * chunks.size, chunks.count * chunks.size, "chunk \(c + 1)/\(chunks.count), PPL \(String(format: "%.4f", exp(nll.mean))), \(rate(c + 1, chunks, clock)) tok/s")
         }
-        progress?.finish()
         let seconds = clock.seconds
         return PerplexityReport(model: ModelSummary(model), text: TextSummary(chunks), nll: nll, runningPerplexity: running,
                                 perTokenNLL: perToken, seconds: seconds,
@@ -38,7 +37,7 @@ public enum TextEvaluation {
     /// `model` against `reference` on the same chunks: KL divergence of the model's next-token
     /// distribution from the reference's, top-1 agreement, and both perplexities.
     public static func compare(_ model: RWKVLanguageModel, against reference: RWKVLanguageModel, chunks: TextChunks,
-                               progress: ProgressBar? = nil) throws -> TextComparisonReport {
+                               progress: ((Int, Int, String) -> Void)? = nil) throws -> TextComparisonReport {
         guard model.config.vocabSize == reference.config.vocabSize else {
             throw RWKVError(reference.path, "vocabulary of \(reference.config.vocabSize) rows, the model has \(model.config.vocabSize)")
         }
@@ -68,9 +67,8 @@ public enum TextEvaluation {
                 let dp = exp(-a) - exp(-b)
                 pDiff2.add(dp * dp)
             }
-            progress?.update((c + 1) * chunks.size, detail: "chunk \(c + 1)/\(chunks.count), KLD \(String(format: "%.6f", kl.mean)), \(rate(c + 1, chunks, clock)) tok/s")
+            progress?((c + 1) * chunks.size, chunks.count * chunks.size, "chunk \(c + 1)/\(chunks.count), KLD \(String(format: "%.6f", kl.mean)), \(rate(c + 1, chunks, clock)) tok/s")
         }
-        progress?.finish()
         let seconds = clock.seconds
         return TextComparisonReport(model: ModelSummary(model), reference: ModelSummary(reference), text: TextSummary(chunks),
                                     nll: nll, nllReference: nllReference, crossSum: cross, kl: kl, klValues: klValues,

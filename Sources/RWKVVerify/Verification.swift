@@ -32,7 +32,7 @@ public struct ModelSummary: Codable, Sendable, Equatable {
         vocabSize = model.config.vocabSize
     }
 
-    var text: String { "\(path) (RWKV-\(version), \(layers) layers × \(embeddingSize), vocab \(vocabSize))" }
+    var text: String { "\(Printable.escaped(path, limit: 1024)) (RWKV-\(version), \(layers) layers × \(embeddingSize), vocab \(vocabSize))" }
 }
 
 /// The outcome of `rwkv-verify`: one check per comparison, each with per-position figures.
@@ -81,8 +81,10 @@ public struct VerificationReport: Codable, Sendable {
     public var text: String {
         var lines = ["model      \(model.text)"]
         if let fixture {
-            lines.append("reference  \(fixture) (\(tokens.count) tokens)")
-            for (key, value) in (fixtureMetadata ?? [:]).sorted(by: { $0.key < $1.key }) { lines.append("           \(key): \(value)") }
+            lines.append("reference  \(Printable.escaped(fixture, limit: 1024)) (\(tokens.count) tokens)")
+            for (key, value) in (fixtureMetadata ?? [:]).sorted(by: { $0.key < $1.key }) {
+                lines.append("           \(Printable.escaped(key)): \(Printable.escaped(value))")   // from the fixture file
+            }
         }
         if let referenceModel { lines.append("reference  \(referenceModel.text), \(tokens.count) tokens") }
         for check in checks {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RWKVCommandLine
 import RWKVConvert
 import RWKVFormats
 import RWKVModel
@@ -22,12 +23,10 @@ struct Inspect: ParsableCommand {
     var json = false
 
     func run() throws {
-        try runReportingErrors {
-            let report = InspectReport(source: try Checkpoint.open(file))
-            print(json ? try jsonString(report) : report.text)
-            // The report is still printed, but a file that is no RWKV model is bad input (exit 2).
-            if let error = report.unusableModelError { throw error }
-        }
+        let report = InspectReport(source: try Checkpoint.open(file))
+        print(json ? try RWKVCommandLine.json(report) : report.text)
+        // The report is still printed, but a file that is no RWKV model is bad input (exit 2).
+        if let error = report.unusableModelError { throw error }
     }
 }
 
@@ -91,6 +90,10 @@ struct ConversionArguments: ParsableArguments {
 
     @OptionGroup var adapters: AdapterArguments
 
+    @Flag(name: .customLong("allow-non-finite"),
+          help: "Convert NaN and infinite weights as they are (a warning names the tensors) instead of refusing the checkpoint.")
+    var allowNonFinite = false
+
     @Flag(help: "Print a JSON summary (every tensor's name, type, shape and bytes; totals; time; overflows).")
     var json = false
 
@@ -101,7 +104,7 @@ struct ConversionArguments: ParsableArguments {
     }
 
     func convert(_ input: String, expecting format: ModelFormat?) throws {
-        try runReportingErrors {
+        do {
             var options = ConversionOptions()
             options.type = type.type
             options.preset = type.preset
@@ -118,8 +121,14 @@ struct ConversionArguments: ParsableArguments {
             options.expectedFormat = format
             options.sync = sync
             options.adapters = adapters.list
+            options.allowNonFinite = allowNonFinite
+            let bar = ProgressBar(total: 1, label: "converting")
+            options.progress = bar.callback
+            defer { bar.finish() }
             let report = try Converter.convert(input: input, output: output, options: options)
-            print(json ? try jsonString(report) : report.text)
+            bar.finish()
+            if let warning = report.nonFiniteWarning { RWKVCommandLine.warn(warning) }
+            print(json ? try RWKVCommandLine.json(report) : report.text)
         }
     }
 }
@@ -148,20 +157,6 @@ struct SafetensorsToNative: ParsableCommand {
     @OptionGroup var options: ConversionArguments
 
     func run() throws { try options.convert(input, expecting: .safetensors) }
-}
-
-/// `--merge-lora` and its companions: RWKV-PEFT adapters merged before anything else.
-struct AdapterArguments: ParsableArguments {
-    @Option(name: .customLong("merge-lora"), help: ArgumentHelp("An RWKV-PEFT LoRA (or, with --pissa-init, PiSSA) adapter .pth to merge into the checkpoint first. Repeatable: applied in order.", valueName: "adapter"))
-    var mergeLoRA: [String] = []
-
-    @Option(name: .customLong("lora-alpha"), help: "LoRA alpha (scale alpha/r): once for all adapters or once per adapter (default 16, RWKV-PEFT's).")
-    var loraAlpha: [Float] = []
-
-    @Option(name: .customLong("pissa-init"), help: ArgumentHelp("The initial PiSSA adapter of each --merge-lora adapter, in order (makes them PiSSA merges).", valueName: "adapter"))
-    var pissaInit: [String] = []
-
-    var list: AdapterList { AdapterList(paths: mergeLoRA, alphas: loraAlpha, pissaInitials: pissaInit) }
 }
 
 struct ToGGUF: ParsableCommand {
@@ -221,14 +216,15 @@ struct IMatrix: ParsableCommand {
     var json = false
 
     func run() throws {
-        try runReportingErrors {
-            let report = try ImportanceMatrixRun.run(model: model, text: text, output: output, chunkSize: chunk, maxChunks: chunks,
-                                                     processOutput: processOutput, vocabularyPath: vocab)
-            print(json ? try jsonString(report) : report.summary)
-        }
+        let bar = ProgressBar(total: 1, label: "imatrix")
+        defer { bar.finish() }
+        let report = try ImportanceMatrixRun.run(model: model, text: text, output: output, chunkSize: chunk, maxChunks: chunks,
+                                                 processOutput: processOutput, vocabularyPath: vocab, progress: bar.callback)
+        bar.finish()
+        print(json ? try RWKVCommandLine.json(report) : report.summary)
     }
 }
 
 // Conversion does no matrix work: free the core OpenBLAS's idle threads would spin on.
 OpenBLAS.stopIdleThreads()
-RWKVConvertCommand.main()
+RWKVCommandLine.main(RWKVConvertCommand.self)

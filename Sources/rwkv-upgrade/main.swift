@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RWKVCommandLine
 import RWKVConvert
 import RWKVFormats
 import RWKVModel
@@ -82,7 +83,7 @@ struct V6ToV7: ParsableCommand {
     @OptionGroup var adapters: AdapterArguments
 
     func run() throws {
-        try runReportingErrors {
+        do {
             var options = UpgradeOptions()
             options.adapters = adapters.list
             options.recipe = recipe == .paper ? .paper : .preserve
@@ -98,11 +99,13 @@ struct V6ToV7: ParsableCommand {
             if let fitTokens { options.fitTokens = fitTokens }
             options.calibrationText = calibrate
             if let gateSpread { options.gateUnitSpreads = [gateSpread] }
-            let progress = StderrProgress()
+            let bar = ProgressBar(total: 1, label: "upgrading")
+            defer { bar.finish() }
             let report = try RWKVUpgrade.run(input: input, output: output, options: options,
-                                             dtype: dtype == .bf16 ? .bf16 : .f32, sync: sync, progress: progress.update)
-            progress.finish()
-            if json { print(try jsonString(report)) } else { print(report.summary) }
+                                             dtype: dtype == .bf16 ? .bf16 : .f32, sync: sync,
+                                             progress: { index, count, name in bar.update(index, total: count, detail: name) })
+            bar.finish()
+            print(json ? try RWKVCommandLine.json(report) : report.summary)
         }
     }
 
@@ -115,34 +118,4 @@ struct V6ToV7: ParsableCommand {
     }
 }
 
-/// `--merge-lora` and its companions: RWKV-PEFT adapters merged before anything else.
-struct AdapterArguments: ParsableArguments {
-    @Option(name: .customLong("merge-lora"), help: ArgumentHelp("An RWKV-PEFT LoRA (or, with --pissa-init, PiSSA) adapter .pth to merge into the checkpoint first. Repeatable: applied in order.", valueName: "adapter"))
-    var mergeLoRA: [String] = []
-
-    @Option(name: .customLong("lora-alpha"), help: "LoRA alpha (scale alpha/r): once for all adapters or once per adapter (default 16, RWKV-PEFT's).")
-    var loraAlpha: [Float] = []
-
-    @Option(name: .customLong("pissa-init"), help: ArgumentHelp("The initial PiSSA adapter of each --merge-lora adapter, in order (makes them PiSSA merges).", valueName: "adapter"))
-    var pissaInit: [String] = []
-
-    var list: AdapterList { AdapterList(paths: mergeLoRA, alphas: loraAlpha, pissaInitials: pissaInit) }
-}
-
-/// One self-overwriting line on stderr when it is a terminal, nothing otherwise.
-final class StderrProgress {
-    private let enabled = isatty(STDERR_FILENO) == 1
-    private var shown = false
-
-    func update(_ index: Int, _ count: Int, _ name: String) {
-        guard enabled else { return }
-        FileHandle.standardError.write(Data("\r\u{1b}[K[\(index + 1)/\(count)] \(name)".utf8))
-        shown = true
-    }
-
-    func finish() {
-        if shown { FileHandle.standardError.write(Data("\r\u{1b}[K".utf8)) }
-    }
-}
-
-RWKVUpgradeCommand.main()
+RWKVCommandLine.main(RWKVUpgradeCommand.self)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RWKVConvert
+import RWKVCommandLine
 import RWKVFormats
 import RWKVModel
 import RWKVVerify
@@ -90,8 +91,8 @@ struct Verify: ParsableCommand {
     var json = false
 
     func run() throws {
-        runVerification {
-            if let text { return try evaluateText(text) }
+        do {
+            if let text { try evaluateText(text); return }
             guard (fixture == nil) != (against == nil) else { throw RWKVError(nil, "give exactly one of --fixture or --against") }
             guard tolerance >= 0, modeTolerance >= 0 else { throw RWKVError(nil, "tolerances must be non-negative") }
             let subject = try RWKVModelLoader.load(path: model)
@@ -108,13 +109,13 @@ struct Verify: ParsableCommand {
                 report = try Verifier.compare(subject, against: reference, tokens: tokens, modes: mode.modes,
                                               tolerance: tolerance, modeTolerance: modeTolerance)
             }
-            print(json ? try verifyJSON(report) : report.text)
-            return report.passed
+            print(json ? try RWKVCommandLine.json(report) : report.text)
+            if !report.passed { throw CommandOutcome(status: ExitStatus.outsideTolerance) }
         }
     }
 
     /// `--text`: a measurement, not a check, so it passes unless the input is bad.
-    private func evaluateText(_ path: String) throws -> Bool {
+    private func evaluateText(_ path: String) throws {
         guard fixture == nil, tokenOptions.tokens == nil, tokenOptions.random == nil else {
             throw RWKVError(nil, "--text brings its own tokens: it goes without --fixture, --tokens and --random")
         }
@@ -124,14 +125,17 @@ struct Verify: ParsableCommand {
         if let against {
             let reference = try RWKVModelLoader.load(path: against)
             let progress = ProgressBar(total: chunks.count * chunks.size, label: "KL divergence")
-            let report = try TextEvaluation.compare(subject, against: reference, chunks: chunks, progress: progress)
-            print(json ? try verifyJSON(report) : report.report)
+            defer { progress.finish() }
+            let report = try TextEvaluation.compare(subject, against: reference, chunks: chunks, progress: progress.callback)
+            progress.finish()
+            print(json ? try RWKVCommandLine.json(report) : report.report)
         } else {
             let progress = ProgressBar(total: chunks.count * chunks.size, label: "perplexity")
-            let report = try TextEvaluation.perplexity(subject, chunks: chunks, progress: progress)
-            print(json ? try verifyJSON(report) : report.report)
+            defer { progress.finish() }
+            let report = try TextEvaluation.perplexity(subject, chunks: chunks, progress: progress.callback)
+            progress.finish()
+            print(json ? try RWKVCommandLine.json(report) : report.report)
         }
-        return true
     }
 }
 
@@ -155,24 +159,16 @@ struct Bench: ParsableCommand {
     var json = false
 
     func run() throws {
-        runVerification {
+        do {
             let start = ContinuousClock.now
             let subject = try RWKVModelLoader.load(path: model)
             let loaded = ContinuousClock.now - start
             let tokens = try tokenOptions.resolve(vocab: subject.config.vocabSize, defaultCount: 64)
             let load = Double(loaded.components.seconds) + Double(loaded.components.attoseconds) * 1e-18
             let result = try ForwardBenchmark.run(subject, tokens: tokens, modes: mode.modes, repeats: repeats, loadSeconds: load)
-            print(json ? try verifyJSON(result) : result.text)
-            return true
+            print(json ? try RWKVCommandLine.json(result) : result.text)
         }
     }
 }
 
-// Bad arguments are bad input: one line on stderr and exit status 2, like a bad file.
-do {
-    var command = try RWKVVerifyCommand.parseAsRoot()
-    try command.run()
-} catch {
-    if RWKVVerifyCommand.exitCode(for: error) == .success { RWKVVerifyCommand.exit(withError: error) }   // --help
-    reportBadInput(RWKVVerifyCommand.message(for: error).split(separator: "\n").first.map(String.init) ?? "bad arguments")
-}
+RWKVCommandLine.main(RWKVVerifyCommand.self)

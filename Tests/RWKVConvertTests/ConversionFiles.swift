@@ -63,7 +63,6 @@ enum ConversionFiles {
         options.type = type
         options.keepF32 = keepF32
         options.vocabularyPath = vocabulary
-        options.showProgress = false
         return try Converter.convert(input: input, output: output, options: options)
     }
 }

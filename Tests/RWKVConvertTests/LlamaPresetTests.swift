@@ -103,7 +103,6 @@ import RWKVModel
         var options = ConversionOptions()
         options.type = .f16
         options.preset = .Q4_K_M
-        options.showProgress = false
         let out = dir.path + "/q4_k_m.gguf"
         _ = try Converter.convert(input: ConversionFiles.fixture("rwkv7-tiny.safetensors"), output: out, options: options)
         let preset = try GGUFReader(path: out)

@@ -113,12 +113,12 @@ import RWKVModel
         }
         var narrow = UpgradeOptions()
         narrow.ffnMultiplier = 3
-        #expect(throws: RWKVError(nil, "--ffn-mult 3.0 gives an FFN width that is not a whole number of at least the RWKV-6 width 224 (n_embd 64)")) {
+        #expect(throws: RWKVError(input, "--ffn-mult 3.0 gives an FFN width that is not a whole number of at least the RWKV-6 width 224 (n_embd 64)")) {
             try RWKVUpgrade.run(input: input, output: dir.file("x.pth"), options: narrow)
         }
         var zeroRank = UpgradeOptions()
         zeroRank.gateRank = 0
-        #expect(throws: RWKVError(nil, "--gate-rank 0 is out of range (1...1024 for n_embd 64)")) {
+        #expect(throws: RWKVError(input, "--gate-rank 0 is out of range (1...1024 for this n_embd 64)")) {
             try RWKVUpgrade.run(input: input, output: dir.file("x.pth"), options: zeroRank)
         }
         #expect(throws: RWKVError(input, "refusing to overwrite the input file")) {
@@ -137,7 +137,7 @@ import RWKVModel
             var overflow = 0
             return try ElementCodec.encode(values, as: .f32, overflowCount: &overflow)
         }
-        #expect(throws: RWKVError(path, "tensor blocks.1.att.gate.weight holds a non-finite value (nan at element 5)")) {
+        #expect(throws: RWKVError(path, "tensor blocks.1.att.gate.weight holds 1 NaN or infinite value (first at element 5): a diverged or damaged checkpoint; an upgrade would spread it through the new tensors")) {
             try RWKVUpgrade.run(input: path, output: dir.file("out.safetensors"), options: UpgradeOptions())
         }
         #expect(!FileManager.default.fileExists(atPath: dir.file("out.safetensors")))

@@ -75,6 +75,12 @@ import Testing
         "st-negative-shape.safetensors": "tensor a: shape must hold non-negative integers",
         "st-bad-dtype.safetensors": "tensor a: unsupported dtype \"float32\"",
         "st-missing-field.safetensors": "tensor a: header entry needs dtype, shape and data_offsets",
+        // issue 9: hostile files
+        "st-name-control-chars.safetensors": #"tensor a\x0aerror: forged second line\x1b]0;pwned\x07\x1b[2J: unsupported dtype "F32\x1b[31m""#,
+        "zip-nul-names.pth": "records zip-nul-names/data/1 and zip-nul-names/data/1\\x00x are equal up to a NUL byte",
+        "st-json-int-array.safetensors": "safetensors header is not valid JSON: an array holds more than 64 values",
+        "tensor-broadcast-many.pth": "stride-0 (broadcast) views hold",
+        "pickle-codecs-encode.pth": "_codecs.encode results hold more bytes than the pickle",
     ]
 
     /// Valid containers holding something that is no usable RWKV-6/7 model (RWKVModelTests).
@@ -83,6 +89,11 @@ import Testing
         "rwkv7-layer-gap.pth", "rwkv7-misshaped-a1.pth", "rwkv7-missing-k_k.pth",
         "torch-nested-state-dict.pth",     // unwrapped from state_dict: {'a', 'b'}
         "torch-byteorder-big.pth",         // byte-swapped: {'a', 'b'}
+        // issue 9: valid containers of hostile models
+        "gguf-arch-control-chars.gguf", "st-long-name.safetensors", "st-30k-tensors.safetensors",
+        "nonfinite-nan-matrix.pth", "nonfinite-f64-overflow.pth", "nonfinite-inf-small.safetensors",
+        "rwkv7-n-embd-0.pth", "rwkv7-vocab-0.pth", "rwkv7-lora-rank-0.pth", "rwkv7-ffn-0.pth",
+        "rwkv7-vocab-2g-zero-width.safetensors", "gguf-rwkv7-n-embd-0.gguf",
     ]
 
     static var files: [String] {

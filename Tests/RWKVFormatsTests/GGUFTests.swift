@@ -196,7 +196,7 @@ struct GGUFBytes {
         var g = GGUFBytes()
         build(&g)
         let path = try dir.write("bad.gguf", bytes: g.bytes)
-        #expect(throws: RWKVError(path, message), sourceLocation: sourceLocation) { _ = try GGUFReader(path: path) }
+        #expect(throws: RWKVError(path, ErrorMessage(message)), sourceLocation: sourceLocation) { _ = try GGUFReader(path: path) }
     }
 
     @Test func rejectsMalformedHeaders() throws {

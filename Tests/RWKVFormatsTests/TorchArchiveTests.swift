@@ -159,7 +159,7 @@ struct FixtureManifest {
     }
 
     func expectError(_ path: String, _ message: String, sourceLocation: SourceLocation = #_sourceLocation) {
-        #expect(throws: RWKVError(path, message), sourceLocation: sourceLocation) { _ = try ModelFile.open(path) }
+        #expect(throws: RWKVError(path, ErrorMessage(message)), sourceLocation: sourceLocation) { _ = try ModelFile.open(path) }
     }
 
     /// Overwrites bytes of a written file.

@@ -21,6 +21,15 @@ import RWKVFormats
         "rwkv7-missing-k_k.pth": "missing tensor blocks.1.att.k_k",
         "torch-nested-state-dict.pth": "not an RWKV checkpoint",
         "torch-byteorder-big.pth": "not an RWKV checkpoint",
+        // issue 9
+        "gguf-arch-control-chars.gguf": "not an RWKV checkpoint",
+        "st-long-name.safetensors": "not an RWKV checkpoint",
+        "st-30k-tensors.safetensors": "not an RWKV checkpoint",
+        "rwkv7-n-embd-0.pth": "n_embd is 0; an RWKV model needs at least 1",
+        "rwkv7-vocab-0.pth": "vocabulary size is 0; an RWKV model needs at least 1",
+        "rwkv7-lora-rank-0.pth": "decay LoRA rank is 0; an RWKV model needs at least 1",
+        "rwkv7-ffn-0.pth": "FFN width is 0; an RWKV model needs at least 1",
+        "rwkv7-vocab-2g-zero-width.safetensors": "n_embd is 0; an RWKV model needs at least 1",
     ]
 
     @Test(arguments: expected.keys.sorted())

@@ -3,6 +3,7 @@ import Testing
 import RWKVFormats
 import RWKVModel
 @testable import RWKVVerify
+import RWKVCommandLine
 
 private let fixturesDirectory = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -122,7 +123,7 @@ struct Perturbation: CustomTestStringConvertible, Sendable {
         let model = try perturbed(v7Model) { name, v in name == "ln_out.bias" ? v.map { _ in .nan } : v }
         let report = try Verifier.verify(model, fixture: LogitFixture(path: v7Expected), modes: [.rnn])
         #expect(!report.passed && report.checks[0].summary.maxAbsDelta.isNaN)
-        #expect(try verifyJSON(report).contains("\"maxAbsDelta\" : \"nan\""))
+        #expect(try RWKVCommandLine.json(report).contains("\"maxAbsDelta\" : \"nan\""))
     }
 }
 

@@ -1,9 +1,11 @@
 import Foundation
+import RWKVFormats
 
 /// A one-line progress bar on stderr, redrawn in place, shown only when stderr is a terminal
-/// (so logs and pipes stay clean). Thread-safe; redraws at most ten times a second.
+/// (so logs and pipes stay clean). Thread-safe; redraws at most ten times a second. Used by all
+/// three programs; the libraries report progress through plain callbacks.
 public final class ProgressBar: @unchecked Sendable {
-    private let total: Int
+    private var total: Int
     private let label: String
     private let enabled: Bool
     private let width = 30
@@ -24,14 +26,15 @@ public final class ProgressBar: @unchecked Sendable {
     public static var stderrIsTerminal: Bool { isatty(STDERR_FILENO) == 1 }
 
     /// Sets the work done so far and what is being worked on.
-    public func update(_ done: Int, detail: String? = nil) {
+    public func update(_ done: Int, total: Int? = nil, detail: String? = nil) {
         lock.lock()
         defer { lock.unlock() }
-        self.done = min(done, total)
-        if let detail { self.detail = detail }
+        if let total { self.total = max(total, 1) }
+        self.done = min(done, self.total)
+        if let detail { self.detail = Printable.escaped(detail, limit: 80) }   // tensor names come from files
         guard enabled else { return }
         let now = Date().timeIntervalSince(start)
-        if now - lastDraw >= 0.1 || self.done == total {
+        if now - lastDraw >= 0.1 || self.done == self.total {
             lastDraw = now
             draw()
         }
@@ -42,6 +45,11 @@ public final class ProgressBar: @unchecked Sendable {
         let value = done + n
         lock.unlock()
         update(value, detail: detail)
+    }
+
+    /// A `(done, total, detail)` callback for the libraries' progress reports.
+    public var callback: @Sendable (Int, Int, String) -> Void {
+        { [self] done, total, detail in update(done, total: total, detail: detail) }
     }
 
     /// Clears the line so the next output starts clean.
