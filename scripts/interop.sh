@@ -33,5 +33,13 @@ mkdir -p "$OUT/world"
 "$PY" scripts/interop.py --tokenizer "$OUT/world/world-tiny.gguf" 2>/dev/null || status=1
 swift build --build-tests >/dev/null
 RWKV_INTEROP_DIR="$OUT" swift test --skip-build --filter GGUFInteropTests 2>&1 | grep -E "GGUFInteropTests:|✘|Test run" || status=1
+# rwkv-convert to-hf: transformers (rwkv7-hf model code, fixtures/hf-requirements.txt) loads the
+# folder and runs it like the official package.
+if "$PY" -c 'import rwkv7_hf' 2>/dev/null; then
+    .build/debug/rwkv-convert to-hf fixtures/models/rwkv7-tiny-bf16.pth "$OUT/rwkv7-tiny-hf" >/dev/null
+    "$PY" scripts/interop-hf.py "$OUT/rwkv7-tiny-hf" 2>/dev/null || status=1
+else
+    echo "interop: skipping the to-hf check (pip install -r fixtures/hf-requirements.txt)" >&2
+fi
 echo "interop outputs in $OUT"
 exit $status

@@ -128,7 +128,11 @@ public final class HuggingFaceFolder: TensorSource {
         var bytes = try o.shard.data(o.hfName)
         if let part = o.part { bytes = Array(bytes[part]) }
         guard let (rows, columns) = o.transposed else { return bytes }
-        let size = info.dtype.blockBytes
+        return Self.transposed(bytes, rows: rows, columns: columns, elementBytes: info.dtype.blockBytes)
+    }
+
+    /// The bytes of a row-major (rows, columns) matrix of `elementBytes`-byte elements, transposed.
+    public static func transposed(_ bytes: [UInt8], rows: Int, columns: Int, elementBytes size: Int) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: bytes.count)
         for r in 0..<rows {
             for c in 0..<columns {

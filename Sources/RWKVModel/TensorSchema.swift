@@ -74,6 +74,9 @@ public struct TensorSpec: Sendable {
     /// The name in the architecture's Hugging Face scheme (fla-hub RWKV-7, HF RWKV-6), without
     /// the block prefix (`ArchitectureSchema.hfLayerPrefix`) for block tensors.
     public let hf: String
+    /// The shape the Hugging Face scheme stores when it is not the BlinkDL one (fla's (C)
+    /// vectors); LoRA factors the scheme transposes (`hfTransposesLoRA`) are not listed here.
+    public let hfShape: [Dim]?
     /// RWKV-7 v0/v1/v2: present in block 0 but unused there (any rank); llama.cpp wants them
     /// shaped like a0/a1/a2, so the GGUF holds copies of this tensor instead.
     public let firstLayerStandIn: String?
@@ -97,6 +100,9 @@ public struct ArchitectureSchema: Sendable {
     /// A single tensor some folders store the token-shift lerps in, stacked (fla's 2025 `attn.x_x`).
     public let hfFusedLerps: String?
     public let hfConfigKeys: [(key: String, dim: Dim)]
+    /// config.json's `model_type` and `architectures` entry.
+    public let hfModelType: String
+    public let hfModelClass: String
 
     public static func of(_ version: RWKVVersion) -> ArchitectureSchema {
         version == .v7 ? rwkv7 : rwkv6
@@ -117,10 +123,10 @@ public struct ArchitectureSchema: Sendable {
 // MARK: - The tables
 
 /// A row; `hf` defaults to the BlinkDL name (the RWKV-6 scheme renames by rule, `rwkv6HFName`).
-private func spec(_ name: String, _ shape: [Dim], _ role: TensorRole, gguf: String, hf: String? = nil,
+private func spec(_ name: String, _ shape: [Dim], _ role: TensorRole, gguf: String, hf: String? = nil, hfShape: [Dim]? = nil,
                   scope: TensorSpec.Scope = .layer, stack: Int? = nil, ggufShape: [Dim]? = nil, firstLayerStandIn: String? = nil) -> TensorSpec {
     TensorSpec(name: name, scope: scope, shape: shape, role: role,
-               gguf: GGUFPlacement(name: gguf, stackIndex: stack, shape: ggufShape), hf: hf ?? name,
+               gguf: GGUFPlacement(name: gguf, stackIndex: stack, shape: ggufShape), hf: hf ?? name, hfShape: hfShape,
                firstLayerStandIn: firstLayerStandIn)
 }
 
@@ -140,7 +146,7 @@ private func rwkv6HFName(_ row: TensorSpec) -> TensorSpec {
     if hf.hasPrefix("emb.") { hf = "embeddings." + hf.dropFirst(4) }
     if row.scope != .layer && row.scope != .firstLayer && row.name != "head.weight" { hf = "rwkv." + hf }
     return TensorSpec(name: row.name, scope: row.scope, shape: row.shape, role: row.role, gguf: row.gguf, hf: hf,
-                      firstLayerStandIn: row.firstLayerStandIn)
+                      hfShape: nil, firstLayerStandIn: row.firstLayerStandIn)
 }
 
 private let channel: [Dim] = [.fixed(1), .fixed(1), .C]
@@ -158,11 +164,11 @@ extension ArchitectureSchema {
                 spec("att." + $1, channel, .vector, gguf: "time_mix_lerp_fused.weight", hf: "attn." + $1, stack: $0)
             }
             rows += [
-                spec("att.w0", channel, .vector, gguf: "time_mix_w0.weight", hf: "attn.w_lora.lora.2.bias"),
-                spec("att.a0", channel, .vector, gguf: "time_mix_a0.weight", hf: "attn.a_lora.lora.2.bias"),
-                spec("att.v0", channel, .vector, gguf: "time_mix_v0.weight", hf: "attn.v_lora.lora.2.bias", firstLayerStandIn: "att.a0"),
-                spec("att.k_k", channel, .vector, gguf: "time_mix_k_k.weight", hf: "attn.k_k"),
-                spec("att.k_a", channel, .vector, gguf: "time_mix_k_a.weight", hf: "attn.k_a"),
+                spec("att.w0", channel, .vector, gguf: "time_mix_w0.weight", hf: "attn.w_lora.lora.2.bias", hfShape: [.C]),
+                spec("att.a0", channel, .vector, gguf: "time_mix_a0.weight", hf: "attn.a_lora.lora.2.bias", hfShape: [.C]),
+                spec("att.v0", channel, .vector, gguf: "time_mix_v0.weight", hf: "attn.v_lora.lora.2.bias", hfShape: [.C], firstLayerStandIn: "att.a0"),
+                spec("att.k_k", channel, .vector, gguf: "time_mix_k_k.weight", hf: "attn.k_k", hfShape: [.C]),
+                spec("att.k_a", channel, .vector, gguf: "time_mix_k_a.weight", hf: "attn.k_a", hfShape: [.C]),
                 spec("att.w1", [.C, .decayRank], .lora, gguf: "time_mix_w1.weight", hf: "attn.w_lora.lora.0.weight"),
                 spec("att.w2", [.decayRank, .C], .lora, gguf: "time_mix_w2.weight", hf: "attn.w_lora.lora.2.weight"),
                 spec("att.a1", [.C, .iclrRank], .lora, gguf: "time_mix_a1.weight", hf: "attn.a_lora.lora.0.weight"),
@@ -179,7 +185,7 @@ extension ArchitectureSchema {
             ]
             rows += norms("att.ln_x", gguf: "time_mix_ln", hf: "attn.g_norm")
             rows += [
-                spec("ffn.x_k", channel, .vector, gguf: "channel_mix_lerp_k.weight", hf: "ffn.x_k"),
+                spec("ffn.x_k", channel, .vector, gguf: "channel_mix_lerp_k.weight", hf: "ffn.x_k", hfShape: [.C]),
                 spec("ffn.key.weight", [.F, .C], .linear, gguf: "channel_mix_key.weight", hf: "ffn.key.weight"),
                 spec("ffn.value.weight", [.C, .F], .linear, gguf: "channel_mix_value.weight", hf: "ffn.value.weight"),
             ]
@@ -203,7 +209,8 @@ extension ArchitectureSchema {
         hfLayerPrefix: "model.layers.", hfTransposesLoRA: true, hfFusedLerps: "attn.x_x",
         hfConfigKeys: [("hidden_size", .C), ("num_hidden_layers", .layers), ("head_dim", .N), ("intermediate_size", .F),
                        ("vocab_size", .V), ("decay_low_rank_dim", .decayRank), ("a_low_rank_dim", .iclrRank),
-                       ("v_low_rank_dim", .valueResidualRank), ("gate_low_rank_dim", .gateRank)])
+                       ("v_low_rank_dim", .valueResidualRank), ("gate_low_rank_dim", .gateRank)],
+        hfModelType: "rwkv7", hfModelClass: "RWKV7ForCausalLM")
 
     /// RWKV-6 (x060): RWKV-LM `RWKV-v6` parameter order; llama.cpp `src/models/rwkv6.cpp`.
     public static let rwkv6 = ArchitectureSchema(
@@ -256,7 +263,8 @@ extension ArchitectureSchema {
         hfLayerPrefix: "rwkv.blocks.", hfTransposesLoRA: false, hfFusedLerps: nil,
         // transformers `Rwkv6Config` / BBuf's configuration_rwkv6.py.
         hfConfigKeys: [("hidden_size", .C), ("num_hidden_layers", .layers), ("head_size", .N),
-                       ("intermediate_size", .F), ("vocab_size", .V)])
+                       ("intermediate_size", .F), ("vocab_size", .V)],
+        hfModelType: "rwkv6", hfModelClass: "Rwkv6ForCausalLM")
 }
 
 // MARK: - Names and sizes

@@ -9,7 +9,7 @@ struct RWKVConvertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rwkv-convert",
         abstract: "Inspect RWKV-6/RWKV-7 checkpoints and convert them to GGUF for llama.cpp.",
-        subcommands: [Inspect.self, ToGGUF.self, PthToNative.self, SafetensorsToNative.self, HFToNative.self, IMatrix.self])
+        subcommands: [Inspect.self, ToGGUF.self, PthToNative.self, SafetensorsToNative.self, HFToNative.self, ToHF.self, ToPth.self, IMatrix.self])
 }
 
 struct Inspect: ParsableCommand {
@@ -183,6 +183,56 @@ struct HFToNative: ParsableCommand {
     @OptionGroup var options: ConversionArguments
 
     func run() throws { try options.convert(input, expecting: .huggingFaceFolder) }
+}
+
+struct ToHF: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "to-hf",
+        abstract: "Write a Hugging Face folder (fla-hub RWKV-7, HF RWKV-6: model.safetensors, config.json) from any supported checkpoint.")
+
+    @Argument(help: "The checkpoint: .pth, .safetensors, .gguf or a Hugging Face folder.")
+    var input: String
+
+    @Argument(help: "The folder to create (it must not exist).")
+    var output: String
+
+    @OptionGroup var adapters: AdapterArguments
+
+    @Flag(help: "Print a JSON summary.")
+    var json = false
+
+    func run() throws {
+        let bar = ProgressBar(total: 1, label: "to-hf")
+        defer { bar.finish() }
+        let report = try Export.toHuggingFace(input: input, output: output, adapters: adapters.list, progress: bar.callback)
+        bar.finish()
+        print(json ? try RWKVCommandLine.json(report) : report.text)
+    }
+}
+
+struct ToPth: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "to-pth",
+        abstract: "Write a BlinkDL .pth (what the official trainer and rwkv package load) from any supported checkpoint.")
+
+    @Argument(help: "The checkpoint: a Hugging Face folder, .safetensors, .gguf or .pth.")
+    var input: String
+
+    @Argument(help: "The .pth to write.")
+    var output: String
+
+    @OptionGroup var adapters: AdapterArguments
+
+    @Flag(help: "Print a JSON summary.")
+    var json = false
+
+    func run() throws {
+        let bar = ProgressBar(total: 1, label: "to-pth")
+        defer { bar.finish() }
+        let report = try Export.toPth(input: input, output: output, adapters: adapters.list, progress: bar.callback)
+        bar.finish()
+        print(json ? try RWKVCommandLine.json(report) : report.text)
+    }
 }
 
 struct IMatrix: ParsableCommand {
