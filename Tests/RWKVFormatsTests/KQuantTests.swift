@@ -38,7 +38,10 @@ let kQuantTypes: [DType] = [.q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_nl]
         let expected = try v.bytes("\(type.rawValue).\(weighted ? "wbytes" : "bytes")")
         let rowBytes = try #require(type.byteCount(elements: n))
         #expect(rows.count == v.labels.count * n && expected.count == v.labels.count * rowBytes)
-        var mismatches = 0
+        // Where ggml's fp16 scales (d, dmin) sit in a block: an infinite one from finite inputs is
+        // what Quantizer counts as overflow.
+        let scaleOffsets: [Int] = [.q2_K: [80, 82], .q3_K: [108], .q4_K: [0, 2], .q5_K: [0, 2], .q6_K: [208], .iq4_nl: [0]][type]!
+        var mismatches = 0, expectedOverflow = 0, countedOverflow = 0
         for (r, label) in v.labels.enumerated() {
             var overflow = 0
             let ours = try Quantizer.quantizeRows(Array(rows[r * n ..< (r + 1) * n]), rowLength: n, type: type,
@@ -50,8 +53,18 @@ let kQuantTypes: [DType] = [.q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_nl]
                 let first = zip(ours, theirs).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? 0
                 Issue.record("\(type.rawValue)\(weighted ? " weighted" : "") row \(r) (\(label)): first difference at byte \(first) of \(rowBytes): ours \(hex(ours[first ..< min(rowBytes, first + 8)])), ggml \(hex(theirs.dropFirst(first).prefix(8)))")
             }
+            for b in 0 ..< n / type.blockSize {
+                let block = r * rowBytes + b * type.blockBytes
+                let infinite = scaleOffsets.contains { (UInt16(expected[block + $0]) | UInt16(expected[block + $0 + 1]) << 8) & 0x7fff == 0x7c00 }
+                if infinite && rows[r * n + b * type.blockSize ..< r * n + (b + 1) * type.blockSize].allSatisfy(\.isFinite) {
+                    expectedOverflow += type.blockSize
+                }
+            }
+            countedOverflow += overflow
         }
         #expect(mismatches == 0)
+        #expect(countedOverflow == expectedOverflow, "the values in blocks whose scale overflowed fp16 are counted")
+        #expect(expectedOverflow > 0, "the vectors include scales that overflow fp16")
     }
 
     /// Our dequantization of ggml's bytes equals ggml's, bit for bit.
