@@ -891,3 +891,53 @@ enum IQ4_NL: WeightedBlockFormat {
         }
     }
 }
+
+// MARK: ggml's weighted legacy quantizers
+
+/// q4_0, q4_1, q5_0, q5_1 with importance weights, as `quantize_row_q4_0_impl` ... (what
+/// `quantize_q4_0` and `ggml_quantize_chunk` run when given `quant_weights`): weights
+/// `qw·sqrt(σ² + x²)` with σ² the mean square of the whole ROW (so the caller gives it), then
+/// make_qx_quants (q4_0, q5_0) or make_qkx3_quants (q4_1, q5_1) on each 32-value block. Without
+/// weights ggml uses the reference quantizers of BlockFormats.swift.
+enum LegacyWeighted {
+    /// σ² = Σx²/n over a row, summed in order as ggml does.
+    static func rowSigma2(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var sum: Float = 0
+        for j in 0..<n { sum += x[j] * x[j] }
+        return sum / Float(n)
+    }
+
+    static func quantize(_ type: DType, _ x: UnsafePointer<Float>, weights qw: UnsafePointer<Float>, sigma2: Float,
+                         into y: UnsafeMutableRawPointer) -> Bool {
+        withScratch { L, _, weight in
+            for j in 0..<32 { weight[j] = qw[j] * (sigma2 + x[j] * x[j]).squareRoot() }
+            let qs: UnsafeMutableRawPointer
+            switch type {
+            case .q4_0, .q5_0:
+                let codes = UnsafeMutableRawPointer(L).assumingMemoryBound(to: Int8.self)
+                storeHalfGGML(makeQxQuants(32, type == .q4_0 ? 8 : 16, x, codes, weight), y)
+                qs = y + (type == .q4_0 ? 2 : 6)
+            default:   // .q4_1, .q5_1
+                var theMin: Float = 0
+                let d = makeQkxQuants(32, type == .q4_1 ? 15 : 31, x, weight, L, &theMin, -0.9, 0.05, 36, useMad: false, x3: true)
+                storeHalfGGML(d, y)
+                storeHalfGGML(-theMin, y + 2)
+                qs = y + (type == .q4_1 ? 4 : 8)
+            }
+            if type == .q4_0 || type == .q4_1 {
+                for j in 0..<16 { qs.storeBytes(of: L[j] | (L[j + 16] &<< 4), toByteOffset: j, as: UInt8.self) }
+            } else {
+                var qh: UInt32 = 0
+                for j in 0..<16 {
+                    let x0 = L[j], x1 = L[j + 16]
+                    qs.storeBytes(of: (x0 & 0x0f) | ((x1 & 0x0f) << 4), toByteOffset: j, as: UInt8.self)
+                    qh |= UInt32((x0 & 0x10) >> 4) << UInt32(j)
+                    qh |= UInt32((x1 & 0x10) >> 4) << UInt32(j + 16)
+                }
+                (qs - 4).storeBytes(of: qh.littleEndian, as: UInt32.self)
+            }
+            let scales = type == .q4_0 || type == .q5_0 ? [0] : [0, 2]
+            return allFinite(x, 32) && scales.contains { halfIsInfinite(y, $0) }
+        }
+    }
+}
