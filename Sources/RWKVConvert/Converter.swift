@@ -83,7 +83,7 @@ public struct ConversionReport: Codable, Sendable {
     /// The warning --allow-non-finite earns, or nil.
     public var nonFiniteWarning: String? {
         nonFiniteCount == 0 ? nil
-            : "\(nonFiniteCount) NaN or infinite source values converted as they are (--allow-non-finite) in \(nonFiniteTensors.joined(separator: ", ")); llama.cpp will compute NaN with them"
+            : "\(nonFiniteCount) NaN or infinite source values converted anyway (--allow-non-finite) in \(nonFiniteTensors.joined(separator: ", ")) (f16/bf16 keep them; block types may turn them into 0 or infinite scales)"
     }
 
     public var text: String {
