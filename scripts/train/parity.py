@@ -6,7 +6,7 @@
 For each checkpoint (default: the committed fixtures fixtures/models/rwkv{6,7}-tiny-fp32.pth and,
 when present, the trained fixtures) the official package (rwkv==0.8.32, cpu fp32, RNN mode, run by
 fixtures/official_logits.py in its own process) and our sequence-mode forward pass compute logits on
-the same tokens; the largest absolute difference must be <= --tol (1e-4: fp32 rounding of two
+the same tokens (a bf16 file is upcast to fp32 first, for both); the largest absolute difference must be <= --tol (1e-4: fp32 rounding of two
 different summation orders over a few layers is ~1e-6 on these models; 1e-4 still catches any wrong
 formula, which moves logits by >= 1e-2, see fixtures/README.md "Every tensor matters").
 Also checked: the model's state_dict has exactly the file's keys, order and shapes, and a
@@ -37,9 +37,15 @@ def official_logits(arch, path, tokens):
         env["RWKV_V7_ON"] = "1"
     from safetensors.torch import load_file
     with tempfile.TemporaryDirectory() as td:
-        src = path
         if not path.endswith(".pth"):
             raise SystemExit(f"{path}: a .pth is needed")
+        src = path
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+        if any(t.dtype != torch.float32 for t in sd.values()):
+            # the same values in fp32: the official RWKV-6 loader would otherwise compute LN0(emb)
+            # in the file's dtype (fixtures/README.md), and we compare fp32 computations
+            src = os.path.join(td, "fp32.pth")
+            torch.save({k: t.float() for k, t in sd.items()}, src)
         out = os.path.join(td, "logits.safetensors")
         res = subprocess.run([sys.executable, os.path.join(ROOT, "fixtures", "official_logits.py"), arch, src, out,
                               ",".join(map(str, tokens))], env=env, capture_output=True, text=True)

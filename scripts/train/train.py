@@ -7,8 +7,9 @@
 Optimiser as RWKV-LM's trainers set it up: Adam(W) betas (0.9, 0.99), weight decay only on the
 matrices (".weight" with >= 2 dimensions), att.w0 (RWKV-7) / att.time_decay (RWKV-6) at 2x the
 learning rate, gradient clipping at 1.0, the L2Wrap logit penalty (1e-4); learning rate: linear
-warm-up, then cosine from --lr to --lr-final over the step budget (--steps, or what fits in
---minutes, estimated after the first steps). Batches: random windows of the training text drawn
+warm-up, then cosine from --lr to --lr-final over the budget: --steps (reproducible), or --minutes
+of wall-clock time (the cosine follows elapsed time, so a busy machine gives fewer steps, not a
+longer run; the log records the steps taken). Batches: random windows of the training text drawn
 from a generator seeded with --data-seed, so every run with the same seed, batch size and context
 sees the same batches in the same order. Held-out loss: mean cross-entropy (nats/byte) over
 --eval-windows fixed windows of the held-out text (each window starts from a zero state).
@@ -103,12 +104,13 @@ def param_groups(model, weight_decay):
     return groups
 
 
-def lr_at(step, total, args):
+def lr_at(step, progress, args):
+    """progress in [0, 1]: the share of the step budget (or, with --minutes, of the time budget) used."""
     if step < args.warmup:
         return args.lr * (step + 1) / args.warmup
     if args.schedule == "constant":
         return args.lr
-    p = min(1.0, (step - args.warmup) / max(1, total - args.warmup))
+    p = min(1.0, progress)
     return args.lr_final + 0.5 * (args.lr - args.lr_final) * (1 + math.cos(math.pi * p))
 
 
@@ -166,14 +168,23 @@ def main(argv=None):
         print(f"step {step:5d}  tokens {step * args.batch * args.ctx:9,d}  held-out {loss:.4f}  "
               f"{time.time() - t0:7.1f}s", flush=True)
 
-    total = args.steps if args.steps else 10 ** 9
+    if bool(args.steps) == bool(args.minutes):
+        raise SystemExit("train: give one of --steps and --minutes")
+    total = args.steps or 10 ** 9
     t0 = time.time()
     record(0, t0)
+    t_train = time.time()  # the time budget counts training steps, not the first evaluation
     step = 0
     while step < total:
+        if args.minutes:
+            progress = (time.time() - t_train) / (args.minutes * 60)
+            if progress >= 1:
+                break
+        else:
+            progress = max(0, step - args.warmup) / max(1, total - args.warmup)
         ix = torch.randint(0, len(train) - args.ctx - 1, (args.batch,), generator=gen)
         batch = torch.stack([train[i:i + args.ctx + 1] for i in ix])
-        lr = lr_at(step, total, args)
+        lr = lr_at(step, progress, args)
         for g in opt.param_groups:
             g["lr"] = lr * g["lr_scale"]
         logits = model(batch[:, :-1])
@@ -185,10 +196,6 @@ def main(argv=None):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        if args.minutes and step == 20 and not args.steps:
-            per = (time.time() - t0) / 20
-            total = max(40, int(args.minutes * 60 / (per * 1.08)))  # ~8% for evaluations
-            print(f"{per:.2f} s/step -> {total} steps in {args.minutes} min", flush=True)
         if step % args.eval_every == 0 or step in eval_at or step == total:
             record(step, t0)
     if step % args.eval_every and step not in eval_at:
