@@ -8,12 +8,14 @@ For each model (a bf16 .pth written by train.py):
   fixtures/expected/rwkv{6,7}-trained-bf16.heldout.logits.safetensors
       `tokens` I32 [128] (the first 128 bytes of the held-out split) and `logits` F32 [128, 256]
       from the official package (fixtures/official_logits.py: cpu fp32, RNN mode) on the file as is;
+  fixtures/expected/rwkv6-trained-bf16.heldout.upcast.logits.safetensors
+      RWKV-6 only: the same for the values upcast to fp32 before loading (the loader's LN0 quirk);
   fixtures/expected/trained.json
       per model: training settings and log (steps, tokens, time), the unigram held-out loss, the
       held-out loss of the bf16 weights over the whole held-out split (torch model, windows of 128
       bytes from a zero state), and over the first EVAL_WINDOWS of those windows by both the torch
       model and the official package (the same number up to fp32 rounding), and the official
-      RNN-vs-sequence difference.
+      RNN-vs-sequence difference; file and per-tensor SHA-256 (as in fixtures/manifest.json).
 """
 import json
 import os
@@ -27,6 +29,8 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "fixtures"))
+import generate  # noqa: E402  (manifest entries: per file and per tensor SHA-256)
 import official  # noqa: E402
 import rwkv_torch  # noqa: E402
 import train  # noqa: E402
@@ -53,7 +57,8 @@ def main():
         model = rwkv_torch.load_pth(src)
         name = f"rwkv{model.arch[1]}-trained-bf16"
         dst = os.path.join(ROOT, "fixtures", "models", name + ".pth")
-        shutil.copyfile(src, dst)
+        if not (os.path.exists(dst) and open(dst, "rb").read() == open(src, "rb").read()):
+            shutil.copyfile(src, dst)
         with open(os.path.splitext(src)[0] + ".log.json") as fh:
             log = json.load(fh)
         ctx = log["args"]["ctx"]
@@ -73,10 +78,25 @@ def main():
         if res.returncode != 0:
             raise SystemExit(res.stderr[-2000:])
         rnn = json.loads(res.stdout.strip().splitlines()[-1])
+        written = [out]
+        if model.arch == "v6":
+            # The RWKV-6 loader computes LN0(emb) in the file's dtype (fixtures/README.md): these
+            # logits are those of the same values upcast to fp32 first, what an fp32 forward pass matches.
+            up_pth = os.path.join(ROOT, ".corpus", name + "-upcast.pth")
+            torch.save({k: t.float() for k, t in torch.load(dst, weights_only=True).items()}, up_pth)
+            up = os.path.join(ROOT, "fixtures", "expected", name + ".heldout.upcast.logits.safetensors")
+            res = subprocess.run([sys.executable, os.path.join(ROOT, "fixtures", "official_logits.py"), "v6", up_pth,
+                                  up, ",".join(map(str, sample)), f"--label={name}.pth upcast to fp32 before loading"],
+                                 env=env, capture_output=True, text=True)
+            os.remove(up_pth)
+            if res.returncode != 0:
+                raise SystemExit(res.stderr[-2000:])
+            written.append(up)
         with torch.no_grad():
             ours_sample = model(torch.tensor([sample]))[0]
         from safetensors.torch import load_file
         file_logits = load_file(out)["logits"]
+        fp32_logits = load_file(written[-1])["logits"]
         summary["models"][name] = {
             "file": os.path.relpath(dst, ROOT), "bytes": os.path.getsize(dst), "arch": model.arch,
             "config": model.cfg, "params": sum(p.numel() for p in model.parameters()),
@@ -90,11 +110,12 @@ def main():
             "max_abs_logit_diff_torch_vs_official_windows": float((ours - off).abs().max()),
             "sample_official_rnn_vs_seq": rnn["max_abs_diff_rnn_vs_seq"],
             "sample_max_abs_diff_torch_fp32_vs_official_file": float((ours_sample - file_logits).abs().max()),
+            "sample_max_abs_diff_torch_fp32_vs_official_upcast": float((ours_sample - fp32_logits).abs().max()),
+            "manifest": [generate.manifest_entry(p, os.path.join(ROOT, "fixtures")) for p in [dst] + written],
         }
-        print(json.dumps(summary["models"][name], indent=1), flush=True)
+        print(json.dumps({k: v for k, v in summary["models"][name].items() if k != "manifest"}), flush=True)
     with open(os.path.join(ROOT, "fixtures", "expected", "trained.json"), "w") as fh:
-        json.dump(summary, fh, indent=1)
-        fh.write("\n")
+        fh.write(generate.json_compact(summary) + "\n")
 
 
 if __name__ == "__main__":
