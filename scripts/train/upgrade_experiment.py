@@ -10,7 +10,8 @@ and "RWKV-6 (control)" (the RWKV-6 file). Then:
   1. before training, on the first --kl-windows held-out windows, the official package's logits of
      the RWKV-6 and of every RWKV-7 start: mean KL(v6 || v7) per token (nats) and top-1 agreement;
   2. every start is trained by train.py with identical settings and the same batches in the same
-     order (same --data-seed), held-out loss logged at --eval-at steps;
+     order (same --data-seed), held-out loss logged at --eval-at steps (a run whose log is already
+     in DIR with the same start and settings is reused, so an interrupted experiment resumes);
   3. DIR/results.json, DIR/curves.png (held-out loss against tokens) and DIR/table.md: KL, top-1,
      loss at the logged steps, and the tokens each start needs to come within 1 % and 5 % of the
      RWKV-6's own held-out loss (its step-0 value), "not reached" if it does not in the budget.
@@ -94,6 +95,15 @@ def main():
     names = list(starts)
     for i, name in enumerate(names):
         out = os.path.join(args.out, f"run{i}.pth")
+        done = os.path.splitext(out)[0] + ".log.json"
+        if os.path.exists(done):  # a finished run of the same start and settings is reused (resume)
+            with open(done) as fh:
+                prev = json.load(fh)["args"]
+            if (prev["init"], prev["steps"], prev["lr"], prev["batch"], prev["ctx"], prev["eval_at"]) == \
+                    (starts[name], args.steps, args.lr, args.batch, args.ctx, args.eval_at):
+                print(f"{name}: reusing {done}", flush=True)
+                procs.append((name, out, subprocess.Popen(["true"])))
+                continue
         cmd = [sys.executable, os.path.join(HERE, "train.py"), "--init", starts[name], "--steps", str(args.steps),
                "--lr", str(args.lr), "--lr-final", str(args.lr_final), "--warmup", str(args.warmup),
                "--batch", str(args.batch), "--ctx", str(args.ctx), "--eval-every", str(10 ** 9),
