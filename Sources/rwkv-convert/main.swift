@@ -90,6 +90,9 @@ struct ConversionArguments: ParsableArguments {
 
     @OptionGroup var adapters: AdapterArguments
 
+    @Option(help: ArgumentHelp("An importance matrix (ours from `rwkv-convert imatrix`, or llama-imatrix's GGUF or .dat): the k-quants, iq4_nl and q4_0..q5_1 weigh each column's error by it, as llama-quantize --imatrix.", valueName: "file"))
+    var imatrix: String?
+
     @Flag(name: .customLong("allow-non-finite"),
           help: "Convert NaN and infinite weights as they are (a warning names the tensors) instead of refusing the checkpoint.")
     var allowNonFinite = false
@@ -121,6 +124,7 @@ struct ConversionArguments: ParsableArguments {
             options.expectedFormat = format
             options.sync = sync
             options.adapters = adapters.list
+            options.imatrixPath = imatrix
             options.allowNonFinite = allowNonFinite
             let bar = ProgressBar(total: 1, label: "converting")
             options.progress = bar.callback
