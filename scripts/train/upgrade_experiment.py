@@ -14,7 +14,8 @@ and "RWKV-6 (control)" (the RWKV-6 file). Then:
      in DIR with the same start and settings is reused, so an interrupted experiment resumes);
   3. DIR/results.json, DIR/curves.png (held-out loss against tokens) and DIR/table.md: KL, top-1,
      loss at the logged steps, and the tokens each start needs to come within 1 % and 5 % of the
-     RWKV-6's own held-out loss (its step-0 value), "not reached" if it does not in the budget.
+     RWKV-6's own held-out loss (its step-0 value), "not reached" if it does not in the budget;
+     and how far a0 (iclr bias) and v0 (value-residual bias) moved in training.
 """
 import argparse
 import json
@@ -118,6 +119,17 @@ def main():
             raise SystemExit(f"training {name} failed: see {os.path.splitext(out)[0]}.out")
         with open(os.path.splitext(out)[0] + ".log.json") as fh:
             results["starts"][name]["curve"] = json.load(fh)["evals"]
+        if name != CONTROL:  # do the switched-off mechanisms (iclr a0, value residual v0) move?
+            a = torch.load(starts[name], map_location="cpu", weights_only=True)
+            b = torch.load(out, map_location="cpu", weights_only=True)
+            move = {}
+            for key in ("a0", "v0"):
+                ks = [k for k in a if k.endswith("att." + key) and not k.startswith("blocks.0.att.v")]
+                move[key] = {"mean_before": float(torch.stack([a[k].float().mean() for k in ks]).mean()),
+                             "mean_after": float(torch.stack([b[k].float().mean() for k in ks]).mean()),
+                             "mean_abs_change": float(torch.stack([(b[k].float() - a[k].float()).abs().mean()
+                                                                   for k in ks]).mean())}
+            results["starts"][name]["a0_v0"] = move
 
     # 3. summary
     target = results["starts"][CONTROL]["curve"][0]["heldout_loss"]
@@ -138,7 +150,15 @@ def main():
         lines.append(f"| {name} | {r['kl_v6_v7']:.3f} | {r['top1']:.3f} | "
                      + " | ".join(f"{by[s]:.3f}" if s in by else "" for s in steps)
                      + f" | {fmt(r['tokens_to_5pct'])} | {fmt(r['tokens_to_1pct'])} |")
-    lines.append(f"\nRWKV-6 held-out loss (target): {target:.4f} nats/byte; {tok:,} tokens per step.")
+    lines.append(f"\nRWKV-6 held-out loss (target): {target:.4f} nats/byte; {tok:,} tokens per step.\n")
+    lines.append("| start | a0 mean before → after (mean abs change) | v0 (layers ≥ 1) before → after (change) |")
+    lines.append("|---|---|---|")
+    for name, r in results["starts"].items():
+        if "a0_v0" in r:
+            m = r["a0_v0"]
+            lines.append(f"| {name} | " + " | ".join(
+                f"{m[k]['mean_before']:.3f} → {m[k]['mean_after']:.3f} ({m[k]['mean_abs_change']:.3f})"
+                for k in ("a0", "v0")) + " |")
     with open(os.path.join(args.out, "table.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
     print("\n".join(lines))
