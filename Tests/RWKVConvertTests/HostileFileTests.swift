@@ -116,4 +116,13 @@ import RWKVModel
         c.layerCount = 1   // layer 0 has no value residual
         try c.validate(path: "m")
     }
+
+    // MARK: class 2, time
+
+    /// 1000 layers of tensors looked up by name before the missing last one is found.
+    @Test func manyLayersAreLookedUpInLinearTime() throws {
+        let report = InspectReport(source: try ModelFile.open(Self.bad("gguf-1000-layers.gguf")))
+        #expect(report.tensors.count == 28_005)   // 3 + 1000 × 28 - 1 + 3
+        #expect(report.unusableModelError?.message.hasSuffix("GGUF file has no tensor blk.999.channel_mix_value.weight") == true)
+    }
 }
