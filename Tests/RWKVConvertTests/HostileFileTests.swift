@@ -89,6 +89,7 @@ import RWKVModel
         ("rwkv7-n-embd-0.pth", "n_embd is 0"), ("rwkv7-vocab-0.pth", "vocabulary size is 0"),
         ("rwkv7-lora-rank-0.pth", "decay LoRA rank is 0"), ("rwkv7-ffn-0.pth", "FFN width is 0"),
         ("rwkv7-vocab-2g-zero-width.safetensors", "n_embd is 0"), ("gguf-rwkv7-n-embd-0.gguf", "n_embd is 0"),
+        ("rwkv6-decay-rank-0.safetensors", "decay LoRA rank is 0"),   // rwkv-upgrade trapped on it
     ])
     func zeroWidthModelsAreRefusedEverywhere(file: String, what: String) throws {
         let path = Self.bad(file)

@@ -31,6 +31,7 @@ import RWKVFormats
         "rwkv7-lora-rank-0.pth": "decay LoRA rank is 0; an RWKV model needs at least 1",
         "rwkv7-ffn-0.pth": "FFN width is 0; an RWKV model needs at least 1",
         "rwkv7-vocab-2g-zero-width.safetensors": "n_embd is 0; an RWKV model needs at least 1",
+        "rwkv6-decay-rank-0.safetensors": "decay LoRA rank is 0; an RWKV model needs at least 1",
     ]
 
     @Test(arguments: expected.keys.sorted())
