@@ -3,8 +3,9 @@ import PackageDescription
 
 // Data flows one way: RWKVFormats reads and writes files (tensors in, tensors out),
 // RWKVModel knows what an RWKV checkpoint is and runs it, RWKVConvert plans and performs
-// conversions, RWKVVerify compares logits, RWKVCommandLine is the programs' shared shell (exit
-// statuses, error line, JSON, progress bar). The executables are thin argument-parser shells.
+// conversions (and holds the tokenizer and text chunks), RWKVVerify compares logits and
+// measures quality on text, RWKVCommandLine is the programs' shared shell (exit statuses, error
+// line, JSON, progress bar). The executables are thin argument-parser shells.
 let package = Package(
     name: "rwkv-tools",
     platforms: [.macOS(.v13)],
@@ -26,21 +27,23 @@ let package = Package(
         // AVX everywhere and crash on CPUs without it. -O3 keeps debug-built tests fast.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
 
-        .target(name: "RWKVFormats", dependencies: ["CZip", "CKernels"]),
+        // Optimised in debug builds too, as CKernels: the k-quant quantizers compare 8 scales side by
+        // side in SIMD lanes, which unoptimised Swift runs ~10x slower than plain code.
+        .target(name: "RWKVFormats", dependencies: ["CZip", "CKernels"], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "RWKVModel", dependencies: ["RWKVFormats", "COpenBLAS"]),
         .target(name: "RWKVConvert", dependencies: ["RWKVFormats", "RWKVModel"],
                 resources: [.copy("Resources/rwkv_vocab_v20230424.txt")]),
-        .target(name: "RWKVVerify", dependencies: ["RWKVFormats", "RWKVModel"]),
+        .target(name: "RWKVVerify", dependencies: ["RWKVFormats", "RWKVModel", "RWKVConvert"]),
         // What the three programs share: exit statuses, the one-line error, JSON, the progress bar.
         .target(name: "RWKVCommandLine", dependencies: [
-            "RWKVFormats", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            "RWKVFormats", "RWKVModel", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .executableTarget(name: "rwkv-convert", dependencies: [
             "RWKVConvert", "RWKVModel", "RWKVCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "rwkv-upgrade", dependencies: [
-            "RWKVConvert", "RWKVCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            "RWKVConvert", "RWKVModel", "RWKVCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "rwkv-verify", dependencies: [
-            "RWKVVerify", "RWKVCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            "RWKVVerify", "RWKVConvert", "RWKVCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .testTarget(name: "RWKVFormatsTests", dependencies: ["RWKVFormats"]),
         .testTarget(name: "RWKVModelTests", dependencies: ["RWKVModel"]),

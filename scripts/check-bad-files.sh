@@ -66,7 +66,7 @@ expect() {   # expect LABEL WANT_EXIT -- command...: exit status and, for 2, one
         echo "FAIL $label: exit $code (want $want), $lines stderr line(s): $(head -c 300 "$scratch/err" | cat -v)"; fail=1
     fi
 }
-expect "--type q3_k" 2 -- "$bin/rwkv-convert" safetensors-to-native "$model" "$scratch/x.gguf" --type q3_k
+expect "--type q9_k" 2 -- "$bin/rwkv-convert" safetensors-to-native "$model" "$scratch/x.gguf" --type q9_k
 expect "--threads 0" 2 -- "$bin/rwkv-convert" safetensors-to-native "$model" "$scratch/x.gguf" --threads 0
 expect "--recipe x" 2 -- "$bin/rwkv-upgrade" v6-to-v7 "$model" "$scratch/x.pth" --recipe x
 expect "rwkv-verify --bogus" 2 -- "$bin/rwkv-verify" "$model" --bogus

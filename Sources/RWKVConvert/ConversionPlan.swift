@@ -4,7 +4,7 @@ import RWKVModel
 
 /// The element type asked for with `--type`: what the large matrices become.
 public enum OutputType: String, CaseIterable, Sendable, Codable {
-    case f32, f16, bf16, q8_0, q5_1, q5_0, q4_1, q4_0
+    case f32, f16, bf16, q8_0, q6_k, q5_k, q5_1, q5_0, q4_k, q4_1, q4_0, iq4_nl, q3_k, q2_k
 
     public var dtype: DType {
         switch self {
@@ -12,14 +12,27 @@ public enum OutputType: String, CaseIterable, Sendable, Codable {
         case .f16: return .f16
         case .bf16: return .bf16
         case .q8_0: return .q8_0
+        case .q6_k: return .q6_K
+        case .q5_k: return .q5_K
         case .q5_1: return .q5_1
         case .q5_0: return .q5_0
+        case .q4_k: return .q4_K
         case .q4_1: return .q4_1
         case .q4_0: return .q4_0
+        case .iq4_nl: return .iq4_nl
+        case .q3_k: return .q3_K
+        case .q2_k: return .q2_K
         }
     }
 
-    /// `general.file_type` (gguf-py `LlamaFileType`).
+    /// The --type that stores `dtype`, if any.
+    public init?(_ dtype: DType) {
+        guard let t = OutputType.allCases.first(where: { $0.dtype == dtype }) else { return nil }
+        self = t
+    }
+
+    /// `general.file_type` (gguf-py `LlamaFileType`). A single k-quant type is llama.cpp's "S"
+    /// mixture of it (MOSTLY_Q4_K_S ...), the one that upgrades the fewest tensors.
     public var llamaFileType: UInt32 {
         switch self {
         case .f32: return 0
@@ -29,6 +42,12 @@ public enum OutputType: String, CaseIterable, Sendable, Codable {
         case .q8_0: return 7
         case .q5_0: return 8
         case .q5_1: return 9
+        case .q2_k: return 10
+        case .q3_k: return 11
+        case .q4_k: return 14
+        case .q5_k: return 16
+        case .q6_k: return 18
+        case .iq4_nl: return 25
         case .bf16: return 32
         }
     }
@@ -51,43 +70,36 @@ public struct ConversionPlan: Sendable {
     public let outputType: OutputType
     public let tensors: [PlannedTensor]
 
-    /// The GGUF name of the output matrix (the head), which 4- and 5-bit types leave at q8_0.
-    public static let outputTensorName = "output.weight"
+    /// The GGUF name of the output matrix (the head), which quantized types keep at q6_K or q8_0.
+    public static let outputTensorName = LlamaTensorTypes.outputName
+
+    /// `general.file_type`: the preset's, or the type's.
+    public let fileType: UInt32
 
     /// - Parameters:
+    ///   - type: the large matrices' type (with `preset`, the preset's base type).
+    ///   - preset: a llama-quantize preset (LlamaPresets.swift): its file type; the tensors are
+    ///     chosen by the same rules as a plain `type`.
     ///   - keepF32: patterns on GGUF names (a glob when it holds * ? or [, else a substring)
-    ///     whose tensors stay F32.
-    ///   - outputTensorType: the output matrix's type (`--output-tensor-type`). By default it
-    ///     is q8_0 when `type` has 4 or 5 bits: the head turns the last hidden state into every
-    ///     logit, so its errors reach the output directly, and llama.cpp's quantizer keeps it at
-    ///     higher precision too (q6_K there, or q8_0 when rows are not whole 256-value blocks; we
-    ///     have no k-quants yet). Other types apply to it as to every large matrix.
-    public init(config: RWKVConfig, type: OutputType, keepF32: [String] = [], outputTensorType: OutputType? = nil) {
+    ///     whose tensors stay F32; they win over everything else.
+    ///   - outputTensorType, tokenEmbeddingType, tensorTypes: llama-quantize's overrides. Without
+    ///     them every large matrix is chosen as llama-quantize does (`LlamaTensorTypes.choose`):
+    ///     for a quantized type the output matrix is q6_K (q8_0 for q8_0 or rows that are not
+    ///     whole blocks), and types that do not fit a row fall back.
+    public init(config: RWKVConfig, type: OutputType, preset: LlamaPreset? = nil, keepF32: [String] = [],
+                outputTensorType: OutputType? = nil, tokenEmbeddingType: OutputType? = nil, tensorTypes: [TensorTypeRule] = []) {
+        let type = preset?.baseType ?? type
         self.config = config
         self.outputType = type
+        self.fileType = preset?.llamaFileType ?? type.llamaFileType
+        let overrides = TensorTypeOverrides(outputTensorType: outputTensorType, tokenEmbeddingType: tokenEmbeddingType, tensorTypes: tensorTypes)
         self.tensors = GGUFLayout.tensors(for: config).map { layout in
             guard layout.isLargeMatrix else { return PlannedTensor(layout: layout, dtype: .f32, note: nil) }
-            var wanted = type
-            var note: String?
-            if layout.name == Self.outputTensorName {
-                if let outputTensorType {
-                    wanted = outputTensorType
-                    if wanted != type { note = "\(wanted.rawValue) (--output-tensor-type)" }
-                } else if [.q5_1, .q5_0, .q4_1, .q4_0].contains(type) {
-                    wanted = .q8_0
-                    note = "q8_0: the output matrix stays at 8 bits, as llama.cpp's quantizer keeps it (--output-tensor-type to choose)"
-                }
+            if let p = keepF32.first(where: { Self.matches(layout.name, pattern: $0) }) {
+                return PlannedTensor(layout: layout, dtype: .f32, note: type == .f32 ? nil : "kept F32 (--keep-f32 \(p))")
             }
-            if let p = keepF32.first(where: { Self.matches(layout.name, pattern: $0) }), wanted != .f32 {
-                return PlannedTensor(layout: layout, dtype: .f32, note: "kept F32 (--keep-f32 \(p))")
-            }
-            let rowLength = layout.shape.last ?? 0
-            if wanted.dtype.isQuantized, rowLength % wanted.dtype.blockSize != 0 {
-                // llama.cpp's tensor_type_fallback: a 32-block type that does not fit becomes F16.
-                return PlannedTensor(layout: layout, dtype: .f16,
-                                     note: "F16: row length \(rowLength) is not a multiple of \(wanted.dtype.blockSize), which \(wanted.rawValue) needs")
-            }
-            return PlannedTensor(layout: layout, dtype: wanted.dtype, note: note)
+            let (dtype, note) = LlamaTensorTypes.choose(name: layout.name, rowLength: layout.shape.last ?? 0, type: type, overrides: overrides)
+            return PlannedTensor(layout: layout, dtype: dtype, note: note)
         }
     }
 
@@ -116,14 +128,14 @@ public struct ConversionPlan: Sendable {
     /// file type, tokenizer, quantization version, then where the file came from.
     public func metadata(name: String, vocabulary: Vocabulary, provenance: Provenance) -> [GGUFKeyValue] {
         var kv: [GGUFKeyValue] = [
-            GGUFKeyValue("general.architecture", .string(GGUFLayout.architecture(config.version))),
-            GGUFKeyValue("general.type", .string("model")),
-            GGUFKeyValue("general.name", .string(name)),
+            GGUFKeyValue(GGUFKey.architecture, .string(GGUFLayout.architecture(config.version))),
+            GGUFKeyValue(GGUFKey.type, .string("model")),
+            GGUFKeyValue(GGUFKey.name, .string(name)),
         ]
         kv += GGUFLayout.hyperparameters(for: config)
-        kv.append(GGUFKeyValue("general.file_type", .uint32(outputType.llamaFileType)))
+        kv.append(GGUFKeyValue(GGUFKey.fileType, .uint32(fileType)))
         kv += vocabulary.metadata
-        if isQuantized { kv.append(GGUFKeyValue("general.quantization_version", .uint32(2))) }
+        if isQuantized { kv.append(GGUFKeyValue(GGUFKey.quantizationVersion, .uint32(2))) }
         kv += provenance.metadata
         return kv
     }
@@ -135,11 +147,15 @@ public struct Provenance: Sendable {
     /// Lowercase hex SHA-256 of the source file.
     public let sourceSHA256: String
     public let tool: String
+    /// Adapters merged into the source, as "file (lora alpha A)" / "file (pissa)", in order.
+    public let adapters: [String]
 
     public static let toolName = "rwkv-tools"
     public static let toolVersion = "0.1.0"
 
-    public init(sourceFile: String, sourceSHA256: String, tool: String = "\(Provenance.toolName) \(Provenance.toolVersion)") {
+    public init(sourceFile: String, sourceSHA256: String, tool: String = "\(Provenance.toolName) \(Provenance.toolVersion)",
+                adapters: [String] = []) {
+        self.adapters = adapters
         self.sourceFile = sourceFile
         self.sourceSHA256 = sourceSHA256
         self.tool = tool
@@ -148,10 +164,12 @@ public struct Provenance: Sendable {
     public static let sourceFileKey = "rwkv_tools.source.file"
     public static let sourceSHA256Key = "rwkv_tools.source.sha256"
     public static let toolKey = "rwkv_tools.converter"
+    public static let adaptersKey = "rwkv_tools.source.adapters"
 
     public var metadata: [GGUFKeyValue] {
         [GGUFKeyValue(Self.sourceFileKey, .string(sourceFile)),
          GGUFKeyValue(Self.sourceSHA256Key, .string(sourceSHA256)),
          GGUFKeyValue(Self.toolKey, .string(tool))]
+            + (adapters.isEmpty ? [] : [GGUFKeyValue(Self.adaptersKey, .string(adapters.joined(separator: ", ")))])
     }
 }

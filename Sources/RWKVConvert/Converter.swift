@@ -6,6 +6,8 @@ import RWKVModel
 
 public struct ConversionOptions: Sendable {
     public var type: OutputType = .f16
+    /// A llama-quantize preset (Q4_K_M ...): replaces `type` by its base type and sets the file type.
+    public var preset: LlamaPreset?
     /// A World-format vocabulary file; nil picks the bundled World vocabulary for 65536-row
     /// models and 256 byte tokens otherwise.
     public var vocabularyPath: String?
@@ -13,8 +15,12 @@ public struct ConversionOptions: Sendable {
     /// The most encoding threads used (each keeps a chunk of scratch): far beyond any core count.
     public static let maxThreads = 1024
     public var keepF32: [String] = []
-    /// The output matrix's type; nil: q8_0 for 4- and 5-bit types, else `type` (ConversionPlan).
+    /// The output matrix's type; nil: llama.cpp's choice (q6_K or q8_0) for quantized types, else `type` (ConversionPlan).
     public var outputTensorType: OutputType?
+    /// token_embd.weight's type (`--token-embedding-type`), as llama-quantize takes it.
+    public var tokenEmbeddingType: OutputType?
+    /// `--tensor-type PATTERN=TYPE` rules, the first match wins (quantized types only).
+    public var tensorTypes: [TensorTypeRule] = []
     /// `general.name`; nil uses the input's file name without its extension.
     public var name: String?
     /// The input format the command is for (pth-to-native: torch zip, safetensors-to-native:
@@ -27,6 +33,8 @@ public struct ConversionOptions: Sendable {
     /// made again, and the flush costs more than the conversion when the disk is slower than
     /// memory. An interrupted or failed run leaves no output either way.
     public var sync: Bool = false
+    /// Fine-tune adapters merged into the checkpoint before anything else (`--merge-lora`).
+    public var adapters = AdapterList()
     /// Convert NaN and infinite weights as they are (`--allow-non-finite`, for experts) instead
     /// of refusing the checkpoint; the report then counts them.
     public var allowNonFinite = false
@@ -102,12 +110,15 @@ public struct ConversionReport: Codable, Sendable {
 public enum Converter {
     public static func convert(input: String, output: String, options: ConversionOptions = ConversionOptions()) throws -> ConversionReport {
         let started = Date()
-        let format = try ModelFormat.detect(try InputFile(input))
+        let format = try ModelFormat.detect(path: input)
         if let expected = options.expectedFormat, expected != format {
-            let command = format == .safetensors ? "safetensors-to-native" : format == .torchZip ? "pth-to-native" : nil
-            throw RWKVError(input, "is a \(format.rawValue) file, not \(expected.rawValue)" + (command.map { "; use \($0)" } ?? ""))
+            let command = format == .safetensors ? "safetensors-to-native" : format == .torchZip ? "pth-to-native"
+                : format == .huggingFaceFolder ? "hf-to-native" : nil
+            throw RWKVError(input, "is a \(format.rawValue)\(format == .huggingFaceFolder ? "" : " file"), not \(expected.rawValue)"
+                                   + (command.map { "; use \($0) (or to-gguf, which takes any input)" } ?? ""))
         }
-        return try convert(source: try ModelFile.open(input), format: format, output: output, options: options, started: started)
+        let source = try options.adapters.merged(into: try Checkpoint.open(input))
+        return try convert(source: source, format: format, output: output, options: options, started: started)
     }
 
     /// Converts an opened checkpoint (`source.path` is the input file, hashed for provenance).
@@ -116,10 +127,11 @@ public enum Converter {
         let input = source.path
         // The hash (SHA-256, sequential, a core's worth of work) starts first and runs beside
         // everything else.
-        let hashing = BackgroundHash(path: input)
+        let hashing = BackgroundHash(paths: (source as? HuggingFaceFolder ?? (source as? MergedSource)?.base as? HuggingFaceFolder)?.weightFiles ?? [input])
         let config = try RWKVConfig.detect(source)
-        let plan = ConversionPlan(config: config, type: options.type, keepF32: options.keepF32,
-                                  outputTensorType: options.outputTensorType)
+        let plan = ConversionPlan(config: config, type: options.type, preset: options.preset, keepF32: options.keepF32,
+                                  outputTensorType: options.outputTensorType, tokenEmbeddingType: options.tokenEmbeddingType,
+                                  tensorTypes: options.tensorTypes)
         for (name, _) in plan.sourceShapes.sorted(by: { $0.key < $1.key }) {
             guard let t = source.info(name) else { throw RWKVError(input, "missing tensor \(name)") }
             guard t.dtype.isFloatingPoint, !t.dtype.isQuantized else {
@@ -134,7 +146,8 @@ public enum Converter {
         let placeholder = String(repeating: "0", count: 64)
         let name = options.name ?? ((input as NSString).lastPathComponent as NSString).deletingPathExtension
         let metadata = plan.metadata(name: name, vocabulary: vocabulary,
-                                     provenance: Provenance(sourceFile: (input as NSString).lastPathComponent, sourceSHA256: placeholder))
+                                     provenance: Provenance(sourceFile: (input as NSString).lastPathComponent, sourceSHA256: placeholder,
+                                                             adapters: (source as? MergedSource)?.adapterDescriptions ?? []))
         let writer = try GGUFWriter(path: output, metadata: metadata, tensors: plan.tensors.map(\.info),
                                     refusingToOverwrite: [input] + (options.vocabularyPath.map { [$0] } ?? []),
                                     durable: options.sync)
@@ -179,7 +192,8 @@ public enum Converter {
             overflowCount: overflowing.reduce(0) { $0 + $1.overflowCount }, overflowTensors: overflowing.map(\.name),
             nonFiniteCount: reports.reduce(0) { $0 + $1.nonFiniteCount },
             nonFiniteTensors: reports.filter { $0.nonFiniteCount > 0 }.map(\.name),
-            notes: plan.notes.map { "\($0.name): \($0.note)" })
+            notes: ((source as? MergedSource).map { ["merged adapters: " + $0.adapterDescriptions.joined(separator: ", ")] } ?? [])
+                + plan.notes.map { "\($0.name): \($0.note)" })
     }
 
     /// Encodes one planned tensor and queues its bytes for writing; returns how many values
@@ -397,13 +411,14 @@ final class BackgroundHash: @unchecked Sendable {
     private let hashed = Atomic<Int>(0)
     private let size: Int
 
-    init(path: String) {
-        let file = Result { try InputFile(path) }
-        size = (try? file.get().size) ?? 0
+    /// Several paths (a sharded checkpoint) are hashed as one stream, in order.
+    init(paths: [String]) {
+        let files = Result { try paths.map { try InputFile($0) } }
+        size = (try? files.get().reduce(0) { $0 + $1.size }) ?? 0
         group.enter()
         DispatchQueue.global(qos: .userInitiated).async {
             self.result = Result {
-                SHA256.hex(try SHA256.hash(file: try file.get()) { self.hashed.store($0, ordering: .relaxed) })
+                SHA256.hex(try SHA256.hash(files: try files.get()) { self.hashed.store($0, ordering: .relaxed) })
             }
             self.group.leave()
         }

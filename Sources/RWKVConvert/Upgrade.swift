@@ -28,7 +28,7 @@ public enum RWKVUpgrade {
         guard dtype == .bf16 || dtype == .f32 else { throw RWKVError(nil, "output dtype must be bf16 or fp32") }
         let format = try OutputFormat(path: output)
         let started = Date()
-        let source = try ModelFile.open(input)
+        let source = try options.adapters.merged(into: try Checkpoint.open(input))
         let config = try RWKVConfig.detect(source)
         let plan = try UpgradePlan(source: config, options: options, path: input)
         let context = UpgradeContext(source: source, plan: plan)

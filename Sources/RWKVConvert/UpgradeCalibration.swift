@@ -121,66 +121,9 @@ final class RWKV6CalibrationRun {
     }
 }
 
-/// Turns the calibration text into tokens: bytes for a byte-level vocabulary (≤ 256 rows), the
-/// RWKV World tokenizer (greedy longest match over bytes, rwkv_vocab_v20230424) for 65536 rows.
+/// Turns the calibration text into tokens, as `TextTokenizer` does for the model's vocabulary.
 public enum CalibrationTokenizer {
     public static func tokens(_ text: [UInt8], vocabularySize: Int, path: String) throws -> [Int] {
-        if vocabularySize <= 256 {
-            if let bad = text.first(where: { Int($0) >= vocabularySize }) {
-                throw RWKVError(path, "byte \(bad) is outside the model's \(vocabularySize)-token vocabulary")
-            }
-            return text.map(Int.init)
-        }
-        guard vocabularySize == 65536 else {
-            throw RWKVError(path, "calibration text needs a byte-level (≤ 256) or RWKV World (65536) vocabulary, the model has \(vocabularySize) rows")
-        }
-        return try WorldTokenizer.shared().encode(text)
-    }
-}
-
-/// The RWKV World tokenizer: each line of rwkv_vocab_v20230424.txt is `<id> <Python str or bytes
-/// literal> <byte length>`; encoding takes, at each position, the longest vocabulary entry that
-/// matches the bytes there (what the official TRIE_TOKENIZER does).
-public struct WorldTokenizer: Sendable {
-    let ids: [[UInt8]: Int]
-    let longest: Int
-
-    nonisolated(unsafe) private static var cached: WorldTokenizer?
-    private static let lock = NSLock()
-
-    static func shared() throws -> WorldTokenizer {
-        lock.lock()
-        defer { lock.unlock() }
-        if let t = cached { return t }
-        guard let path = Vocabulary.bundledWorldPath else {
-            throw RWKVError(nil, "the bundled World vocabulary (rwkv-tools_RWKVConvert.resources) is not next to the program")
-        }
-        let t = try WorldTokenizer(vocabularyFile: path)
-        cached = t
-        return t
-    }
-
-    /// Reads a World-format vocabulary file (parsed and checked by `Vocabulary.worldTokens`).
-    public init(vocabularyFile path: String) throws {
-        let file = try InputFile(path)
-        guard file.size <= 64 << 20 else { throw RWKVError(path, "vocabulary file is larger than 64 MiB") }
-        let tokens = try Vocabulary.worldTokens(contents: try file.read(at: 0, count: file.size), path: path)
-        ids = Dictionary(tokens.enumerated().map { ($1, $0 + 1) }, uniquingKeysWith: { first, _ in first })
-        longest = tokens.map(\.count).max() ?? 1
-    }
-
-    public func encode(_ text: [UInt8]) throws -> [Int] {
-        var out: [Int] = []
-        var i = 0
-        while i < text.count {
-            var length = min(longest, text.count - i)
-            while length > 0, ids[Array(text[i..<(i + length)])] == nil { length -= 1 }
-            guard length > 0, let id = ids[Array(text[i..<(i + length)])] else {
-                throw RWKVError(nil, "byte \(text[i]) at offset \(i) has no World token")
-            }
-            out.append(id)
-            i += length
-        }
-        return out
+        try TextTokenizer.forModel(vocabularySize: vocabularySize).encode(text, path: path)
     }
 }

@@ -39,6 +39,8 @@ public struct UpgradeOptions: Codable, Sendable {
     /// really see (first `fitTokens` tokens) instead of the Gaussian stand-in, and receptance,
     /// key and value are refitted to make up for the token-shift LoRA (`refitProjection`).
     public var calibrationText: String?
+    /// Fine-tune adapters merged into the RWKV-6 checkpoint before the upgrade (`--merge-lora`).
+    public var adapters = AdapterList()
 
     public init() {}
 }

@@ -136,15 +136,15 @@ public struct Vocabulary: Sendable {
     /// sets for World models (bos = eos = 0, eot = 261 "\n\n", chat template "rwkv-world").
     public var metadata: [GGUFKeyValue] {
         var kv: [GGUFKeyValue] = [
-            GGUFKeyValue("tokenizer.ggml.model", .string("rwkv")),
-            GGUFKeyValue("tokenizer.ggml.tokens", .strings(tokens)),
-            GGUFKeyValue("tokenizer.ggml.token_type", .int32s(types)),
+            GGUFKeyValue(GGUFKey.Tokenizer.model, .string("rwkv")),
+            GGUFKeyValue(GGUFKey.Tokenizer.tokens, .strings(tokens)),
+            GGUFKeyValue(GGUFKey.Tokenizer.tokenType, .int32s(types)),
         ]
         if case .file = kind, realTokenCount > 261 {
-            kv += [GGUFKeyValue("tokenizer.ggml.bos_token_id", .uint32(0)),
-                   GGUFKeyValue("tokenizer.ggml.eos_token_id", .uint32(0)),
-                   GGUFKeyValue("tokenizer.ggml.eot_token_id", .uint32(261)),
-                   GGUFKeyValue("tokenizer.chat_template", .string("rwkv-world"))]
+            kv += [GGUFKeyValue(GGUFKey.Tokenizer.bosID, .uint32(0)),
+                   GGUFKeyValue(GGUFKey.Tokenizer.eosID, .uint32(0)),
+                   GGUFKeyValue(GGUFKey.Tokenizer.eotID, .uint32(261)),
+                   GGUFKeyValue(GGUFKey.Tokenizer.chatTemplate, .string("rwkv-world"))]
         }
         return kv
     }

@@ -3,10 +3,13 @@
 public enum DType: String, CaseIterable, Sendable, Codable {
     case f64, f32, f16, bf16, i64, i32, i16, i8, u8, bool
     case q8_0, q4_0, q4_1, q5_0, q5_1
+    /// ggml's k-quants (256-value super-blocks) and iq4_nl (KQuants.swift).
+    case q2_K, q3_K, q4_K, q5_K, q6_K, iq4_nl
 
     public var blockSize: Int {
         switch self {
-        case .q8_0, .q4_0, .q4_1, .q5_0, .q5_1: return 32
+        case .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .iq4_nl: return 32
+        case .q2_K, .q3_K, .q4_K, .q5_K, .q6_K: return 256
         default: return 1
         }
     }
@@ -22,6 +25,12 @@ public enum DType: String, CaseIterable, Sendable, Codable {
         case .q4_1: return 20
         case .q5_0: return 22
         case .q5_1: return 24
+        case .q2_K: return 84
+        case .q3_K: return 110
+        case .q4_K: return 144
+        case .q5_K: return 176
+        case .q6_K: return 210
+        case .iq4_nl: return 18
         }
     }
 
@@ -98,6 +107,12 @@ public enum DType: String, CaseIterable, Sendable, Codable {
         case .q5_0: return 6
         case .q5_1: return 7
         case .q8_0: return 8
+        case .q2_K: return 10
+        case .q3_K: return 11
+        case .q4_K: return 12
+        case .q5_K: return 13
+        case .q6_K: return 14
+        case .iq4_nl: return 20
         case .i8: return 24
         case .i16: return 25
         case .i32: return 26

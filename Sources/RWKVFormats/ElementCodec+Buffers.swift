@@ -27,15 +27,18 @@ extension ElementCodec {
             for i in 0..<n { dst[i] = Float(Int8(bitPattern: src[i])) }
         case .u8, .bool:
             for i in 0..<n { dst[i] = Float(src[i]) }
-        case .q8_0, .q4_0, .q4_1, .q5_0, .q5_1:
+        case .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_nl:
             Quantizer.dequantize(src, type: dtype, into: dst)
         }
     }
 
     /// Encodes `src` as `dtype` into `dst` (exactly their byte size; for block types `src.count`
     /// is a whole number of blocks). Returns how many finite values overflowed to infinity (for
-    /// block types: values in blocks whose scale overflowed).
-    public static func encodeChunk(_ src: UnsafeBufferPointer<Float>, as dtype: DType, into dst: UnsafeMutableRawBufferPointer) -> Int {
+    /// block types: values in blocks whose scale overflowed). `importance` selects ggml's weighted
+    /// quantizer for the types that have one (`Quantizer.usesImportance`; others ignore it); for
+    /// q4_0, q4_1, q5_0, q5_1 `src` must then be whole rows (`Quantizer.needsWholeRows`).
+    public static func encodeChunk(_ src: UnsafeBufferPointer<Float>, as dtype: DType, into dst: UnsafeMutableRawBufferPointer,
+                                   importance: Quantizer.Importance? = nil) -> Int {
         guard src.count > 0 else { return 0 }
         switch dtype {
         case .f32:
@@ -45,9 +48,9 @@ extension ElementCodec {
             return chalf_f32_to_f16(src.baseAddress!, dst.baseAddress!.assumingMemoryBound(to: UInt16.self), src.count)
         case .bf16:
             return chalf_f32_to_bf16(src.baseAddress!, dst.baseAddress!.assumingMemoryBound(to: UInt16.self), src.count)
-        case .q8_0, .q4_0, .q4_1, .q5_0, .q5_1:
+        case .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_nl:
             // Counts values in blocks whose fp16 scale overflowed (they would load as inf/NaN).
-            return Quantizer.quantize(src, type: dtype, into: dst)
+            return Quantizer.quantize(src, type: dtype, into: dst, importance: Quantizer.usesImportance(dtype) ? importance : nil)
         case .f64, .i64, .i32, .i16, .i8, .u8, .bool:
             preconditionFailure("encodeChunk: \(dtype) is not an output type")   // callers choose the type
         }

@@ -12,7 +12,7 @@ public enum GGUF {
     public static let magic: [UInt8] = Array("GGUF".utf8)
     public static let version: UInt32 = 3
     public static let defaultAlignment = 32
-    public static let alignmentKey = "general.alignment"
+    public static let alignmentKey = GGUFKey.alignment
     /// ggml's GGML_MAX_DIMS.
     public static let maxDimensions = 4
     /// ggml's GGML_MAX_NAME: tensor names must be shorter than this.

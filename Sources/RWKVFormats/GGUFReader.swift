@@ -152,8 +152,7 @@ public final class GGUFReader: TensorSource {
 
 /// ggml type names for the types this tool recognises but does not read (for error messages).
 func ggmlTypeName(_ id: UInt32) -> String? {
-    let names: [UInt32: String] = [10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K",
-                                   16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL",
+    let names: [UInt32: String] = [15: "Q8_K", 16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S",
                                    21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS", 29: "IQ1_M", 34: "TQ1_0", 35: "TQ2_0"]
     return names[id]
 }

@@ -1,9 +1,23 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 /// What a file is, judged by its first bytes, and the reader that opens it.
 public enum ModelFormat: String, Sendable {
     case torchZip = "torch zip (.pth)"
     case legacyTorch = "legacy torch pickle (.pth before torch 1.6)"
     case safetensors = "safetensors"
     case gguf = "GGUF"
+    /// A directory: config.json and weight files (RWKVModel's `HuggingFaceFolder` reads it).
+    case huggingFaceFolder = "Hugging Face folder"
+
+    /// The format of a path: a directory is a Hugging Face folder, a file is sniffed.
+    public static func detect(path: String) throws -> ModelFormat {
+        var st = stat()
+        if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR { return .huggingFaceFolder }
+        return try detect(try InputFile(path))
+    }
 
     /// Sniffs the format from the file's first bytes.
     public static func detect(_ file: InputFile) throws -> ModelFormat {
@@ -33,6 +47,8 @@ public enum ModelFile {
             return try TorchArchive(path: path)
         case .gguf:
             return try GGUFReader(path: path)
+        case .huggingFaceFolder:
+            throw RWKVError(path, "is a folder, not a model file")   // detect(file) never says so
         }
     }
 }

@@ -55,21 +55,30 @@ public struct SHA256: Sendable {
         return h.finalize()
     }
 
-    /// Hashes a whole file, reading it in 1 MiB pieces into one buffer (small enough to stay in
-    /// cache between the read and the hashing). `progress` gets the bytes done so far.
-    public static func hash(file: InputFile, progress: ((Int) -> Void)? = nil) throws -> [UInt8] {
+    /// Hashes whole files, one after the other as a single stream (a sharded checkpoint's
+    /// shards in order), reading 1 MiB pieces into one buffer (small enough to stay in cache
+    /// between the read and the hashing). `progress` gets the bytes done so far.
+    public static func hash(files: [InputFile], progress: ((Int) -> Void)? = nil) throws -> [UInt8] {
         var h = SHA256()
-        var offset = 0
-        let piece = UnsafeMutableRawBufferPointer.allocate(byteCount: min(1 << 20, max(file.size, 1)), alignment: 64)
+        var done = 0
+        let piece = UnsafeMutableRawBufferPointer.allocate(byteCount: min(1 << 20, max(files.map(\.size).max() ?? 1, 1)), alignment: 64)
         defer { piece.deallocate() }
-        while offset < file.size {
-            let chunk = UnsafeMutableRawBufferPointer(rebasing: piece[0..<min(piece.count, file.size - offset)])
-            try file.read(at: offset, into: chunk, what: "data (hashing)")
-            h.update(UnsafeRawBufferPointer(chunk))
-            offset += chunk.count
-            progress?(offset)
+        for file in files {
+            var offset = 0
+            while offset < file.size {
+                let chunk = UnsafeMutableRawBufferPointer(rebasing: piece[0..<min(piece.count, file.size - offset)])
+                try file.read(at: offset, into: chunk, what: "data (hashing)")
+                h.update(UnsafeRawBufferPointer(chunk))
+                offset += chunk.count
+                done += chunk.count
+                progress?(done)
+            }
         }
         return h.finalize()
+    }
+
+    public static func hash(file: InputFile, progress: ((Int) -> Void)? = nil) throws -> [UInt8] {
+        try hash(files: [file], progress: progress)
     }
 
     public static func hex(_ digest: [UInt8]) -> String {

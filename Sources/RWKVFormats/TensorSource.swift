@@ -60,7 +60,7 @@ extension TensorSource {
 }
 
 /// Hands `bytes` to `body` in consecutive pieces of at most `pieceBytes`.
-func forEachPiece(of bytes: [UInt8], pieceBytes: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+public func forEachPiece(of bytes: [UInt8], pieceBytes: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
     precondition(pieceBytes > 0, "forEachPiece: pieces must hold at least one byte")   // caller's contract
     try bytes.withUnsafeBytes { bytes in
         var start = 0

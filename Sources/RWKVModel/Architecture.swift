@@ -39,68 +39,21 @@ public struct RWKVConfig: Equatable, Sendable, Codable {
         self.tokenShiftRank = tokenShiftRank
     }
 
-    /// Every tensor an official checkpoint of this configuration holds, with its shape.
-    public var expectedShapes: [(name: String, shape: [Int])] {
-        let C = embeddingSize, V = vocabSize, F = ffnSize, H = headCount, N = headSize
-        var out: [(String, [Int])] = [("emb.weight", [V, C])]
-        for i in 0..<layerCount {
-            let b = "blocks.\(i)."
-            if i == 0 { out += [(b + "ln0.weight", [C]), (b + "ln0.bias", [C])] }
-            out += [(b + "ln1.weight", [C]), (b + "ln1.bias", [C]), (b + "ln2.weight", [C]), (b + "ln2.bias", [C])]
-            switch version {
-            case .v7:
-                for n in ["x_r", "x_w", "x_k", "x_v", "x_a", "x_g", "w0", "a0", "v0", "k_k", "k_a"] {
-                    out.append((b + "att." + n, [1, 1, C]))
-                }
-                out += [
-                    (b + "att.w1", [C, decayRank]), (b + "att.w2", [decayRank, C]),
-                    (b + "att.a1", [C, iclrRank]), (b + "att.a2", [iclrRank, C]),
-                    (b + "att.v1", [C, valueResidualRank]), (b + "att.v2", [valueResidualRank, C]),
-                    (b + "att.g1", [C, gateRank]), (b + "att.g2", [gateRank, C]),
-                    (b + "att.r_k", [H, N]),
-                    (b + "att.receptance.weight", [C, C]), (b + "att.key.weight", [C, C]),
-                    (b + "att.value.weight", [C, C]), (b + "att.output.weight", [C, C]),
-                    (b + "att.ln_x.weight", [C]), (b + "att.ln_x.bias", [C]),
-                    (b + "ffn.x_k", [1, 1, C]), (b + "ffn.key.weight", [F, C]), (b + "ffn.value.weight", [C, F]),
-                ]
-            case .v6:
-                for n in ["time_maa_x", "time_maa_w", "time_maa_k", "time_maa_v", "time_maa_r", "time_maa_g", "time_decay"] {
-                    out.append((b + "att." + n, [1, 1, C]))
-                }
-                out += [
-                    (b + "att.time_maa_w1", [C, 5 * tokenShiftRank]), (b + "att.time_maa_w2", [5, tokenShiftRank, C]),
-                    (b + "att.time_decay_w1", [C, decayRank]), (b + "att.time_decay_w2", [decayRank, C]),
-                    (b + "att.time_faaaa", [H, N]),
-                    (b + "att.receptance.weight", [C, C]), (b + "att.key.weight", [C, C]),
-                    (b + "att.value.weight", [C, C]), (b + "att.output.weight", [C, C]), (b + "att.gate.weight", [C, C]),
-                    (b + "att.ln_x.weight", [C]), (b + "att.ln_x.bias", [C]),
-                    (b + "ffn.time_maa_k", [1, 1, C]), (b + "ffn.time_maa_r", [1, 1, C]),
-                    (b + "ffn.key.weight", [F, C]), (b + "ffn.receptance.weight", [C, C]), (b + "ffn.value.weight", [C, F]),
-                ]
-            }
-        }
-        out += [("ln_out.weight", [C]), ("ln_out.bias", [C]), ("head.weight", [V, C])]
-        return out
-    }
-
-    /// Reads the architecture and hyperparameters from a checkpoint's tensor shapes and checks
-    /// that every expected tensor is present with the right shape.
+    /// Reads the architecture and hyperparameters from a checkpoint's tensor shapes (each symbol
+    /// of the schema from the first tensor that carries it) and checks that every expected
+    /// tensor is present with the right shape, and that no other tensor is.
     public static func detect(_ source: TensorSource) throws -> RWKVConfig {
         let shapes = Dictionary(source.tensors.map { ($0.name, $0.shape) }, uniquingKeysWith: { a, _ in a })
         func shape(_ name: String) throws -> [Int] {
             guard let s = shapes[name] else { throw RWKVError(source.path, "missing tensor \(name)") }
             return s
         }
-        func dim(_ name: String, _ axis: Int, rank: Int) throws -> Int {
-            let s = try shape(name)
-            guard s.count == rank, axis < s.count else {
-                throw RWKVError(source.path, "tensor \(name) has shape \(s), expected \(rank) dimensions")
-            }
-            return s[axis]
-        }
 
         guard shapes["emb.weight"] != nil, shapes.keys.contains(where: { $0.hasPrefix("blocks.") }) else {
             throw RWKVError(source.path, "not an RWKV checkpoint (no emb.weight and blocks.* tensors)")
+        }
+        if let variant = ArchitectureSchema.unsupportedVariants.first(where: { v in shapes.keys.contains { $0.contains(v.marker) } }) {
+            throw RWKVError(source.path, "\(variant.name) checkpoint: llama.cpp cannot run it yet, so neither do we")
         }
         let layers = shapes.keys.compactMap { name -> (name: String, layer: Int)? in
             guard name.hasPrefix("blocks."), let layer = Int(name.dropFirst(7).prefix { $0 != "." }) else { return nil }
@@ -112,47 +65,67 @@ public struct RWKVConfig: Equatable, Sendable, Codable {
             throw RWKVError(source.path, "tensor \(bad.name): layer number \(bad.layer) is impossible in a file of \(source.tensors.count) tensors")
         }
         let layerCount = (layers.map(\.layer).max() ?? -1) + 1
-        let vocab = try dim("emb.weight", 0, rank: 2)
-        let C = try dim("emb.weight", 1, rank: 2)
 
-        var config: RWKVConfig
-        if shapes["blocks.0.att.x_r"] != nil || shapes["blocks.0.att.r_k"] != nil {
-            let last = layerCount > 1 ? 1 : 0   // layer 0's v1/v2 are unused; take the rank from layer 1
-            config = RWKVConfig(version: .v7, layerCount: layerCount, embeddingSize: C,
-                                headSize: try dim("blocks.0.att.r_k", 1, rank: 2), vocabSize: vocab,
-                                ffnSize: try dim("blocks.0.ffn.key.weight", 0, rank: 2),
-                                decayRank: try dim("blocks.0.att.w1", 1, rank: 2),
-                                iclrRank: try dim("blocks.0.att.a1", 1, rank: 2),
-                                valueResidualRank: try dim("blocks.\(last).att.v1", 1, rank: 2),
-                                gateRank: try dim("blocks.0.att.g1", 1, rank: 2))
-        } else if shapes["blocks.0.att.time_maa_x"] != nil {
-            let w1 = try dim("blocks.0.att.time_maa_w1", 1, rank: 2)
-            guard w1 % 5 == 0 else {
-                throw RWKVError(source.path, "tensor blocks.0.att.time_maa_w1 has width \(w1), expected a multiple of 5")
+        guard let schema = ArchitectureSchema.all.first(where: { s in s.markers.contains { shapes["blocks.0." + $0] != nil } }) else {
+            if shapes["blocks.0.att.time_first"] != nil || shapes["blocks.0.att.time_faaaa"] != nil
+                || shapes["blocks.0.att.time_mix_k"] != nil {
+                throw RWKVError(source.path, "RWKV-4/5 checkpoint: only RWKV-6 and RWKV-7 are supported")
             }
-            config = RWKVConfig(version: .v6, layerCount: layerCount, embeddingSize: C,
-                                headSize: try dim("blocks.0.att.time_faaaa", 1, rank: 2), vocabSize: vocab,
-                                ffnSize: try dim("blocks.0.ffn.key.weight", 0, rank: 2),
-                                decayRank: try dim("blocks.0.att.time_decay_w1", 1, rank: 2),
-                                tokenShiftRank: w1 / 5)
-        } else if shapes["blocks.0.att.time_first"] != nil || shapes["blocks.0.att.time_faaaa"] != nil
-                    || shapes["blocks.0.att.time_mix_k"] != nil {
-            throw RWKVError(source.path, "RWKV-4/5 checkpoint: only RWKV-6 and RWKV-7 are supported")
-        } else {
             throw RWKVError(source.path, "not an RWKV-6 or RWKV-7 checkpoint (no blocks.0.att.x_r or blocks.0.att.time_maa_x)")
         }
-        guard config.headSize > 0, C % config.headSize == 0 else {
-            throw RWKVError(source.path, "n_embd \(C) is not a multiple of the head size \(config.headSize)")
-        }
-        try config.validate(path: source.path)
-        for (name, expected) in config.expectedShapes {
-            // Layer 0's v0/v1/v2 are unused and may carry another rank; only their presence matters.
-            let s = try shape(name)
-            if name.hasPrefix("blocks.0.att.v") && config.version == .v7 { continue }
-            guard s == expected else {
-                throw RWKVError(source.path, "tensor \(name) has shape \(s), expected \(expected)")
+        var config = RWKVConfig(version: schema.version, layerCount: layerCount, embeddingSize: 0, headSize: 0,
+                                vocabSize: 0, ffnSize: 0, decayRank: 0)
+        var known: Set<Dim> = [.H]   // H = C / N
+        for row in schema.tensors {
+            for (axis, d) in row.shape.enumerated() where !known.contains(d) {
+                if case .fixed = d { continue }
+                if case .times = d { continue }
+                // Block 0's stand-in tensors (RWKV-7 v1/v2) are unused there and may have any rank.
+                let name = row.checkpointName(layer: row.firstLayerStandIn != nil && layerCount > 1 ? 1 : 0)
+                let s = try shape(name)
+                guard s.count == row.shape.count else {
+                    throw RWKVError(source.path, "tensor \(name) has shape \(s), expected \(row.shape.count) dimensions")
+                }
+                config.set(d, s[axis])
+                known.insert(d)
             }
         }
+        guard config.headSize > 0, config.embeddingSize % config.headSize == 0 else {
+            throw RWKVError(source.path, "n_embd \(config.embeddingSize) is not a multiple of the head size \(config.headSize)")
+        }
+        try config.validate(path: source.path)
+        var expected = Set<String>()
+        for (name, row) in config.checkpointTensors {
+            expected.insert(name)
+            // Block 0's RWKV-7 v0/v1/v2 are unused: any shape, and absent from fla-hub folders.
+            if name.hasPrefix("blocks.0."), row.firstLayerStandIn != nil { continue }
+            let s = try shape(name)
+            guard s == config.shape(row.shape) else {
+                throw RWKVError(source.path, "tensor \(name) has shape \(s), expected \(config.shape(row.shape))")
+            }
+        }
+        let unknown = source.tensors.map(\.name).filter { !expected.contains($0) }
+        if let first = unknown.first {
+            throw RWKVError(source.path, "tensor \(first)\(unknown.count > 1 ? " (and \(unknown.count - 1) more)" : "") "
+                                         + "is not part of an \(config.version == RWKVVersion.v7 ? "RWKV-7" : "RWKV-6") checkpoint")
+        }
         return config
+    }
+
+    /// Sets the hyperparameter a schema symbol stands for.
+    mutating func set(_ d: Dim, _ value: Int) {
+        switch d {
+        case .C: embeddingSize = value
+        case .N: headSize = value
+        case .F: ffnSize = value
+        case .V: vocabSize = value
+        case .decayRank: decayRank = value
+        case .iclrRank: iclrRank = value
+        case .valueResidualRank: valueResidualRank = value
+        case .gateRank: gateRank = value
+        case .tokenShiftRank: tokenShiftRank = value
+        case .layers: layerCount = value
+        case .H, .fixed, .times: break   // derived, never read
+        }
     }
 }

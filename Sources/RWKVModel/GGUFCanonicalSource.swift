@@ -1,31 +1,46 @@
 import RWKVFormats
 
+/// One hyperparameter as llama.cpp's `load_arch_hparams` reads it: from a configuration field
+/// (written, and read back), or a constant llama.cpp's converter writes.
+enum HyperparameterSource {
+    case field(WritableKeyPath<RWKVConfig, Int>)
+    case constant(GGUFValue)
+}
+
 extension GGUFLayout {
-    /// The hyperparameter metadata llama.cpp's `load_arch_hparams` reads for this model
-    /// (key names from gguf-py `constants.py`, value types as `GGUFWriter.add_*` writes them).
+    /// The hyperparameter keys of each architecture, in the order llama.cpp's converter writes
+    /// them (key names from gguf-py `constants.py`, value types as `GGUFWriter.add_*` writes them).
+    static func hyperparameterTable(_ version: RWKVVersion) -> [(key: GGUFKey.Model, source: HyperparameterSource)] {
+        var table: [(GGUFKey.Model, HyperparameterSource)] = [
+            (.contextLength, .constant(.uint32(1_048_576))),   // RWKV has no context limit; llama.cpp's converter writes 2^20
+            (.embeddingLength, .field(\.embeddingSize)),
+            (.blockCount, .field(\.layerCount)),
+            (.feedForwardLength, .field(\.ffnSize)),
+            (.headCount, .constant(.uint32(0))),                // "required by llama.cpp, unused" (convert_hf_to_gguf.py)
+            (.layerNormEpsilon, .constant(.float32(1e-5))),
+            (.wkvHeadSize, .field(\.headSize)),
+        ]
+        switch version {
+        case .v7:
+            table += [(.decayLoraRank, .field(\.decayRank)), (.iclrLoraRank, .field(\.iclrRank)),
+                      (.valueResidualMixLoraRank, .field(\.valueResidualRank)), (.gateLoraRank, .field(\.gateRank))]
+        case .v6:
+            // rescale 0: weights are stored unscaled (llama.cpp computes in f32 and needs no fp16 rescaling).
+            table += [(.timeMixExtraDim, .field(\.tokenShiftRank)), (.timeDecayExtraDim, .field(\.decayRank)),
+                      (.rescaleEveryNLayers, .constant(.uint32(0)))]
+        }
+        return table
+    }
+
+    /// The hyperparameter metadata llama.cpp's `load_arch_hparams` reads for this model.
     public static func hyperparameters(for c: RWKVConfig) -> [GGUFKeyValue] {
         let a = architecture(c.version)
-        func u32(_ key: String, _ v: Int) -> GGUFKeyValue { GGUFKeyValue("\(a).\(key)", .uint32(UInt32(v))) }
-        var kv: [GGUFKeyValue] = [
-            u32("context_length", 1_048_576),     // RWKV has no context limit; llama.cpp's converter writes 2^20
-            u32("embedding_length", c.embeddingSize),
-            u32("block_count", c.layerCount),
-            u32("feed_forward_length", c.ffnSize),
-            u32("attention.head_count", 0),       // "required by llama.cpp, unused" (convert_hf_to_gguf.py)
-            GGUFKeyValue("\(a).attention.layer_norm_epsilon", .float32(1e-5)),
-            u32("wkv.head_size", c.headSize),
-        ]
-        switch c.version {
-        case .v7:
-            kv += [u32("attention.decay_lora_rank", c.decayRank), u32("attention.iclr_lora_rank", c.iclrRank),
-                   u32("attention.value_residual_mix_lora_rank", c.valueResidualRank),
-                   u32("attention.gate_lora_rank", c.gateRank)]
-        case .v6:
-            // 0: weights are stored unscaled (llama.cpp computes in f32 and needs no fp16 rescaling).
-            kv += [u32("time_mix_extra_dim", c.tokenShiftRank), u32("time_decay_extra_dim", c.decayRank),
-                   u32("rescale_every_n_layers", 0)]
+        return hyperparameterTable(c.version).map { key, source in
+            switch source {
+            case .field(let path): return GGUFKeyValue(key.key(a), .uint32(UInt32(c[keyPath: path])))
+            case .constant(let value): return GGUFKeyValue(key.key(a), value)
+            }
         }
-        return kv
     }
 }
 
@@ -33,37 +48,25 @@ extension RWKVConfig {
     /// Reads the hyperparameters of an `rwkv6` / `rwkv7` GGUF file from its metadata and the
     /// embedding's shape.
     public static func fromGGUF(_ r: GGUFReader) throws -> RWKVConfig {
-        guard let arch = r.value("general.architecture")?.string else {
-            throw RWKVError(r.path, "GGUF file has no general.architecture")
+        guard let arch = r.value(GGUFKey.architecture)?.string else {
+            throw RWKVError(r.path, "GGUF file has no \(GGUFKey.architecture)")
         }
-        let version: RWKVVersion
-        switch arch {
-        case "rwkv7": version = .v7
-        case "rwkv6": version = .v6
-        default: throw RWKVError(r.path, "GGUF architecture \"\(arch)\" is not rwkv6 or rwkv7")
-        }
-        func int(_ key: String) throws -> Int {
-            guard let v = r.value("\(arch).\(key)") else { throw RWKVError(r.path, "GGUF metadata \(arch).\(key) is missing") }
-            guard let n = v.integer, n >= 0, n <= 1 << 24 else {
-                throw RWKVError(r.path, "GGUF metadata \(arch).\(key) is \(v.summary()), expected a small non-negative integer")
-            }
-            return n
+        guard let schema = ArchitectureSchema.all.first(where: { $0.ggufArchitecture == arch }) else {
+            throw RWKVError(r.path, "GGUF architecture \"\(arch)\" is not rwkv6 or rwkv7")
         }
         guard let emb = r.info("token_embd.weight"), emb.shape.count == 2 else {
             throw RWKVError(r.path, "GGUF file has no 2-D token_embd.weight")
         }
-        var c = RWKVConfig(version: version, layerCount: try int("block_count"), embeddingSize: try int("embedding_length"),
-                           headSize: try int("wkv.head_size"), vocabSize: emb.shape[0], ffnSize: try int("feed_forward_length"),
-                           decayRank: 0)
-        switch version {
-        case .v7:
-            c.decayRank = try int("attention.decay_lora_rank")
-            c.iclrRank = try int("attention.iclr_lora_rank")
-            c.valueResidualRank = try int("attention.value_residual_mix_lora_rank")
-            c.gateRank = try int("attention.gate_lora_rank")
-        case .v6:
-            c.tokenShiftRank = try int("time_mix_extra_dim")
-            c.decayRank = try int("time_decay_extra_dim")
+        var c = RWKVConfig(version: schema.version, layerCount: 0, embeddingSize: 0, headSize: 0, vocabSize: emb.shape[0],
+                           ffnSize: 0, decayRank: 0)
+        for (key, source) in GGUFLayout.hyperparameterTable(schema.version) {
+            guard case .field(let field) = source else { continue }
+            let name = key.key(arch)
+            guard let v = r.value(name) else { throw RWKVError(r.path, "GGUF metadata \(name) is missing") }
+            guard let n = v.integer, n >= 0, n <= 1 << 24 else {
+                throw RWKVError(r.path, "GGUF metadata \(name) is \(v.summary()), expected a small non-negative integer")
+            }
+            c[keyPath: field] = n
         }
         guard c.layerCount > 0, c.headSize > 0, c.embeddingSize % c.headSize == 0 else {
             throw RWKVError(r.path, "GGUF hyperparameters are inconsistent (\(c.layerCount) layers, n_embd \(c.embeddingSize), head size \(c.headSize))")
@@ -121,7 +124,7 @@ public final class GGUFCanonicalSource: TensorSource {
         tensors = infos.sorted { (order[$0.name] ?? .max) < (order[$1.name] ?? .max) }
         positions = Dictionary(tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         // Only llama.cpp's RWKV-6 graph rescales (rwkv6.cpp); RWKV-7 files never carry the key.
-        let rescale = config.version == .v6 ? reader.value("rwkv6.rescale_every_n_layers")?.integer ?? 0 : 0
+        let rescale = config.version == .v6 ? reader.value(GGUFKey.Model.rescaleEveryNLayers.key(ArchitectureSchema.rwkv6.ggufArchitecture))?.integer ?? 0 : 0
         rescaleEvery = max(0, rescale)
     }
 

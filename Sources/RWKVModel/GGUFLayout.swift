@@ -48,99 +48,61 @@ public struct GGUFTensorLayout: Equatable, Sendable {
 public enum GGUFLayout {
     /// llama.cpp's architecture name for a version.
     public static func architecture(_ version: RWKVVersion) -> String {
-        version == .v7 ? "rwkv7" : "rwkv6"
+        ArchitectureSchema.of(version).ggufArchitecture
     }
 
-    /// Every GGUF tensor of a model, in file order, with where it comes from.
+    /// Every GGUF tensor of a model, in file order, with where it comes from: derived from the
+    /// architecture's schema (model-level tensors first, then each block in llama.cpp's
+    /// converter's order, then the head).
     public static func tensors(for c: RWKVConfig) -> [GGUFTensorLayout] {
-        let C = c.embeddingSize, V = c.vocabSize, F = c.ffnSize, H = c.headCount, N = c.headSize
-        var out: [GGUFTensorLayout] = []
-        func add(_ name: String, _ shape: [Int], _ sources: [(String, [Int])], _ t: LayoutTransform = .reshape,
-                 large: Bool = false, canonical: [String]? = nil) {
-            out.append(GGUFTensorLayout(name: name, shape: shape, sources: sources.map(\.0), sourceShapes: sources.map(\.1),
-                                        transform: t, canonicalNames: canonical ?? sources.map(\.0), isLargeMatrix: large))
-        }
-        func vector(_ name: String, _ source: String, _ sourceShape: [Int] = [1, 1, C]) {
-            add(name, [C], [(source, sourceShape)])
-        }
-        func norm(_ name: String, _ source: String) {
-            vector(name + ".weight", source + ".weight", [C])
-            vector(name + ".bias", source + ".bias", [C])
-        }
-        func matrix(_ name: String, _ source: String, _ shape: [Int]) {
-            add(name, shape, [(source, shape)], large: true)
-        }
-        func lora(_ name: String, _ source: String, _ sourceShape: [Int], canonical: String? = nil) {
-            add(name, Array(sourceShape.dropLast(2)) + [sourceShape[sourceShape.count - 1], sourceShape[sourceShape.count - 2]],
-                [(source, sourceShape)], .transpose, canonical: canonical.map { [$0] })
-        }
-
-        matrix("token_embd.weight", "emb.weight", [V, C])
-        norm("token_embd_norm", "blocks.0.ln0")
-        for i in 0..<c.layerCount {
-            let b = "blk.\(i).", s = "blocks.\(i)."
-            norm(b + "attn_norm", s + "ln1")
-            norm(b + "attn_norm_2", s + "ln2")
-            switch c.version {
-            case .v7:
-                let Dw = c.decayRank, Da = c.iclrRank, Dv = c.valueResidualRank, Dg = c.gateRank
-                vector(b + "time_mix_w0.weight", s + "att.w0")
-                lora(b + "time_mix_w1.weight", s + "att.w1", [C, Dw])
-                lora(b + "time_mix_w2.weight", s + "att.w2", [Dw, C])
-                vector(b + "time_mix_a0.weight", s + "att.a0")
-                lora(b + "time_mix_a1.weight", s + "att.a1", [C, Da])
-                lora(b + "time_mix_a2.weight", s + "att.a2", [Da, C])
-                if i == 0 {
-                    add(b + "time_mix_v0.weight", [C], [(s + "att.a0", [1, 1, C])], canonical: [s + "att.v0"])
-                    lora(b + "time_mix_v1.weight", s + "att.a1", [C, Da], canonical: s + "att.v1")
-                    lora(b + "time_mix_v2.weight", s + "att.a2", [Da, C], canonical: s + "att.v2")
-                } else {
-                    vector(b + "time_mix_v0.weight", s + "att.v0")
-                    lora(b + "time_mix_v1.weight", s + "att.v1", [C, Dv])
-                    lora(b + "time_mix_v2.weight", s + "att.v2", [Dv, C])
-                }
-                lora(b + "time_mix_g1.weight", s + "att.g1", [C, Dg])
-                lora(b + "time_mix_g2.weight", s + "att.g2", [Dg, C])
-                add(b + "time_mix_lerp_fused.weight", [6, 1, 1, C],
-                    ["x_r", "x_w", "x_k", "x_v", "x_a", "x_g"].map { (s + "att." + $0, [1, 1, C]) }, .stack)
-                vector(b + "time_mix_k_k.weight", s + "att.k_k")
-                vector(b + "time_mix_k_a.weight", s + "att.k_a")
-                vector(b + "time_mix_r_k.weight", s + "att.r_k", [H, N])
-                matrix(b + "time_mix_key.weight", s + "att.key.weight", [C, C])
-                matrix(b + "time_mix_value.weight", s + "att.value.weight", [C, C])
-                matrix(b + "time_mix_receptance.weight", s + "att.receptance.weight", [C, C])
-                norm(b + "time_mix_ln", s + "att.ln_x")
-                matrix(b + "time_mix_output.weight", s + "att.output.weight", [C, C])
-                vector(b + "channel_mix_lerp_k.weight", s + "ffn.x_k")
-                matrix(b + "channel_mix_key.weight", s + "ffn.key.weight", [F, C])
-                matrix(b + "channel_mix_value.weight", s + "ffn.value.weight", [C, F])
-            case .v6:
-                let Dm = c.tokenShiftRank, Dd = c.decayRank
-                lora(b + "time_mix_w1.weight", s + "att.time_maa_w1", [C, 5 * Dm])
-                lora(b + "time_mix_w2.weight", s + "att.time_maa_w2", [5, Dm, C])
-                vector(b + "time_mix_lerp_x.weight", s + "att.time_maa_x")
-                add(b + "time_mix_lerp_fused.weight", [5, 1, 1, C],
-                    ["w", "k", "v", "r", "g"].map { (s + "att.time_maa_" + $0, [1, 1, C]) }, .stack)
-                add(b + "time_mix_first.weight", [H, N], [(s + "att.time_faaaa", [H, N])])
-                vector(b + "time_mix_decay.weight", s + "att.time_decay")
-                lora(b + "time_mix_decay_w1.weight", s + "att.time_decay_w1", [C, Dd])
-                lora(b + "time_mix_decay_w2.weight", s + "att.time_decay_w2", [Dd, C])
-                matrix(b + "time_mix_key.weight", s + "att.key.weight", [C, C])
-                matrix(b + "time_mix_value.weight", s + "att.value.weight", [C, C])
-                matrix(b + "time_mix_receptance.weight", s + "att.receptance.weight", [C, C])
-                matrix(b + "time_mix_gate.weight", s + "att.gate.weight", [C, C])
-                norm(b + "time_mix_ln", s + "att.ln_x")
-                matrix(b + "time_mix_output.weight", s + "att.output.weight", [C, C])
-                vector(b + "channel_mix_lerp_k.weight", s + "ffn.time_maa_k")
-                vector(b + "channel_mix_lerp_r.weight", s + "ffn.time_maa_r")
-                matrix(b + "channel_mix_key.weight", s + "ffn.key.weight", [F, C])
-                matrix(b + "channel_mix_receptance.weight", s + "ffn.receptance.weight", [C, C])
-                matrix(b + "channel_mix_value.weight", s + "ffn.value.weight", [C, F])
+        let rows = c.schema.tensors
+        func group(_ rows: [TensorSpec], layer: Int, prefix: String) -> [String: GGUFTensorLayout] {
+            var byName: [String: [TensorSpec]] = [:]
+            for row in rows { byName[row.gguf.name, default: []].append(row) }
+            return byName.reduce(into: [:]) { out, entry in
+                out[entry.key] = layout(prefix + entry.key, entry.value, layer: layer, config: c)
             }
         }
-        norm("output_norm", "ln_out")
-        matrix("output.weight", "head.weight", [V, C])
+        let start = rows.filter { $0.scope == .start } + rows.filter { $0.scope == .firstLayer }
+        let end = rows.filter { $0.scope == .end }
+        let first = group(start, layer: 0, prefix: ""), last = group(end, layer: 0, prefix: "")
+        var out = start.map(\.gguf.name).uniqued().compactMap { first[$0] }
+        let layerRows = rows.filter { $0.scope == .layer }
+        for i in 0..<c.layerCount {
+            let layouts = group(layerRows, layer: i, prefix: "blk.\(i).")
+            out += c.schema.ggufLayerOrder.compactMap { layouts[$0] }
+        }
+        out += end.map(\.gguf.name).uniqued().compactMap { last[$0] }
         return out
+    }
+
+    /// One GGUF tensor made of `rows` (several when stacked) of block `layer`.
+    private static func layout(_ name: String, _ rows: [TensorSpec], layer: Int, config c: RWKVConfig) -> GGUFTensorLayout {
+        if rows.count > 1 || rows[0].gguf.stackIndex != nil {
+            let ordered = rows.sorted { ($0.gguf.stackIndex ?? 0) < ($1.gguf.stackIndex ?? 0) }
+            let names = ordered.map { $0.checkpointName(layer: layer) }
+            return GGUFTensorLayout(name: name, shape: [ordered.count, 1, 1, c.embeddingSize], sources: names,
+                                    sourceShapes: ordered.map { c.shape($0.shape) }, transform: .stack,
+                                    canonicalNames: names, isLargeMatrix: false)
+        }
+        let row = rows[0]
+        // RWKV-7 block 0: llama.cpp wants v0/v1/v2 shaped like a0/a1/a2; write copies of those.
+        let source = layer == 0 ? row.firstLayerStandIn.flatMap { s in c.schema.tensors.first { $0.name == s } } ?? row : row
+        let sourceShape = c.shape(source.shape)
+        let transform: LayoutTransform = source.role == .lora || source.role == .loraStack ? .transpose : .reshape
+        let shape: [Int]
+        if let explicit = row.gguf.shape {
+            shape = c.shape(explicit)
+        } else if transform == .transpose {
+            shape = sourceShape.dropLast(2) + [sourceShape[sourceShape.count - 1], sourceShape[sourceShape.count - 2]]
+        } else if row.role == .vector || row.role == .norm {
+            shape = [c.embeddingSize]
+        } else {
+            shape = sourceShape
+        }
+        return GGUFTensorLayout(name: name, shape: shape, sources: [source.checkpointName(layer: layer)],
+                                sourceShapes: [sourceShape], transform: transform,
+                                canonicalNames: [row.checkpointName(layer: layer)], isLargeMatrix: row.role.isLargeMatrix)
     }
 
     /// Builds a GGUF tensor's values from its sources' values (each in its checkpoint layout).
@@ -182,5 +144,13 @@ public enum GGUFLayout {
             }
         }
         return out
+    }
+}
+
+extension Array where Element: Hashable {
+    /// The elements in order, each once.
+    func uniqued() -> [Element] {
+        var seen = Set<Element>()
+        return filter { seen.insert($0).inserted }
     }
 }

@@ -35,6 +35,16 @@ public protocol RWKVLanguageModel: AnyObject {
     /// Runs `tokens` from `state` (updated to include them) and returns logits.
     /// Throws when a token is outside the vocabulary or the state belongs to another shape.
     func forward(_ tokens: [Int], state: inout RWKVState, mode: ForwardMode, positions: LogitPositions) throws -> Logits
+    /// Sees the input of every weight-matrix product (nil: none, the default).
+    var matmulObserver: MatmulObserver? { get set }
+}
+
+/// Sees the input rows of each weight-matrix product of a forward pass just before it runs: the
+/// activations llama-imatrix collects at `ggml_mul_mat`. `weight` is the checkpoint's name
+/// (`blocks.3.att.key.weight`, `blocks.3.att.w1`, `head.weight`); the rows are `width` values
+/// each, `stride` apart. Called on the forward pass's thread, once per block of rows.
+public protocol MatmulObserver: AnyObject {
+    func observe(weight: String, input: UnsafePointer<Float>, rows: Int, width: Int, stride: Int)
 }
 
 extension RWKVLanguageModel {
@@ -58,7 +68,7 @@ public enum RWKVModelLoader {
 
     /// Opens a checkpoint file (any format `ModelFile` reads) and builds its model.
     public static func load(path: String) throws -> RWKVLanguageModel {
-        let source = try ModelFile.open(path)
+        let source = try Checkpoint.open(path)
         if let gguf = source as? GGUFReader { return try load(WeightLoader(gguf: gguf)) }
         return try load(WeightLoader(source: source))
     }
@@ -76,6 +86,15 @@ protocol LayerStack: RWKVLanguageModel {
     func workspace(rows: Int) -> Workspace
     /// Runs every layer over the residual rows `work.x[0..<rows]`, updating the state.
     func runLayers(rows: Int, work: Workspace, state: StatePointers)
+}
+
+extension LayerStack {
+    /// Shows `rows` inputs of `linear` to the observer, if there is one (the name is only built then).
+    @inline(__always)
+    func observe(_ weight: @autoclosure () -> String, _ linear: Linear, _ x: UnsafePointer<Float>, rows: Int, xStride: Int? = nil) {
+        guard let observer = matmulObserver else { return }
+        observer.observe(weight: weight(), input: x, rows: rows, width: linear.inputs, stride: xStride ?? linear.inputs)
+    }
 }
 
 /// Scratch buffers of a forward pass, each `rows` × its width, allocated once and reused.
@@ -139,6 +158,7 @@ extension LayerStack {
                         Kernels.normalize(work.x.base + first * C, rows: n, width: C, outputNorm,
                                           eps: Kernels.layerNormEpsilon, into: work.xn.base)
                         let dst = logits.baseAddress! + (positions == .all ? (start + first) * V : 0)
+                        observe("head.weight", head, work.xn.base, rows: n)
                         head.apply(work.xn.base, rows: n, to: dst)
                     }
                     start += rows

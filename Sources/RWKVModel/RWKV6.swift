@@ -49,20 +49,20 @@ public struct RWKV6Weights: @unchecked Sendable {
                 lnX: try loader.norm(att + "ln_x"),
                 maaX: try loader.tensor(att + "time_maa_x"),
                 maa: try ["time_maa_w", "time_maa_k", "time_maa_v", "time_maa_r", "time_maa_g"].map { try loader.tensor(att + $0) },
-                maaW1: try loader.lora(att + "time_maa_w1"),
+                maaW1: try loader.matrix(att + "time_maa_w1"),
                 maaW2: (0..<5).map { Linear(inputs: Dm, outputs: C, layout: .inputsByOutputs, weights: w2, offset: $0 * Dm * C) },
                 decay: try loader.tensor(att + "time_decay"),
-                decayW1: try loader.lora(att + "time_decay_w1"), decayW2: try loader.lora(att + "time_decay_w2"),
+                decayW1: try loader.matrix(att + "time_decay_w1"), decayW2: try loader.matrix(att + "time_decay_w2"),
                 first: try loader.tensor(att + "time_faaaa"),
-                receptance: try loader.linear(att + "receptance.weight"), key: try loader.linear(att + "key.weight"),
-                value: try loader.linear(att + "value.weight"), gate: try loader.linear(att + "gate.weight"),
-                output: try loader.linear(att + "output.weight"),
+                receptance: try loader.matrix(att + "receptance.weight"), key: try loader.matrix(att + "key.weight"),
+                value: try loader.matrix(att + "value.weight"), gate: try loader.matrix(att + "gate.weight"),
+                output: try loader.matrix(att + "output.weight"),
                 ffnMaaK: try loader.tensor(ffn + "time_maa_k"), ffnMaaR: try loader.tensor(ffn + "time_maa_r"),
-                ffnKey: try loader.linear(ffn + "key.weight"), ffnReceptance: try loader.linear(ffn + "receptance.weight"),
-                ffnValue: try loader.linear(ffn + "value.weight"))
+                ffnKey: try loader.matrix(ffn + "key.weight"), ffnReceptance: try loader.matrix(ffn + "receptance.weight"),
+                ffnValue: try loader.matrix(ffn + "value.weight"))
         }
         outputNorm = try loader.norm("ln_out")
-        head = try loader.linear("head.weight")
+        head = try loader.matrix("head.weight")
     }
 
     /// The official package applies ln0 to the embedding before widening anything to fp32
@@ -86,6 +86,7 @@ public final class RWKV6Model: LayerStack {
     var outputNorm: NormWeights { weights.outputNorm }
     var head: Linear { weights.head }
     private var cachedWorkspace: Workspace?
+    public var matmulObserver: MatmulObserver?
 
     public init(weights: RWKV6Weights) { self.weights = weights }
     public convenience init(_ loader: WeightLoader) throws { self.init(weights: try RWKV6Weights(loader)) }
@@ -116,10 +117,14 @@ public final class RWKV6Model: LayerStack {
             Kernels.normalize(x, rows: T, width: C, L.ln1, eps: Kernels.layerNormEpsilon, into: xn)
             Kernels.tokenShift(xn, rows: T, width: C, previous: state.timeMix(l), into: shift)
             Kernels.lerp(xn, shift, mix: L.maaX.base, rows: T, width: C, into: xxx)
+            let att = "blocks.\(l).att.", ffn = "blocks.\(l).ffn."
+            observe(att + "time_maa_w1", L.maaW1, xxx, rows: T)
             L.maaW1.apply(xxx, rows: T, to: lora)
             Kernels.applyTanh(lora, count: T * 5 * Dm)
             for i in 0..<5 {
                 let out = work.mixes[i + 1].base
+                // time_maa_w2 goes unobserved: llama.cpp multiplies it as a batch of 5 matrices
+                // with one row per token and matrix, which llama-imatrix skips (fewer than 16 rows).
                 L.maaW2[i].apply(lora + i * Dm, rows: T, xStride: 5 * Dm, to: out)
                 let maa = L.maa[i].base
                 for t in 0..<T {
@@ -127,13 +132,19 @@ public final class RWKV6Model: LayerStack {
                     for c in 0..<C { out[o + c] = xn[o + c] + shift[o + c] * (maa[c] + out[o + c]) }
                 }
             }
+            observe(att + "receptance.weight", L.receptance, xr, rows: T)
             L.receptance.apply(xr, rows: T, to: r)
+            observe(att + "key.weight", L.key, xk, rows: T)
             L.key.apply(xk, rows: T, to: k)
+            observe(att + "value.weight", L.value, xv, rows: T)
             L.value.apply(xv, rows: T, to: v)
+            observe(att + "gate.weight", L.gate, xg, rows: T)
             L.gate.apply(xg, rows: T, to: g)
             for i in 0..<T * C { g[i] = g[i] * Kernels.sigmoid(g[i]) }   // silu
+            observe(att + "time_decay_w1", L.decayW1, xw, rows: T)
             L.decayW1.apply(xw, rows: T, to: lora)
             Kernels.applyTanh(lora, count: T * config.decayRank)
+            observe(att + "time_decay_w2", L.decayW2, lora, rows: T)
             L.decayW2.apply(lora, rows: T, to: w)
             let decay = L.decay.base
             for t in 0..<T {
@@ -143,6 +154,7 @@ public final class RWKV6Model: LayerStack {
 
             Kernels.normalize(y, rows: T, width: C, groups: config.headCount, L.lnX, eps: Kernels.groupNormEpsilon, into: y)
             Kernels.multiply(y, by: g, count: T * C)
+            observe(att + "output.weight", L.output, y, rows: T)
             L.output.apply(y, rows: T, to: x, accumulate: true)
 
             // Channel mix: sigmoid(xr · Rᵀ) ⊙ (relu(xk · Kᵀ)² · Vᵀ).
@@ -150,10 +162,13 @@ public final class RWKV6Model: LayerStack {
             Kernels.tokenShift(xn, rows: T, width: C, previous: state.channelMix(l), into: shift)
             Kernels.lerp(xn, shift, mix: L.ffnMaaK.base, rows: T, width: C, into: xk)
             Kernels.lerp(xn, shift, mix: L.ffnMaaR.base, rows: T, width: C, into: xr)
+            observe(ffn + "receptance.weight", L.ffnReceptance, xr, rows: T)
             L.ffnReceptance.apply(xr, rows: T, to: work.ffnGate.base)
             Kernels.applySigmoid(work.ffnGate.base, count: T * C)
+            observe(ffn + "key.weight", L.ffnKey, xk, rows: T)
             L.ffnKey.apply(xk, rows: T, to: work.ffn.base)
             Kernels.applySquaredReLU(work.ffn.base, count: T * config.ffnSize)
+            observe(ffn + "value.weight", L.ffnValue, work.ffn.base, rows: T)
             L.ffnValue.apply(work.ffn.base, rows: T, to: y)
             Kernels.multiply(y, by: work.ffnGate.base, count: T * C)
             Kernels.add(y, to: x, count: T * C)

@@ -42,17 +42,17 @@ public struct RWKV7Weights: @unchecked Sendable {
                 lerps: try ["x_r", "x_w", "x_k", "x_v", "x_a", "x_g"].map { try loader.tensor(att + $0) },
                 w0: try loader.tensor(att + "w0"), a0: try loader.tensor(att + "a0"),
                 kK: try loader.tensor(att + "k_k"), kA: try loader.tensor(att + "k_a"), rK: try loader.tensor(att + "r_k"),
-                w1: try loader.lora(att + "w1"), w2: try loader.lora(att + "w2"),
-                a1: try loader.lora(att + "a1"), a2: try loader.lora(att + "a2"),
-                g1: try loader.lora(att + "g1"), g2: try loader.lora(att + "g2"),
-                valueResidual: i == 0 ? nil : (try loader.tensor(att + "v0"), try loader.lora(att + "v1"), try loader.lora(att + "v2")),
-                receptance: try loader.linear(att + "receptance.weight"), key: try loader.linear(att + "key.weight"),
-                value: try loader.linear(att + "value.weight"), output: try loader.linear(att + "output.weight"),
+                w1: try loader.matrix(att + "w1"), w2: try loader.matrix(att + "w2"),
+                a1: try loader.matrix(att + "a1"), a2: try loader.matrix(att + "a2"),
+                g1: try loader.matrix(att + "g1"), g2: try loader.matrix(att + "g2"),
+                valueResidual: i == 0 ? nil : (try loader.tensor(att + "v0"), try loader.matrix(att + "v1"), try loader.matrix(att + "v2")),
+                receptance: try loader.matrix(att + "receptance.weight"), key: try loader.matrix(att + "key.weight"),
+                value: try loader.matrix(att + "value.weight"), output: try loader.matrix(att + "output.weight"),
                 ffnLerp: try loader.tensor(ffn + "x_k"),
-                ffnKey: try loader.linear(ffn + "key.weight"), ffnValue: try loader.linear(ffn + "value.weight"))
+                ffnKey: try loader.matrix(ffn + "key.weight"), ffnValue: try loader.matrix(ffn + "value.weight"))
         }
         outputNorm = try loader.norm("ln_out")
-        head = try loader.linear("head.weight")
+        head = try loader.matrix("head.weight")
     }
 }
 
@@ -66,6 +66,7 @@ public final class RWKV7Model: LayerStack {
     var outputNorm: NormWeights { weights.outputNorm }
     var head: Linear { weights.head }
     private var cachedWorkspace: Workspace?
+    public var matmulObserver: MatmulObserver?
 
     /// The decay's scale: w = exp(-0.606531 · sigmoid(·)), the literal the official code uses (≈ e^-0.5).
     static let decayScale: Float = 0.606531
@@ -101,19 +102,31 @@ public final class RWKV7Model: LayerStack {
             for (i, mix) in L.lerps.enumerated() {
                 Kernels.lerp(xn, shift, mix: mix.base, rows: T, width: C, into: work.mixes[i].base)
             }
+            let att = "blocks.\(l).att.", ffn = "blocks.\(l).ffn."
+            observe(att + "receptance.weight", L.receptance, xr, rows: T)
             L.receptance.apply(xr, rows: T, to: r)
+            observe(att + "key.weight", L.key, xk, rows: T)
             L.key.apply(xk, rows: T, to: k)
+            observe(att + "value.weight", L.value, xv, rows: T)
             L.value.apply(xv, rows: T, to: v)
+            observe(att + "w1", L.w1, xw, rows: T)
             L.w1.apply(xw, rows: T, to: lora)
             Kernels.applyTanh(lora, count: T * L.w1.outputs)
+            observe(att + "w2", L.w2, lora, rows: T)
             L.w2.apply(lora, rows: T, to: w)
+            observe(att + "a1", L.a1, xa, rows: T)
             L.a1.apply(xa, rows: T, to: lora)
+            observe(att + "a2", L.a2, lora, rows: T)
             L.a2.apply(lora, rows: T, to: a)
+            observe(att + "g1", L.g1, xg, rows: T)
             L.g1.apply(xg, rows: T, to: lora)
             Kernels.applySigmoid(lora, count: T * L.g1.outputs)
+            observe(att + "g2", L.g2, lora, rows: T)
             L.g2.apply(lora, rows: T, to: g)
             if let vr = L.valueResidual {
+                observe(att + "v1", vr.v1, xv, rows: T)
                 vr.v1.apply(xv, rows: T, to: lora)
+                observe(att + "v2", vr.v2, lora, rows: T)
                 vr.v2.apply(lora, rows: T, to: work.vGate.base)
             }
             prepareKeysAndValues(L, rows: T, work: work)
@@ -122,14 +135,17 @@ public final class RWKV7Model: LayerStack {
             Kernels.normalize(y, rows: T, width: C, groups: config.headCount, L.lnX, eps: Kernels.groupNormEpsilon, into: y)
             addBonus(L, rows: T, work: work)
             Kernels.multiply(y, by: g, count: T * C)
+            observe(att + "output.weight", L.output, y, rows: T)
             L.output.apply(y, rows: T, to: x, accumulate: true)
 
             // Channel mix: relu(lerp · Kᵀ)² · Vᵀ.
             Kernels.normalize(x, rows: T, width: C, L.ln2, eps: Kernels.layerNormEpsilon, into: xn)
             Kernels.tokenShift(xn, rows: T, width: C, previous: state.channelMix(l), into: shift)
             Kernels.lerp(xn, shift, mix: L.ffnLerp.base, rows: T, width: C, into: xr)
+            observe(ffn + "key.weight", L.ffnKey, xr, rows: T)
             L.ffnKey.apply(xr, rows: T, to: work.ffn.base)
             Kernels.applySquaredReLU(work.ffn.base, count: T * config.ffnSize)
+            observe(ffn + "value.weight", L.ffnValue, work.ffn.base, rows: T)
             L.ffnValue.apply(work.ffn.base, rows: T, to: x, accumulate: true)
         }
     }

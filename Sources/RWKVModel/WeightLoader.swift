@@ -13,7 +13,8 @@ public struct WeightLoader {
     public let config: RWKVConfig
     private let fetch: (String) throws -> [Float]
     private let storedType: (String) -> DType?
-    private let expectedShapes: [String: [Int]]
+    /// Every canonical tensor's shape and role, from the architecture's schema.
+    private let expected: [String: (shape: [Int], role: TensorRole)]
 
     /// - Parameters:
     ///   - fetch: the canonical tensor's values (BlinkDL shape, row-major).
@@ -37,7 +38,8 @@ public struct WeightLoader {
         self.config = config
         self.fetch = fetch
         self.storedType = storedType
-        expectedShapes = Dictionary(config.expectedShapes.map { ($0.name, $0.shape) }, uniquingKeysWith: { a, _ in a })
+        expected = Dictionary(config.checkpointTensors.map { ($0.name, (config.shape($0.spec.shape), $0.spec.role)) },
+                              uniquingKeysWith: { a, _ in a })
     }
 
     /// A checkpoint with BlinkDL tensor names; the architecture is detected from its shapes.
@@ -55,7 +57,7 @@ public struct WeightLoader {
 
     /// The tensor's values, checked against the element count its canonical shape requires.
     func tensor(_ name: String) throws -> FloatBuffer {
-        guard let shape = expectedShapes[name] else { throw RWKVError(path, "no tensor named \(name) in an \(config.version) model") }
+        guard let shape = expected[name]?.shape else { throw RWKVError(path, "no tensor named \(name) in an \(config.version) model") }
         let values = try fetch(name)
         let expected = shape.reduce(1, *)
         guard values.count == expected else {
@@ -68,15 +70,11 @@ public struct WeightLoader {
         NormWeights(weight: try tensor(prefix + ".weight"), bias: try tensor(prefix + ".bias"))
     }
 
-    /// A `(out, in)` torch Linear weight.
-    func linear(_ name: String) throws -> Linear {
-        guard let shape = expectedShapes[name], shape.count == 2 else { throw RWKVError(path, "no matrix named \(name)") }
-        return Linear(inputs: shape[1], outputs: shape[0], layout: .outputsByInputs, weights: try tensor(name))
-    }
-
-    /// An `(in, out)` LoRA factor.
-    func lora(_ name: String) throws -> Linear {
-        guard let shape = expectedShapes[name], shape.count == 2 else { throw RWKVError(path, "no matrix named \(name)") }
-        return Linear(inputs: shape[0], outputs: shape[1], layout: .inputsByOutputs, weights: try tensor(name))
+    /// A matrix oriented as its role says: a torch Linear weight is `(out, in)`, a LoRA factor `(in, out)`.
+    func matrix(_ name: String) throws -> Linear {
+        guard let (shape, role) = expected[name], shape.count == 2 else { throw RWKVError(path, "no matrix named \(name)") }
+        let byInputs = role == .lora
+        return Linear(inputs: byInputs ? shape[0] : shape[1], outputs: byInputs ? shape[1] : shape[0],
+                      layout: byInputs ? .inputsByOutputs : .outputsByInputs, weights: try tensor(name))
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import RWKVCommandLine
 import RWKVConvert
 import RWKVFormats
+import RWKVModel
 
 struct RWKVUpgradeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -79,9 +80,12 @@ struct V6ToV7: ParsableCommand {
     @Option(name: .customLong("gate-spread"), help: ArgumentHelp("preserve: gate unit input spread.", visibility: .hidden))
     var gateSpread: Float?
 
+    @OptionGroup var adapters: AdapterArguments
+
     func run() throws {
         do {
             var options = UpgradeOptions()
+            options.adapters = adapters.list
             options.recipe = recipe == .paper ? .paper : .preserve
             options.ffnMultiplier = ffnMult
             options.gateRank = gateRank

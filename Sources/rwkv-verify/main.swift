@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RWKVConvert
 import RWKVCommandLine
 import RWKVFormats
 import RWKVModel
@@ -51,6 +52,7 @@ struct Verify: ParsableCommand {
         usage: """
             rwkv-verify MODEL --fixture EXPECTED.safetensors [--tolerance X] [--mode rnn|seq|both] [--json]
             rwkv-verify MODEL --against OTHER [--tokens 1,2,3 | --random N] [--seed S] [--tolerance X] [--json]
+            rwkv-verify MODEL --text FILE [--against REFERENCE] [--chunk N] [--chunks M] [--vocab FILE] [--json]
             """)
 
     @Argument(help: "The model to check: .pth, .safetensors or .gguf.")
@@ -63,6 +65,18 @@ struct Verify: ParsableCommand {
     var against: String?
 
     @OptionGroup var tokenOptions: TokenOptions
+
+    @Option(help: "A text file: perplexity and mean NLL over it in chunks, as llama-perplexity (with --against: KL divergence, top-1 agreement and the perplexity ratio, as llama-perplexity --kl-divergence).")
+    var text: String?
+
+    @Option(help: "Tokens per chunk of --text (llama-perplexity's -c).")
+    var chunk: Int = TextChunks.defaultSize
+
+    @Option(help: "Score at most this many chunks of --text.")
+    var chunks: Int?
+
+    @Option(help: "A World-format vocabulary file for --text (default: bytes for ≤ 256-row models, the bundled World vocabulary for 65536 rows).")
+    var vocab: String?
 
     @Option(help: "Maximum |Δlogit| accepted against the reference (default 1e-4, fp32 arithmetic noise).")
     var tolerance: Float = Tolerance.fp32
@@ -78,6 +92,7 @@ struct Verify: ParsableCommand {
 
     func run() throws {
         do {
+            if let text { try evaluateText(text); return }
             guard (fixture == nil) != (against == nil) else { throw RWKVError(nil, "give exactly one of --fixture or --against") }
             guard tolerance >= 0, modeTolerance >= 0 else { throw RWKVError(nil, "tolerances must be non-negative") }
             let subject = try RWKVModelLoader.load(path: model)
@@ -96,6 +111,30 @@ struct Verify: ParsableCommand {
             }
             print(json ? try RWKVCommandLine.json(report) : report.text)
             if !report.passed { throw CommandOutcome(status: ExitStatus.outsideTolerance) }
+        }
+    }
+
+    /// `--text`: a measurement, not a check, so it passes unless the input is bad.
+    private func evaluateText(_ path: String) throws {
+        guard fixture == nil, tokenOptions.tokens == nil, tokenOptions.random == nil else {
+            throw RWKVError(nil, "--text brings its own tokens: it goes without --fixture, --tokens and --random")
+        }
+        let subject = try RWKVModelLoader.load(path: model)
+        let chunks = try TextChunks(textFile: path, vocabularySize: subject.config.vocabSize, vocabularyPath: vocab,
+                                    size: chunk, maxChunks: self.chunks)
+        if let against {
+            let reference = try RWKVModelLoader.load(path: against)
+            let progress = ProgressBar(total: chunks.count * chunks.size, label: "KL divergence")
+            defer { progress.finish() }
+            let report = try TextEvaluation.compare(subject, against: reference, chunks: chunks, progress: progress.callback)
+            progress.finish()
+            print(json ? try RWKVCommandLine.json(report) : report.report)
+        } else {
+            let progress = ProgressBar(total: chunks.count * chunks.size, label: "perplexity")
+            defer { progress.finish() }
+            let report = try TextEvaluation.perplexity(subject, chunks: chunks, progress: progress.callback)
+            progress.finish()
+            print(json ? try RWKVCommandLine.json(report) : report.report)
         }
     }
 }

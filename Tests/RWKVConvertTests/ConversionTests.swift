@@ -91,13 +91,15 @@ let rwkv6Table = LlamaLoaderTable.rwkv6(L: 2, C: 128, V: 256, F: 448, N: 64, Dm:
             guard let expected = table[t.name] else { continue }
             #expect(LlamaLoaderTable.loaderAccepts(file: t.dimensions, expected: expected),
                     "\(t.name): ne \(t.dimensions), loader expects \(expected)")
-            #expect(t.dtype == (LlamaLoaderTable.isLargeMatrix(t.name) ? Self.storedType(t.name, type) : .f32), "\(t.name) is \(t.dtype)")
+            #expect(t.dtype == (LlamaLoaderTable.isLargeMatrix(t.name) ? Self.storedType(t.name, type, rowLength: t.dimensions[0]) : .f32),
+                    "\(t.name) is \(t.dtype)")
             #expect(t.offset % 32 == 0)
         }
         #expect(report.tensors.map(\.name) == gguf.tensorInfos.map(\.name))
         #expect(report.tensors.map(\.bytes) == gguf.tensorInfos.map(\.byteCount))
         #expect(report.overflowCount == 0)
-        #expect(report.notes.count == (Self.storedType("output.weight", type) == type.dtype ? 0 : 1))
+        let changed = gguf.tensorInfos.filter { LlamaLoaderTable.isLargeMatrix($0.name) && $0.dtype != type.dtype }
+        #expect(report.notes.count == changed.count)
         #expect(report.fileBytes == Int(try FileManager.default.attributesOfItem(atPath: out)[.size] as! UInt64))
     }
 
@@ -153,6 +155,12 @@ let rwkv6Table = LlamaLoaderTable.rwkv6(L: 2, C: 128, V: 256, F: 448, N: 64, Dm:
         #expect(report.metadata?.first { $0.key == "tokenizer.ggml.tokens" }?.type == "array[string] (256)")
         #expect(report.text.contains("  rwkv6.time_mix_extra_dim"))
         #expect(report.tensors.first { $0.name == "blk.0.time_mix_key.weight" }?.dtype == "q4_0")
+        // Bits per weight as llama.cpp's loader prints it: an all-F32 file has exactly 32; the q4_0
+        // file's large matrices take 4.5 (q4_0) and 8.5 (its q8_0 head), its small tensors 32.
+        let f32 = InspectReport(source: try ModelFile.open(try ConversionFiles.converted("rwkv6-tiny.safetensors", .f32)))
+        #expect(f32.bitsPerWeight == 32)
+        let bpw = try #require(report.bitsPerWeight)
+        #expect(bpw > 4.5 && bpw < 32 && report.text.contains(String(format: "%.2f bits per weight", bpw)))
     }
 
     /// The canonical view of an f32 conversion gives back every source tensor bit for bit (layer
@@ -238,10 +246,20 @@ let rwkv6Table = LlamaLoaderTable.rwkv6(L: 2, C: 128, V: 256, F: 448, N: 64, Dm:
     /// and clamp the top code, so the value at -max is off by a whole d = amax/8 (amax/16);
     /// q4_1 / q5_1 round (x-min)/d with d = (max-min)/15 (/31), so |error| <= d/2. The scales are
     /// stored as f16 (relative error 2^-11, times at most 16 or 127 steps): the slack covers that.
-    /// What a large matrix named `name` (GGUF) is stored as under `--type type`: the type itself,
-    /// except the output matrix, which the 4- and 5-bit types leave at q8_0.
-    static func storedType(_ name: String, _ type: OutputType) -> DType {
-        name == "output.weight" && [.q5_1, .q5_0, .q4_1, .q4_0].contains(type) ? .q8_0 : type.dtype
+    /// What a large matrix named `name` (GGUF) of the fixture models (C = 128) is stored as under
+    /// `--type type`, by llama.cpp's rules (llama-quant.cpp): the output matrix of a quantized
+    /// type becomes q6_K, which falls back to q8_0 on rows of 128; a k-quant on rows that are not
+    /// whole 256-value blocks falls back to q4_0 (q2_K, q3_K), q5_0 (q4_K), q5_1 (q5_K), q8_0 (q6_K).
+    static func storedType(_ name: String, _ type: OutputType, rowLength: Int) -> DType {
+        if name == "output.weight" && type.dtype.isQuantized { return .q8_0 }
+        if rowLength % 256 == 0 { return type.dtype }
+        switch type {
+        case .q2_k, .q3_k: return .q4_0
+        case .q4_k: return .q5_0
+        case .q5_k: return .q5_1
+        case .q6_k: return .q8_0
+        default: return type.dtype
+        }
     }
 
     @Test(arguments: ["rwkv7-tiny.safetensors", "rwkv6-tiny.safetensors"], [OutputType.q8_0, .q5_1, .q5_0, .q4_1, .q4_0])
@@ -265,7 +283,7 @@ let rwkv6Table = LlamaLoaderTable.rwkv6(L: 2, C: 128, V: 256, F: 448, N: 64, Dm:
                         }
                         let amax = max(-lo, hi)
                         let bound: Float
-                        switch Self.storedType(t.name == "head.weight" ? "output.weight" : t.name, type) {
+                        switch Self.storedType(t.name == "head.weight" ? "output.weight" : t.name, type, rowLength: 128) {
                         case .q8_0: bound = amax / 127 / 2 + amax * 0x1p-10
                         case .q4_0: bound = amax / 8 + amax * 0x1p-7
                         case .q5_0: bound = amax / 16 + amax * 0x1p-7
@@ -280,6 +298,24 @@ let rwkv6Table = LlamaLoaderTable.rwkv6(L: 2, C: 128, V: 256, F: 448, N: 64, Dm:
             }
         }
         #expect(largest > 0.3, "the bound is not vacuous: the worst block uses \(largest) of it")
+    }
+
+    /// A k-quant matrix in a converted file holds exactly Quantizer's bytes for the source values
+    /// (Quantizer itself is checked against ggml's vectors in RWKVFormatsTests): the converter's
+    /// chunked, threaded encoding changes nothing. RWKV-7's FFN value rows (512) are whole
+    /// super-blocks at C = 128; the other matrices fall back (tensorsMatchTheLlamaLoader).
+    @Test(arguments: [OutputType.q2_k, .q3_k, .q4_k, .q5_k, .q6_k, .iq4_nl])
+    func kQuantMatricesHoldQuantizerBytes(type: OutputType) throws {
+        let source = try ModelFile.open(ConversionFiles.fixture("rwkv7-tiny.safetensors"))
+        let gguf = try GGUFReader(path: try ConversionFiles.converted("rwkv7-tiny.safetensors", type))
+        for layer in 0..<2 {
+            let name = "blk.\(layer).channel_mix_value.weight"
+            #expect(gguf.ggufInfo(name)?.dtype == type.dtype)
+            var overflow = 0
+            let expected = try Quantizer.quantizeRows(try source.floats("blocks.\(layer).ffn.value.weight"), rowLength: 512,
+                                                      type: type.dtype, threads: 1, overflowCount: &overflow)
+            #expect(try gguf.data(name) == expected, "\(name)")
+        }
     }
 
     private func layer0ValueResidual(_ name: String) -> Int? {

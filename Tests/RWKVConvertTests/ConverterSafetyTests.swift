@@ -136,7 +136,7 @@ import RWKVModel
         let input = ConversionFiles.fixture("rwkv7-tiny.safetensors")
         var options = ConversionOptions()
         options.expectedFormat = .torchZip
-        #expect(throws: RWKVError(input, "is a safetensors file, not torch zip (.pth); use safetensors-to-native")) {
+        #expect(throws: RWKVError(input, "is a safetensors file, not torch zip (.pth); use safetensors-to-native (or to-gguf, which takes any input)")) {
             _ = try Converter.convert(input: input, output: "/nonexistent/out.gguf", options: options)
         }
     }
@@ -159,8 +159,23 @@ import RWKVModel
         let valueTypes = q.tensors.filter { $0.layout.name.hasSuffix("channel_mix_value.weight") }.map(\.dtype)
         #expect(valueTypes == [.f16, .f16])
         #expect(q.tensors.first { $0.layout.name == "blk.0.channel_mix_key.weight" }?.dtype == .q8_0)
-        #expect(q.notes.allSatisfy { $0.note == "F16: row length 336 is not a multiple of 32, which q8_0 needs" })
+        #expect(q.notes.allSatisfy { $0.note == "f16: row length 336 is not a multiple of 32, which q8_0 needs (llama.cpp's fallback)" })
         #expect(q.isQuantized)
+
+        // k-quants fall back to 32-value types on rows that are not whole 256-value blocks, and
+        // to F16 when those do not fit either (llama-quant.cpp tensor_type_fallback).
+        for (type, fallback) in [(OutputType.q2_k, DType.q4_0), (.q3_k, .q4_0), (.q4_k, .q5_0), (.q5_k, .q5_1), (.q6_k, .q8_0)] {
+            let k = ConversionPlan(config: odd, type: type)
+            let byName = Dictionary(uniqueKeysWithValues: k.tensors.map { ($0.layout.name, $0.dtype) })
+            #expect(byName["blk.0.channel_mix_key.weight"] == fallback, "\(type)")          // rows of 96
+            #expect(byName["blk.0.channel_mix_value.weight"] == .f16, "\(type)")            // rows of 336
+            #expect(k.notes.contains { $0.name == "blk.0.channel_mix_key.weight"
+                && $0.note == "\(fallback.rawValue): row length 96 is not a multiple of 256, which \(type.dtype.rawValue) needs (llama.cpp's fallback)" })
+        }
+        var wide = c
+        wide.embeddingSize = 256; wide.ffnSize = 1024; wide.headSize = 64
+        let k = ConversionPlan(config: wide, type: .q4_k)
+        #expect(k.tensors.filter(\.layout.isLargeMatrix).allSatisfy { $0.dtype == ($0.layout.name == "output.weight" ? .q6_K : .q4_K) })
     }
 
     /// The output matrix stays at q8_0 under the 4- and 5-bit types (llama.cpp's quantizer keeps
@@ -173,14 +188,22 @@ import RWKVModel
             let byName = Dictionary(uniqueKeysWithValues: plan.tensors.map { ($0.layout.name, $0.dtype) })
             return (byName["output.weight"], byName["blk.0.time_mix_key.weight"], plan.notes.map { "\($0.name): \($0.note)" })
         }
-        for type in [OutputType.q5_1, .q5_0, .q4_1, .q4_0] {
+        // Rows of 128: llama.cpp's q6_K head falls back to q8_0.
+        for type in [OutputType.q5_1, .q5_0, .q4_1, .q4_0, .iq4_nl] {
             let t = types(type)
             #expect(t.head == .q8_0 && t.key == type.dtype, "\(type)")
-            #expect(t.notes == ["output.weight: q8_0: the output matrix stays at 8 bits, as llama.cpp's quantizer keeps it (--output-tensor-type to choose)"])
+            #expect(t.notes == ["output.weight: q8_0: row length 128 is not a multiple of 256, which q6_K needs (llama.cpp's fallback)"])
         }
         for type in [OutputType.f32, .f16, .bf16, .q8_0] {
             let t = types(type)
             #expect(t.head == type.dtype && t.key == type.dtype && t.notes.isEmpty, "\(type)")
+        }
+        // Rows of 256: q6_K (q8_0 stays q8_0), as llama_tensor_get_type chooses.
+        var wide = c
+        wide.embeddingSize = 256; wide.ffnSize = 1024
+        for (type, head) in [(OutputType.q4_0, DType.q6_K), (.q5_1, .q6_K), (.q4_k, .q6_K), (.q2_k, .q6_K), (.q6_k, .q6_K), (.q8_0, .q8_0)] {
+            let plan = ConversionPlan(config: wide, type: type)
+            #expect(plan.tensors.first { $0.layout.name == "output.weight" }?.dtype == head, "\(type)")
         }
         let chosen = types(.q4_0, output: .q4_0)
         #expect(chosen.head == .q4_0 && chosen.notes.isEmpty)

@@ -25,6 +25,11 @@ import RWKVFormats
         try expectAgreement(c)
     }
 
+    @Test(arguments: OfficialCase.huggingFace)
+    func huggingFaceFoldersMatchOfficialLogits(_ c: OfficialCase) throws {
+        try expectAgreement(c)
+    }
+
     private func expectAgreement(_ c: OfficialCase) throws {
         let reference = try c.reference()
         let model = try c.load()

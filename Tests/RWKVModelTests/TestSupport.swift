@@ -33,6 +33,12 @@ struct OfficialCase: CustomTestStringConvertible, Sendable {
         OfficialCase(model: "models/rwkv7-tiny.safetensors", expected: "expected/rwkv7-tiny-bf16.logits.safetensors"),
         OfficialCase(model: "models/rwkv6-tiny.safetensors", expected: "expected/rwkv6-tiny-bf16.logits.safetensors"),
     ]
+    /// Hugging Face folders (fixtures/make_hf.py) of the -bf16.pth values, so they share its logits.
+    static let huggingFace = [
+        OfficialCase(model: "hf/rwkv7-tiny", expected: "expected/rwkv7-tiny-bf16.logits.safetensors"),
+        OfficialCase(model: "hf/rwkv7-tiny-xx-sharded", expected: "expected/rwkv7-tiny-bf16.logits.safetensors"),
+        OfficialCase(model: "hf/rwkv6-tiny-bin", expected: "expected/rwkv6-tiny-bf16.logits.safetensors"),
+    ]
     static let pth = ["rwkv7", "rwkv6"].flatMap { arch in
         ["fp32", "bf16", "fp16"].map { OfficialCase(model: "models/\(arch)-tiny-\($0).pth", expected: "expected/\(arch)-tiny-\($0).logits.safetensors") }
             + [OfficialCase(model: "models/\(arch)-tiny-fp32.pth", expected: "expected/\(arch)-tiny-fp32.heldout.logits.safetensors")]

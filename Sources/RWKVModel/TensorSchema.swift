@@ -1,0 +1,326 @@
+import RWKVFormats
+
+/// One table per architecture says everything the code knows about a checkpoint's tensors:
+/// BlinkDL name, shape in the symbols of SPEC §2, role, and where llama.cpp's GGUF puts it.
+/// The shape check and hyperparameter detection (`RWKVConfig.detect`), the GGUF layout
+/// (`GGUFLayout.tensors(for:)`) and the weight loader's orientation (`WeightLoader`) are all
+/// derived from these rows, the way gguf-py's `MODEL_TENSORS` + `TENSOR_NAMES` drive its
+/// converter. Adding a layout or a tensor means editing a row here, nothing else.
+
+/// A dimension of a tensor shape. Ranks are symbols: they are read from the checkpoint's
+/// shapes, never computed from the width.
+public indirect enum Dim: Hashable, Sendable {
+    /// n_embd, heads, head size, FFN width, vocabulary.
+    case C, H, N, F, V
+    /// RWKV-7: w, a, v, g LoRA ranks (RWKV-6: `decayRank` is time_decay_w1's).
+    case decayRank, iclrRank, valueResidualRank, gateRank
+    /// RWKV-6: the token-shift LoRA rank per lerp (time_maa_w1 is C × 5·Dm).
+    case tokenShiftRank
+    case fixed(Int)
+    case times(Int, Dim)
+    /// Not a tensor dimension: the block count, for config.json checks.
+    case layers
+}
+
+/// What a tensor is to the forward pass, which decides its storage in every layout.
+public enum TensorRole: Sendable, Equatable {
+    /// (V, C) rows looked up by token.
+    case embedding
+    /// (V, C) output matrix.
+    case head
+    /// (out, in) torch Linear weight: a large matrix llama.cpp may quantize.
+    case linear
+    /// (in, out) LoRA factor used as x @ W; GGUF stores it transposed (ggml_mul_mat wants (out, in)).
+    case lora
+    /// RWKV-6 time_maa_w2 (5, Dm, C): five (in, out) factors, each transposed in GGUF.
+    case loraStack
+    /// A per-channel parameter: token-shift lerps, decay/iclr/value biases, k_k, k_a.
+    case vector
+    /// LayerNorm / GroupNorm weight or bias.
+    case norm
+    /// (H, N): RWKV-7 r_k, RWKV-6 time_faaaa.
+    case perHead
+
+    /// Stored in the requested (16-bit or quantized) type; everything else stays F32 as
+    /// llama.cpp's converter and `tensor_allows_quantization` keep it.
+    public var isLargeMatrix: Bool { self == .embedding || self == .head || self == .linear }
+}
+
+/// Where a tensor goes in llama.cpp's GGUF.
+public struct GGUFPlacement: Sendable {
+    /// GGUF name; for layer tensors without the `blk.N.` prefix.
+    public let name: String
+    /// Index among the tensors stacked into `name` (token-shift lerps), or nil for a tensor of its own.
+    public let stackIndex: Int?
+    /// The GGUF shape when it is not the one the role implies (RWKV-7 r_k is flattened to (C)).
+    public let shape: [Dim]?
+}
+
+public struct TensorSpec: Sendable {
+    public enum Scope: Sendable {
+        /// Before the blocks (`emb.weight`), or after them (`ln_out`, `head`).
+        case start, end
+        /// In every block, `blocks.N.` + name.
+        case layer
+        /// Only in block 0 (`blocks.0.ln0`); in GGUF a model-level tensor.
+        case firstLayer
+    }
+    /// BlinkDL name, without `blocks.N.` for block tensors.
+    public let name: String
+    public let scope: Scope
+    public let shape: [Dim]
+    public let role: TensorRole
+    public let gguf: GGUFPlacement
+    /// The name in the architecture's Hugging Face scheme (fla-hub RWKV-7, HF RWKV-6), without
+    /// the block prefix (`ArchitectureSchema.hfLayerPrefix`) for block tensors.
+    public let hf: String
+    /// The shape the Hugging Face scheme stores when it is not the BlinkDL one (fla's (C)
+    /// vectors); LoRA factors the scheme transposes (`hfTransposesLoRA`) are not listed here.
+    public let hfShape: [Dim]?
+    /// RWKV-7 v0/v1/v2: present in block 0 but unused there (any rank); llama.cpp wants them
+    /// shaped like a0/a1/a2, so the GGUF holds copies of this tensor instead.
+    public let firstLayerStandIn: String?
+}
+
+/// The schema of one architecture.
+public struct ArchitectureSchema: Sendable {
+    public let version: RWKVVersion
+    /// llama.cpp's architecture name, the prefix of its metadata keys.
+    public let ggufArchitecture: String
+    /// Rows in the order official checkpoints hold them (RWKV-LM's parameter order).
+    public let tensors: [TensorSpec]
+    /// Layer tensors in the order llama.cpp's converter writes them (GGUF file order).
+    public let ggufLayerOrder: [String]
+    /// A block-0 tensor only this architecture has.
+    public let markers: [String]
+    /// Hugging Face scheme: block prefix (`model.layers.`), whether LoRA factors are stored
+    /// transposed (as nn.Linear (out, in) weights), and `config.json`'s hyperparameter keys.
+    public let hfLayerPrefix: String
+    public let hfTransposesLoRA: Bool
+    /// A single tensor some folders store the token-shift lerps in, stacked (fla's 2025 `attn.x_x`).
+    public let hfFusedLerps: String?
+    public let hfConfigKeys: [(key: String, dim: Dim)]
+    /// config.json's `model_type` and `architectures` entry.
+    public let hfModelType: String
+    public let hfModelClass: String
+
+    public static func of(_ version: RWKVVersion) -> ArchitectureSchema {
+        version == .v7 ? rwkv7 : rwkv6
+    }
+
+    public static let all = [rwkv7, rwkv6]
+
+    /// Checkpoints of newer architectures llama.cpp cannot run, recognised by a tensor name
+    /// part only they have (RWKV-LM `RWKV-v7`, SPEC §10), so they are refused by name rather
+    /// than converted without their extra tensors.
+    public static let unsupportedVariants: [(marker: String, name: String)] = [
+        (".ffn.s_emb", "RWKV-7a (DeepEmbed)"),
+        (".qkv.", "RWKV-7b (DeepEmbed Attention)"),
+        (".ffn.enn.", "RWKV-8"),
+    ]
+}
+
+// MARK: - The tables
+
+/// A row; `hf` defaults to the BlinkDL name (the RWKV-6 scheme renames by rule, `rwkv6HFName`).
+private func spec(_ name: String, _ shape: [Dim], _ role: TensorRole, gguf: String, hf: String? = nil, hfShape: [Dim]? = nil,
+                  scope: TensorSpec.Scope = .layer, stack: Int? = nil, ggufShape: [Dim]? = nil, firstLayerStandIn: String? = nil) -> TensorSpec {
+    TensorSpec(name: name, scope: scope, shape: shape, role: role,
+               gguf: GGUFPlacement(name: gguf, stackIndex: stack, shape: ggufShape), hf: hf ?? name, hfShape: hfShape,
+               firstLayerStandIn: firstLayerStandIn)
+}
+
+private func norms(_ name: String, gguf: String, hf: String? = nil, scope: TensorSpec.Scope = .layer) -> [TensorSpec] {
+    [spec(name + ".weight", [.C], .norm, gguf: gguf + ".weight", hf: hf.map { $0 + ".weight" }, scope: scope),
+     spec(name + ".bias", [.C], .norm, gguf: gguf + ".bias", hf: hf.map { $0 + ".bias" }, scope: scope)]
+}
+
+/// The RWKV-6 Hugging Face scheme (BBuf/RWKV-World-HF-Tokenizer `convert_rwkv6_checkpoint_to_hf.py`,
+/// transformers PR #34918): BlinkDL names with `att` -> `attention`, `ffn` -> `feed_forward`,
+/// `emb` -> `embeddings`, block 0's `ln0` -> `pre_ln`, all under `rwkv.` except the head; shapes kept.
+private func rwkv6HFName(_ row: TensorSpec) -> TensorSpec {
+    var hf = row.name
+    if hf.hasPrefix("att.") { hf = "attention." + hf.dropFirst(4) }
+    if hf.hasPrefix("ffn.") { hf = "feed_forward." + hf.dropFirst(4) }
+    if hf.hasPrefix("ln0.") { hf = "pre_ln." + hf.dropFirst(4) }
+    if hf.hasPrefix("emb.") { hf = "embeddings." + hf.dropFirst(4) }
+    if row.scope != .layer && row.scope != .firstLayer && row.name != "head.weight" { hf = "rwkv." + hf }
+    return TensorSpec(name: row.name, scope: row.scope, shape: row.shape, role: row.role, gguf: row.gguf, hf: hf,
+                      hfShape: nil, firstLayerStandIn: row.firstLayerStandIn)
+}
+
+private let channel: [Dim] = [.fixed(1), .fixed(1), .C]
+
+extension ArchitectureSchema {
+    /// RWKV-7 (x070): RWKV-LM `RWKV-v7/train_temp` parameter order; llama.cpp `src/models/rwkv7.cpp`.
+    public static let rwkv7 = ArchitectureSchema(
+        version: .v7, ggufArchitecture: "rwkv7",
+        tensors: {
+            var rows = [spec("emb.weight", [.V, .C], .embedding, gguf: "token_embd.weight", hf: "model.embeddings.weight", scope: .start)]
+            rows += norms("ln0", gguf: "token_embd_norm", hf: "pre_norm", scope: .firstLayer)
+            rows += norms("ln1", gguf: "attn_norm", hf: "attn_norm")
+            rows += norms("ln2", gguf: "attn_norm_2", hf: "ffn_norm")
+            rows += ["x_r", "x_w", "x_k", "x_v", "x_a", "x_g"].enumerated().map {
+                spec("att." + $1, channel, .vector, gguf: "time_mix_lerp_fused.weight", hf: "attn." + $1, stack: $0)
+            }
+            rows += [
+                spec("att.w0", channel, .vector, gguf: "time_mix_w0.weight", hf: "attn.w_lora.lora.2.bias", hfShape: [.C]),
+                spec("att.a0", channel, .vector, gguf: "time_mix_a0.weight", hf: "attn.a_lora.lora.2.bias", hfShape: [.C]),
+                spec("att.v0", channel, .vector, gguf: "time_mix_v0.weight", hf: "attn.v_lora.lora.2.bias", hfShape: [.C], firstLayerStandIn: "att.a0"),
+                spec("att.k_k", channel, .vector, gguf: "time_mix_k_k.weight", hf: "attn.k_k", hfShape: [.C]),
+                spec("att.k_a", channel, .vector, gguf: "time_mix_k_a.weight", hf: "attn.k_a", hfShape: [.C]),
+                spec("att.w1", [.C, .decayRank], .lora, gguf: "time_mix_w1.weight", hf: "attn.w_lora.lora.0.weight"),
+                spec("att.w2", [.decayRank, .C], .lora, gguf: "time_mix_w2.weight", hf: "attn.w_lora.lora.2.weight"),
+                spec("att.a1", [.C, .iclrRank], .lora, gguf: "time_mix_a1.weight", hf: "attn.a_lora.lora.0.weight"),
+                spec("att.a2", [.iclrRank, .C], .lora, gguf: "time_mix_a2.weight", hf: "attn.a_lora.lora.2.weight"),
+                spec("att.v1", [.C, .valueResidualRank], .lora, gguf: "time_mix_v1.weight", hf: "attn.v_lora.lora.0.weight", firstLayerStandIn: "att.a1"),
+                spec("att.v2", [.valueResidualRank, .C], .lora, gguf: "time_mix_v2.weight", hf: "attn.v_lora.lora.2.weight", firstLayerStandIn: "att.a2"),
+                spec("att.g1", [.C, .gateRank], .lora, gguf: "time_mix_g1.weight", hf: "attn.g_lora.lora.0.weight"),
+                spec("att.g2", [.gateRank, .C], .lora, gguf: "time_mix_g2.weight", hf: "attn.g_lora.lora.2.weight"),
+                spec("att.r_k", [.H, .N], .perHead, gguf: "time_mix_r_k.weight", hf: "attn.r_k", ggufShape: [.C]),
+                spec("att.receptance.weight", [.C, .C], .linear, gguf: "time_mix_receptance.weight", hf: "attn.r_proj.weight"),
+                spec("att.key.weight", [.C, .C], .linear, gguf: "time_mix_key.weight", hf: "attn.k_proj.weight"),
+                spec("att.value.weight", [.C, .C], .linear, gguf: "time_mix_value.weight", hf: "attn.v_proj.weight"),
+                spec("att.output.weight", [.C, .C], .linear, gguf: "time_mix_output.weight", hf: "attn.o_proj.weight"),
+            ]
+            rows += norms("att.ln_x", gguf: "time_mix_ln", hf: "attn.g_norm")
+            rows += [
+                spec("ffn.x_k", channel, .vector, gguf: "channel_mix_lerp_k.weight", hf: "ffn.x_k", hfShape: [.C]),
+                spec("ffn.key.weight", [.F, .C], .linear, gguf: "channel_mix_key.weight", hf: "ffn.key.weight"),
+                spec("ffn.value.weight", [.C, .F], .linear, gguf: "channel_mix_value.weight", hf: "ffn.value.weight"),
+            ]
+            rows += norms("ln_out", gguf: "output_norm", hf: "model.norm", scope: .end)
+            rows += [spec("head.weight", [.V, .C], .head, gguf: "output.weight", hf: "lm_head.weight", scope: .end)]
+            return rows
+        }(),
+        ggufLayerOrder: [
+            "attn_norm.weight", "attn_norm.bias", "attn_norm_2.weight", "attn_norm_2.bias",
+            "time_mix_w0.weight", "time_mix_w1.weight", "time_mix_w2.weight",
+            "time_mix_a0.weight", "time_mix_a1.weight", "time_mix_a2.weight",
+            "time_mix_v0.weight", "time_mix_v1.weight", "time_mix_v2.weight",
+            "time_mix_g1.weight", "time_mix_g2.weight", "time_mix_lerp_fused.weight",
+            "time_mix_k_k.weight", "time_mix_k_a.weight", "time_mix_r_k.weight",
+            "time_mix_key.weight", "time_mix_value.weight", "time_mix_receptance.weight",
+            "time_mix_ln.weight", "time_mix_ln.bias", "time_mix_output.weight",
+            "channel_mix_lerp_k.weight", "channel_mix_key.weight", "channel_mix_value.weight",
+        ],
+        markers: ["att.x_r", "att.r_k"],
+        // fla-hub (fla-org/flash-linear-attention `utils/convert_from_rwkv7.py`, the rwkv7-hf package).
+        hfLayerPrefix: "model.layers.", hfTransposesLoRA: true, hfFusedLerps: "attn.x_x",
+        hfConfigKeys: [("hidden_size", .C), ("num_hidden_layers", .layers), ("head_dim", .N), ("intermediate_size", .F),
+                       ("vocab_size", .V), ("decay_low_rank_dim", .decayRank), ("a_low_rank_dim", .iclrRank),
+                       ("v_low_rank_dim", .valueResidualRank), ("gate_low_rank_dim", .gateRank)],
+        hfModelType: "rwkv7", hfModelClass: "RWKV7ForCausalLM")
+
+    /// RWKV-6 (x060): RWKV-LM `RWKV-v6` parameter order; llama.cpp `src/models/rwkv6.cpp`.
+    public static let rwkv6 = ArchitectureSchema(
+        version: .v6, ggufArchitecture: "rwkv6",
+        tensors: {
+            var rows: [TensorSpec] = []
+            rows += [spec("emb.weight", [.V, .C], .embedding, gguf: "token_embd.weight", scope: .start)]
+            rows += norms("ln0", gguf: "token_embd_norm", scope: .firstLayer)
+            rows += norms("ln1", gguf: "attn_norm")
+            rows += norms("ln2", gguf: "attn_norm_2")
+            rows += [spec("att.time_maa_x", channel, .vector, gguf: "time_mix_lerp_x.weight")]
+            rows += ["w", "k", "v", "r", "g"].enumerated().map {
+                spec("att.time_maa_" + $1, channel, .vector, gguf: "time_mix_lerp_fused.weight", stack: $0)
+            }
+            rows += [
+                spec("att.time_decay", channel, .vector, gguf: "time_mix_decay.weight"),
+                spec("att.time_maa_w1", [.C, .times(5, .tokenShiftRank)], .lora, gguf: "time_mix_w1.weight"),
+                spec("att.time_maa_w2", [.fixed(5), .tokenShiftRank, .C], .loraStack, gguf: "time_mix_w2.weight"),
+                spec("att.time_decay_w1", [.C, .decayRank], .lora, gguf: "time_mix_decay_w1.weight"),
+                spec("att.time_decay_w2", [.decayRank, .C], .lora, gguf: "time_mix_decay_w2.weight"),
+                spec("att.time_faaaa", [.H, .N], .perHead, gguf: "time_mix_first.weight"),
+                spec("att.receptance.weight", [.C, .C], .linear, gguf: "time_mix_receptance.weight"),
+                spec("att.key.weight", [.C, .C], .linear, gguf: "time_mix_key.weight"),
+                spec("att.value.weight", [.C, .C], .linear, gguf: "time_mix_value.weight"),
+                spec("att.output.weight", [.C, .C], .linear, gguf: "time_mix_output.weight"),
+                spec("att.gate.weight", [.C, .C], .linear, gguf: "time_mix_gate.weight"),
+            ]
+            rows += norms("att.ln_x", gguf: "time_mix_ln")
+            rows += [
+                spec("ffn.time_maa_k", channel, .vector, gguf: "channel_mix_lerp_k.weight"),
+                spec("ffn.time_maa_r", channel, .vector, gguf: "channel_mix_lerp_r.weight"),
+                spec("ffn.key.weight", [.F, .C], .linear, gguf: "channel_mix_key.weight"),
+                spec("ffn.receptance.weight", [.C, .C], .linear, gguf: "channel_mix_receptance.weight"),
+                spec("ffn.value.weight", [.C, .F], .linear, gguf: "channel_mix_value.weight"),
+            ]
+            rows += norms("ln_out", gguf: "output_norm", scope: .end)
+            rows += [spec("head.weight", [.V, .C], .head, gguf: "output.weight", scope: .end)]
+            return rows.map(rwkv6HFName)
+        }(),
+        ggufLayerOrder: [
+            "attn_norm.weight", "attn_norm.bias", "attn_norm_2.weight", "attn_norm_2.bias",
+            "time_mix_w1.weight", "time_mix_w2.weight", "time_mix_lerp_x.weight", "time_mix_lerp_fused.weight",
+            "time_mix_first.weight", "time_mix_decay.weight", "time_mix_decay_w1.weight", "time_mix_decay_w2.weight",
+            "time_mix_key.weight", "time_mix_value.weight", "time_mix_receptance.weight", "time_mix_gate.weight",
+            "time_mix_ln.weight", "time_mix_ln.bias", "time_mix_output.weight",
+            "channel_mix_lerp_k.weight", "channel_mix_lerp_r.weight", "channel_mix_key.weight",
+            "channel_mix_receptance.weight", "channel_mix_value.weight",
+        ],
+        markers: ["att.time_maa_x"],
+        hfLayerPrefix: "rwkv.blocks.", hfTransposesLoRA: false, hfFusedLerps: nil,
+        // transformers `Rwkv6Config` / BBuf's configuration_rwkv6.py.
+        hfConfigKeys: [("hidden_size", .C), ("num_hidden_layers", .layers), ("head_size", .N),
+                       ("intermediate_size", .F), ("vocab_size", .V)],
+        hfModelType: "rwkv6", hfModelClass: "Rwkv6ForCausalLM")
+}
+
+// MARK: - Names and sizes
+
+extension TensorSpec {
+    /// The BlinkDL name in block `layer` (ignored outside blocks).
+    public func checkpointName(layer: Int) -> String {
+        switch scope {
+        case .start, .end: return name
+        case .layer, .firstLayer: return "blocks.\(layer)." + name
+        }
+    }
+
+    /// Whether block `layer` holds this tensor.
+    public func isPresent(inLayer layer: Int) -> Bool { scope == .layer || layer == 0 }
+}
+
+extension RWKVConfig {
+    public var schema: ArchitectureSchema { .of(version) }
+
+    /// The size a symbol stands for in this configuration.
+    public func size(_ d: Dim) -> Int {
+        switch d {
+        case .C: return embeddingSize
+        case .H: return headCount
+        case .N: return headSize
+        case .F: return ffnSize
+        case .V: return vocabSize
+        case .decayRank: return decayRank
+        case .iclrRank: return iclrRank
+        case .valueResidualRank: return valueResidualRank
+        case .gateRank: return gateRank
+        case .tokenShiftRank: return tokenShiftRank
+        case .layers: return layerCount
+        case .fixed(let n): return n
+        case .times(let k, let d): return k * size(d)
+        }
+    }
+
+    public func shape(_ dims: [Dim]) -> [Int] { dims.map(size) }
+
+    /// Every tensor of this configuration with its schema row and BlinkDL name, in checkpoint order.
+    public var checkpointTensors: [(name: String, spec: TensorSpec)] {
+        let rows = schema.tensors
+        var out = rows.filter { $0.scope == .start }.map { ($0.name, $0) }
+        for layer in 0..<layerCount {
+            for row in rows where (row.scope == .layer || row.scope == .firstLayer) && row.isPresent(inLayer: layer) {
+                out.append((row.checkpointName(layer: layer), row))
+            }
+        }
+        out += rows.filter { $0.scope == .end }.map { ($0.name, $0) }
+        return out
+    }
+
+    /// Every tensor an official checkpoint of this configuration holds, with its shape.
+    public var expectedShapes: [(name: String, shape: [Int])] {
+        checkpointTensors.map { ($0.name, shape($0.spec.shape)) }
+    }
+}
