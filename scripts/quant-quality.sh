@@ -38,8 +38,8 @@ for arch in rwkv7 rwkv6; do
 import json, sys
 r = json.load(sys.stdin)
 arch, p, im, size, bpw = sys.argv[1:6]
-print(f"| {arch} | {p} | {im} | {size} | {bpw} | {r[\"perplexity\"]:.4f} | {r[\"perplexityRatio\"]:.4f} | "
-      f"{r[\"meanKLD\"]:.5f} | {r[\"kld\"][\"p99\"]:.4f} | {100 * r[\"sameTop\"]:.1f} % |")' "$arch" "$p" "$im" "$(stat -c %s "$OUT/q.gguf")" "$bpw"
+print("| %s | %s | %s | %s | %s | %.4f | %.4f | %.5f | %.4f | %.1f %% |" % (arch, p, im, size, bpw, r["perplexity"],
+      r["perplexityRatio"], r["meanKLD"], r["kld"]["p99"], 100 * r["sameTop"]))' "$arch" "$p" "$im" "$(stat -c %s "$OUT/q.gguf")" "$bpw"
         done
     done
 done
