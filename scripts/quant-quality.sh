@@ -8,13 +8,13 @@
 #   scripts/quant-quality.sh [CHUNKS]      # CHUNKS of 512 held-out bytes (default 8)
 #
 # Needs the KJV corpus (python scripts/train/corpus.py --out .corpus: Debian's bible-kjv-text,
-# no venv needed beyond python3) and a debug build. Not part of make test.
+# no venv needed beyond python3). Builds and uses the release binaries. Not part of make test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CHUNKS=${1:-8}
 [ -f .corpus/heldout.txt ] || python3 scripts/train/corpus.py --out .corpus >/dev/null
-swift build --product rwkv-convert --product rwkv-verify >/dev/null
-B=.build/debug
+swift build -c release --product rwkv-convert --product rwkv-verify >/dev/null
+B=.build/release
 OUT=$(mktemp -d /tmp/rwkv-quant-quality.XXXXXX)
 trap 'rm -rf "$OUT"' EXIT
 # Calibration: the first 32 KB of the training split (never the held-out text).
