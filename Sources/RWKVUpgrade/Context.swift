@@ -1,4 +1,5 @@
 import Foundation
+import RWKVConvert
 import RWKVFormats
 import RWKVModel
 
@@ -141,7 +142,7 @@ final class UpgradeContext: @unchecked Sendable {
                 // A World token is at most a few dozen bytes: 128 bytes a token bounds what is read.
                 let file = try InputFile(text)
                 let bytes = try file.read(at: 0, count: min(file.size, options.fitTokens * 128), what: "calibration text")
-                var tokens = try CalibrationTokenizer.tokens(bytes, vocabularySize: plan.source.vocabSize, path: text)
+                var tokens = try TextTokenizer.forModel(vocabularySize: plan.source.vocabSize).encode(bytes, path: text)
                 tokens = Array(tokens.prefix(options.fitTokens))
                 guard tokens.count >= 16 else { throw RWKVError(text, "calibration text gives \(tokens.count) tokens; at least 16 are needed") }
                 calibration = try RWKV6CalibrationRun(tokens: tokens, weights: weights, config: plan.source)

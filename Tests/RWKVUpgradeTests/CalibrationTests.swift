@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import RWKVFormats
 import RWKVModel
-@testable import RWKVConvert
+@testable import RWKVUpgrade
 
 /// `--calibrate`: the RWKV-6 run that records activations, the tokenizer, and the calibrated upgrade.
 @Suite struct UpgradeCalibrationTests {
@@ -30,29 +30,6 @@ import RWKVModel
         #expect(throws: RWKVError(nil, "internal error: calibration asked for layer 0, next is 2")) { try run.runLayer(0) }
     }
 
-    @Test func worldTokenizerMatchesTheOfficialOne() throws {
-        // Expected ids from the official rwkv package: TRIE_TOKENIZER('rwkv_vocab_v20230424.txt').encode(text).
-        let tokenizer = try WorldTokenizer.shared()
-        let text = "Hello, world! 你好 — ½\n\tcafé's \"RWKV\""
-        #expect(try tokenizer.encode(Array(text.utf8)) == [33155, 45, 40213, 34, 33, 10464, 11685, 22898, 4935, 260, 1784, 7596, 460, 269, 1413, 1184, 35])
-        #expect(try tokenizer.encode(Array("The quick brown fox".utf8)) == [6699, 39418, 37917, 21704])
-        #expect(try CalibrationTokenizer.tokens([0x41, 0xff], vocabularySize: 256, path: "t") == [0x41, 0xff])
-        #expect(throws: RWKVError("t", "byte 200 is outside the model's 128-token vocabulary")) {
-            try CalibrationTokenizer.tokens([65, 200], vocabularySize: 128, path: "t")
-        }
-    }
-
-    @Test func vocabularyLiteralsDecodeLikePython() throws {
-        func parse(_ s: String) throws -> [UInt8] { try PythonLiteral.parse(Array(s.utf8)) }
-        #expect(try parse("'a\\'b'") == Array("a'b".utf8))
-        #expect(try parse("\"'\"") == [0x27])
-        #expect(try parse("b'\\xf9'") == [0xf9])
-        #expect(try parse("'\\xe9'") == Array("é".utf8))          // str \x: a code point, UTF-8 encoded
-        #expect(try parse("'\\u2002\\n\\t\\\\'") == Array("\u{2002}\n\t\\".utf8))
-        #expect(throws: PythonLiteral.Error.self) { try parse("'unterminated") }
-        #expect(try parse("'\\q'") == [0x5c, 0x71])                  // Python keeps unknown escapes as they are
-    }
-
     @Test func calibratedUpgradeFitsOnTheText() throws {
         let dir = try UpgradeScratch()
         let input = upgradeFixtures + "/models/rwkv6-tiny-fp32.pth"
@@ -61,8 +38,8 @@ import RWKVModel
         var options = quickOptions(.preserve)
         options.calibrationText = text
         let out = dir.file("calibrated.safetensors"), plain = dir.file("plain.safetensors")
-        let report = try RWKVUpgrade.run(input: input, output: out, options: options, dtype: .f32)
-        _ = try RWKVUpgrade.run(input: input, output: plain, options: quickOptions(.preserve), dtype: .f32)
+        let report = try Upgrade.run(input: input, output: out, options: options, dtype: .f32)
+        _ = try Upgrade.run(input: input, output: plain, options: quickOptions(.preserve), dtype: .f32)
         #expect(report.tensors.first { $0.name == "blocks.1.att.key.weight" }?.step == "PreserveRecipe.refitProjection")
         let a = try readAll(out), b = try readAll(plain), source = try readAll(input)
         // Without calibration key is RWKV-6's; with it, refitted (and still close: same map, other lerp).
@@ -77,13 +54,13 @@ import RWKVModel
         var paper = UpgradeOptions()
         paper.calibrationText = text
         #expect(throws: RWKVError(nil, "--calibrate only applies to --recipe preserve")) {
-            try RWKVUpgrade.run(input: input, output: dir.file("x.pth"), options: paper)
+            try Upgrade.run(input: input, output: dir.file("x.pth"), options: paper)
         }
         var short = quickOptions(.preserve)
         try Data("tiny".utf8).write(to: URL(fileURLWithPath: dir.file("short.txt")))
         short.calibrationText = dir.file("short.txt")
         #expect(throws: RWKVError(dir.file("short.txt"), "calibration text gives 4 tokens; at least 16 are needed")) {
-            try RWKVUpgrade.run(input: input, output: dir.file("x.pth"), options: short)
+            try Upgrade.run(input: input, output: dir.file("x.pth"), options: short)
         }
     }
 }

@@ -120,10 +120,3 @@ final class RWKV6CalibrationRun {
         return out
     }
 }
-
-/// Turns the calibration text into tokens, as `TextTokenizer` does for the model's vocabulary.
-public enum CalibrationTokenizer {
-    public static func tokens(_ text: [UInt8], vocabularySize: Int, path: String) throws -> [Int] {
-        try TextTokenizer.forModel(vocabularySize: vocabularySize).encode(text, path: path)
-    }
-}
