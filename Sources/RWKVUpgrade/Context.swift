@@ -11,6 +11,9 @@ final class V6Weights {
     let source: TensorSource
     private let cacheLimit: Int
     private var cache: [String: Matrix] = [:]
+    /// While a step runs, the RWKV-6 tensors it declares (`UpgradeStep.sources`); reading any
+    /// other is an internal error, so the report's sources are what was really read.
+    var allowed: (step: String, names: Set<String>)?
 
     init(source: TensorSource, config: RWKVConfig) {
         self.source = source
@@ -18,6 +21,9 @@ final class V6Weights {
     }
 
     func matrix(_ name: String) throws -> Matrix {
+        if let allowed, !allowed.names.contains(name) {
+            throw RWKVError(nil, "internal error: step \(allowed.step) read \(name), which it does not declare")
+        }
         if let m = cache[name] { return m }
         guard let info = source.info(name) else { throw RWKVError(source.path, "missing tensor \(name)") }
         let values = try NonFiniteCount.checked(source.floats(name), path: source.path, tensor: name,
@@ -71,7 +77,9 @@ final class UpgradeContext: @unchecked Sendable {
             weights.dropCache()
             currentLayer = tensor.layer
         }
-        let m = try tensor.compute(self)
+        weights.allowed = (tensor.step, Set(tensor.sources))
+        defer { weights.allowed = nil }
+        let m = try tensor.recipeStep.compute(self, tensor)
         guard m.values.count == tensor.shape.reduce(1, *) else {
             throw RWKVError(nil, "internal error: \(tensor.name) computed \(m.values.count) values for shape \(tensor.shape)")
         }
@@ -145,7 +153,9 @@ final class UpgradeContext: @unchecked Sendable {
                 var tokens = try TextTokenizer.forModel(vocabularySize: plan.source.vocabSize).encode(bytes, path: text)
                 tokens = Array(tokens.prefix(options.fitTokens))
                 guard tokens.count >= 16 else { throw RWKVError(text, "calibration text gives \(tokens.count) tokens; at least 16 are needed") }
-                calibration = try RWKV6CalibrationRun(tokens: tokens, weights: weights, config: plan.source)
+                // Its own reader: the run reads every earlier layer, which no step declares.
+                calibration = try RWKV6CalibrationRun(tokens: tokens, weights: V6Weights(source: weights.source, config: plan.source),
+                                                      config: plan.source)
             }
             guard let run = calibration else { throw RWKVError(nil, "internal error: no calibration run") }
             // Layers run in order; the activations of this layer are kept until the next starts.
@@ -167,8 +177,6 @@ final class UpgradeContext: @unchecked Sendable {
                                            count: options.fitTokens, random: &random)
     }
 
-    static let lerpOrder = ["w", "k", "v", "r", "g"]   // time_maa_w2's first axis
-
     /// RWKV-6's token-shift LoRA outputs over the fit batch, in time_maa_w2 order (w k v r g).
     func tokenShiftLoRA(_ layer: Int) throws -> [Matrix] {
         try remember("tokenShiftLoRA") {
@@ -181,29 +189,28 @@ final class UpgradeContext: @unchecked Sendable {
         }
     }
 
-    /// The RWKV-7 static lerp for x_<which> (which in w k v r g).
-    func timeMixLerp(_ layer: Int, _ which: String) throws -> [Float] {
-        try remember("lerp " + which) {
-            let maa = try weights.vector("blocks.\(layer).att.time_maa_" + which)
-            guard options.lerpIncludesLoRAMean, let index = Self.lerpOrder.firstIndex(of: which) else { return maa }
-            return try PreserveRecipe.meanLerp(timeMaa: maa, lora: tokenShiftLoRA(layer)[index], inputs: timeMixInputs(layer))
+    /// The RWKV-7 static lerp for RWKV-6's `lerp`.
+    func timeMixLerp(_ layer: Int, _ lerp: TokenShiftLerp) throws -> [Float] {
+        try remember("lerp \(lerp)") {
+            let maa = try weights.vector("blocks.\(layer)." + lerp.timeMaa)
+            guard options.lerpIncludesLoRAMean else { return maa }
+            return try PreserveRecipe.meanLerp(timeMaa: maa, lora: tokenShiftLoRA(layer)[lerp.rawValue], inputs: timeMixInputs(layer))
         }
     }
 
     /// The fit batch mixed as RWKV-6 mixes it (static + LoRA) and as RWKV-7 will (static only).
-    func mixedTimeMixInputs(_ layer: Int, _ which: String) throws -> (v6: Matrix, v7: Matrix) {
-        try remember("mixed " + which) {
+    func mixedTimeMixInputs(_ layer: Int, _ lerp: TokenShiftLerp) throws -> (v6: Matrix, v7: Matrix) {
+        try remember("mixed \(lerp)") {
             let inputs = try timeMixInputs(layer)
-            let maa = try weights.vector("blocks.\(layer).att.time_maa_" + which)
-            guard let index = Self.lerpOrder.firstIndex(of: which) else { throw RWKVError(nil, "internal error: no lerp x_\(which)") }
-            return try (inputs.lerp(maa, plus: tokenShiftLoRA(layer)[index]), inputs.lerp(timeMixLerp(layer, which)))
+            let maa = try weights.vector("blocks.\(layer)." + lerp.timeMaa)
+            return try (inputs.lerp(maa, plus: tokenShiftLoRA(layer)[lerp.rawValue]), inputs.lerp(timeMixLerp(layer, lerp)))
         }
     }
 
     /// With calibration: receptance, key or value refitted for the static lerp; else unchanged.
-    func refitted(_ layer: Int, _ which: String, _ matrix: Matrix) throws -> Matrix {
+    func refitted(_ layer: Int, _ lerp: TokenShiftLerp, _ matrix: Matrix) throws -> Matrix {
         guard options.calibrationText != nil else { return matrix }
-        let (v6Input, v7Input) = try mixedTimeMixInputs(layer, which)
+        let (v6Input, v7Input) = try mixedTimeMixInputs(layer, lerp)
         return try PreserveRecipe.refitProjection(matrix, v6Input: v6Input, v7Input: v7Input)
     }
 
@@ -212,7 +219,7 @@ final class UpgradeContext: @unchecked Sendable {
     func decayFit(_ layer: Int) throws -> PreserveRecipe.DecayFit {
         try remember("decayFit") {
             let att = "blocks.\(layer).att."
-            let (v6Input, v7Input) = try mixedTimeMixInputs(layer, "w")
+            let (v6Input, v7Input) = try mixedTimeMixInputs(layer, .w)
             // The fit sees the units that came from RWKV-6 only: new U(±1e-4) units add ~1e-8 to
             // the decay, and leaving them out keeps the fit independent of --seed.
             let lora = try decayLoRA(layer)
@@ -235,10 +242,10 @@ final class UpgradeContext: @unchecked Sendable {
             let rowScale: [Float] = options.compensateDecayShift ? fit.meanDecay.map { 1 / $0 } : [Float](repeating: 1, count: fit.meanDecay.count)
             let missing = PreserveRecipe.bonusMissingInside(timeFirst: u, meanDecay: fit.meanDecay, compensateShift: options.compensateDecayShift)
             // RWKV-6's and RWKV-7's r, k, v over the fit batch, and RWKV-6's decays.
-            let (xr6, xr7) = try mixedTimeMixInputs(layer, "r")
-            let (xk6, xk7) = try mixedTimeMixInputs(layer, "k")
-            let (xv6, xv7) = try mixedTimeMixInputs(layer, "v")
-            let (xw6, _) = try mixedTimeMixInputs(layer, "w")
+            let (xr6, xr7) = try mixedTimeMixInputs(layer, .r)
+            let (xk6, xk7) = try mixedTimeMixInputs(layer, .k)
+            let (xv6, xv7) = try mixedTimeMixInputs(layer, .v)
+            let (xw6, _) = try mixedTimeMixInputs(layer, .w)
             let r = try weights.matrix(att + "receptance.weight"), k = try weights.matrix(att + "key.weight")
             let v = try weights.matrix(att + "value.weight")
             let delta6 = try PreserveRecipe.tanhProduct(xw6, weights.matrix(att + "time_decay_w1"), weights.matrix(att + "time_decay_w2"))
@@ -249,8 +256,8 @@ final class UpgradeContext: @unchecked Sendable {
                 missing: missing, lnXWeight: weights.vector(att + "ln_x.weight"),
                 r6: xr6.multiplied(by: r.transposed()), k6: xk6.multiplied(by: k.transposed()), v6: xv6.multiplied(by: v.transposed()),
                 decay6: decay6, timeFirst: u,
-                r7: xr7.multiplied(by: refitted(layer, "r", r).transposed()).scalingColumns(rowScale),
-                k7: xk7.multiplied(by: refitted(layer, "k", k).transposed()), v7: xv7.multiplied(by: refitted(layer, "v", v).transposed()))
+                r7: xr7.multiplied(by: refitted(layer, .r, r).transposed()).scalingColumns(rowScale),
+                k7: xk7.multiplied(by: refitted(layer, .k, k).transposed()), v7: xv7.multiplied(by: refitted(layer, .v, v).transposed()))
             report(layer) { $0.bonusOutsideScale = scale }
             return PreserveRecipe.bonus(timeFirst: u, meanDecay: fit.meanDecay, compensateShift: options.compensateDecayShift,
                                         outsideScale: scale)
@@ -259,7 +266,7 @@ final class UpgradeContext: @unchecked Sendable {
 
     func preserveGate(_ layer: Int) throws -> PreserveRecipe.GateFit {
         try remember("preserveGate") {
-            let (v6Input, v7Input) = try mixedTimeMixInputs(layer, "g")
+            let (v6Input, v7Input) = try mixedTimeMixInputs(layer, .g)
             let fit = try PreserveRecipe.gateFit(gate: weights.matrix("blocks.\(layer).att.gate.weight"), v6Input: v6Input,
                                                  v7Input: v7Input, rank: plan.target.gateRank,
                                                  spreads: options.gateUnitSpreads)
