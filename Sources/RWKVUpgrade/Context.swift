@@ -56,13 +56,33 @@ public struct UpgradeLayerReport: Codable, Sendable {
     init(layer: Int) { self.layer = layer }
 }
 
-/// Runs the plan's computations: the per-layer work shared by several output tensors (decay
-/// mapping, gate factorisation, fit batches) is done once and kept until the next layer.
+/// One block's work shared by several of its tensors (decay mapping, gate factorisation, fit
+/// batches), each computed when first needed. It belongs to one block: the context starts a new
+/// one when the next block's tensors begin, and refuses to hand it to another block's step.
+struct LayerFits {
+    let layer: Int
+    var decayLoRA: (w1: Matrix, w2: Matrix, kept: [Int])?
+    var paperGate: (g1: Matrix, g2: Matrix)?
+    var timeMixInputs: MixInputs?
+    var channelMixInputs: MixInputs?
+    /// In time_maa_w2 order (`TokenShiftLerp.rawValue`).
+    var tokenShiftLoRA: [Matrix]?
+    var lerps: [TokenShiftLerp: [Float]] = [:]
+    var mixed: [TokenShiftLerp: (v6: Matrix, v7: Matrix)] = [:]
+    var decayFit: PreserveRecipe.DecayFit?
+    var bonus: (rk: Matrix, receptanceRowScale: [Float])?
+    var preserveGate: PreserveRecipe.GateFit?
+    var channelMixReceptanceScale: [Float]?
+
+    init(layer: Int) { self.layer = layer }
+}
+
+/// Runs the plan's computations, keeping the current block's shared work in `LayerFits`.
 final class UpgradeContext: @unchecked Sendable {
     let weights: V6Weights
     let plan: UpgradePlan
     var options: UpgradeOptions { plan.options }
-    private var memo: [String: Any] = [:]
+    private var fits: LayerFits?
     private var currentLayer: Int?
     private(set) var layerReports: [Int: UpgradeLayerReport] = [:]
 
@@ -73,7 +93,7 @@ final class UpgradeContext: @unchecked Sendable {
 
     func compute(_ tensor: UpgradedTensor) throws -> Matrix {
         if tensor.layer != currentLayer {
-            memo.removeAll()
+            fits = tensor.layer.map(LayerFits.init)
             weights.dropCache()
             currentLayer = tensor.layer
         }
@@ -92,10 +112,14 @@ final class UpgradeContext: @unchecked Sendable {
     /// The stream for a new random parameter: depends on the user's seed and the tensor's name only.
     func random(_ name: String) -> SeededRandom { SeededRandom(seed: options.seed, stream: name) }
 
-    private func remember<T>(_ key: String, _ make: () throws -> T) rethrows -> T {
-        if let v = memo[key] as? T { return v }
+    /// `layer`'s result at `key`, computed by `make` the first time.
+    private func remember<T>(_ layer: Int, _ key: WritableKeyPath<LayerFits, T?>, _ make: () throws -> T) throws -> T {
+        guard let current = fits, current.layer == layer else {
+            throw RWKVError(nil, "internal error: block \(layer)'s fits asked for while computing block \(currentLayer.map(String.init) ?? "none")")
+        }
+        if let v = current[keyPath: key] { return v }
         let v = try make()
-        memo[key] = v
+        fits?[keyPath: key] = v
         return v
     }
 
@@ -108,7 +132,7 @@ final class UpgradeContext: @unchecked Sendable {
     // MARK: decay LoRA (both recipes)
 
     func decayLoRA(_ layer: Int) throws -> (w1: Matrix, w2: Matrix, kept: [Int]) {
-        try remember("decayLoRA") {
+        try remember(layer, \.decayLoRA) {
             let att = "blocks.\(layer).att."
             var r1 = random(att + "w1"), r2 = random(att + "w2")
             let result = try PaperRecipe.resizedDecayLoRA(w1: weights.matrix(att + "time_decay_w1"), w2: weights.matrix(att + "time_decay_w2"),
@@ -121,7 +145,7 @@ final class UpgradeContext: @unchecked Sendable {
     // MARK: paper gate
 
     func paperGate(_ layer: Int) throws -> (g1: Matrix, g2: Matrix) {
-        try remember("paperGate") {
+        try remember(layer, \.paperGate) {
             let factors = try PaperRecipe.gateFactors(gate: weights.matrix("blocks.\(layer).att.gate.weight"), rank: plan.target.gateRank)
             report(layer) { $0.gateRelativeError = factors.relativeError }
             return (factors.g1, factors.g2)
@@ -134,11 +158,11 @@ final class UpgradeContext: @unchecked Sendable {
     /// stand-in built from ln1's weight and bias. The stand-in's stream is fixed (not the
     /// user's seed), so the fits do not change with --seed.
     func timeMixInputs(_ layer: Int) throws -> MixInputs {
-        try remember("timeMixInputs") { try fitInputs(layer, norm: "ln1") }
+        try remember(layer, \.timeMixInputs) { try fitInputs(layer, norm: "ln1") }
     }
 
     func channelMixInputs(_ layer: Int) throws -> MixInputs {
-        try remember("channelMixInputs") { try fitInputs(layer, norm: "ln2") }
+        try remember(layer, \.channelMixInputs) { try fitInputs(layer, norm: "ln2") }
     }
 
     private var calibration: RWKV6CalibrationRun?
@@ -163,11 +187,11 @@ final class UpgradeContext: @unchecked Sendable {
                 let index = run.nextLayer
                 let inputs = try run.runLayer(index)
                 if index == layer {
-                    memo["calibrated ln1"] = inputs.timeMix
-                    memo["calibrated ln2"] = inputs.channelMix
+                    fits?.timeMixInputs = inputs.timeMix
+                    fits?.channelMixInputs = inputs.channelMix
                 }
             }
-            guard let inputs = memo["calibrated " + norm] as? MixInputs else {
+            guard fits?.layer == layer, let inputs = norm == "ln1" ? fits?.timeMixInputs : fits?.channelMixInputs else {
                 throw RWKVError(nil, "internal error: calibration inputs of layer \(layer) are gone")
             }
             return inputs
@@ -179,7 +203,7 @@ final class UpgradeContext: @unchecked Sendable {
 
     /// RWKV-6's token-shift LoRA outputs over the fit batch, in time_maa_w2 order (w k v r g).
     func tokenShiftLoRA(_ layer: Int) throws -> [Matrix] {
-        try remember("tokenShiftLoRA") {
+        try remember(layer, \.tokenShiftLoRA) {
             let att = "blocks.\(layer).att."
             let w2 = try weights.matrix(att + "time_maa_w2")        // (5·D)×C
             let d = w2.rows / 5
@@ -191,7 +215,7 @@ final class UpgradeContext: @unchecked Sendable {
 
     /// The RWKV-7 static lerp for RWKV-6's `lerp`.
     func timeMixLerp(_ layer: Int, _ lerp: TokenShiftLerp) throws -> [Float] {
-        try remember("lerp \(lerp)") {
+        try remember(layer, \.lerps[lerp]) {
             let maa = try weights.vector("blocks.\(layer)." + lerp.timeMaa)
             guard options.lerpIncludesLoRAMean else { return maa }
             return try PreserveRecipe.meanLerp(timeMaa: maa, lora: tokenShiftLoRA(layer)[lerp.rawValue], inputs: timeMixInputs(layer))
@@ -200,7 +224,7 @@ final class UpgradeContext: @unchecked Sendable {
 
     /// The fit batch mixed as RWKV-6 mixes it (static + LoRA) and as RWKV-7 will (static only).
     func mixedTimeMixInputs(_ layer: Int, _ lerp: TokenShiftLerp) throws -> (v6: Matrix, v7: Matrix) {
-        try remember("mixed \(lerp)") {
+        try remember(layer, \.mixed[lerp]) {
             let inputs = try timeMixInputs(layer)
             let maa = try weights.vector("blocks.\(layer)." + lerp.timeMaa)
             return try (inputs.lerp(maa, plus: tokenShiftLoRA(layer)[lerp.rawValue]), inputs.lerp(timeMixLerp(layer, lerp)))
@@ -217,7 +241,7 @@ final class UpgradeContext: @unchecked Sendable {
     // MARK: preserve: decay, bonus, gate, channel mix
 
     func decayFit(_ layer: Int) throws -> PreserveRecipe.DecayFit {
-        try remember("decayFit") {
+        try remember(layer, \.decayFit) {
             let att = "blocks.\(layer).att."
             let (v6Input, v7Input) = try mixedTimeMixInputs(layer, .w)
             // The fit sees the units that came from RWKV-6 only: new U(±1e-4) units add ~1e-8 to
@@ -235,7 +259,7 @@ final class UpgradeContext: @unchecked Sendable {
     }
 
     func bonus(_ layer: Int) throws -> (rk: Matrix, receptanceRowScale: [Float]) {
-        try remember("bonus") {
+        try remember(layer, \.bonus) {
             let att = "blocks.\(layer).att."
             let u = try weights.matrix(att + "time_faaaa")
             let fit = try decayFit(layer)
@@ -265,7 +289,7 @@ final class UpgradeContext: @unchecked Sendable {
     }
 
     func preserveGate(_ layer: Int) throws -> PreserveRecipe.GateFit {
-        try remember("preserveGate") {
+        try remember(layer, \.preserveGate) {
             let (v6Input, v7Input) = try mixedTimeMixInputs(layer, .g)
             let fit = try PreserveRecipe.gateFit(gate: weights.matrix("blocks.\(layer).att.gate.weight"), v6Input: v6Input,
                                                  v7Input: v7Input, rank: plan.target.gateRank,
@@ -276,7 +300,7 @@ final class UpgradeContext: @unchecked Sendable {
     }
 
     func channelMixReceptanceScale(_ layer: Int) throws -> [Float] {
-        try remember("channelMixReceptanceScale") {
+        try remember(layer, \.channelMixReceptanceScale) {
             let ffn = "blocks.\(layer).ffn."
             let inputs = try channelMixInputs(layer)
             let scale = try PreserveRecipe.channelMixReceptanceScale(

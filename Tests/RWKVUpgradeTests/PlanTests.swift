@@ -40,6 +40,19 @@ import RWKVModel
         }
     }
 
+    /// A block's fits are typed and belong to that block: once block 1's tensors run, block 0's
+    /// results are gone and asking for them is an error, never another block's answer.
+    @Test func fitsBelongToTheirBlock() throws {
+        let input = upgradeFixtures + "/models/rwkv6-tiny-fp32.pth"
+        let source = try Checkpoint.open(input)
+        let plan = try UpgradePlan(source: RWKVConfig.detect(source), options: quickOptions(.preserve), path: input)
+        let ctx = UpgradeContext(source: source, plan: plan)
+        let w0 = try #require(plan.tensors.first { $0.name == "blocks.1.att.w0" })
+        let first = try ctx.compute(w0)
+        #expect(try ctx.decayFit(1).w0 == first.values)
+        #expect(throws: RWKVError(nil, "internal error: block 0's fits asked for while computing block 1")) { try ctx.decayFit(0) }
+    }
+
     @Test func sourcesAreRWKV6TensorsOfTheBlock() throws {
         let config = TinyRWKV6.config
         #expect(try UpgradePlan.sourceName("att.time_decay", layer: 1, of: config) == "blocks.1.att.time_decay")
