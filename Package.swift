@@ -49,7 +49,7 @@ let package = Package(
         .testTarget(name: "RWKVModelTests", dependencies: ["RWKVModel"]),
         // The hostile-file tests check that the upgrade refuses bad checkpoints as conversion does.
         .testTarget(name: "RWKVConvertTests", dependencies: ["RWKVConvert", "RWKVUpgrade"]),
-        .testTarget(name: "RWKVUpgradeTests", dependencies: ["RWKVUpgrade", "RWKVConvert"]),
+        .testTarget(name: "RWKVUpgradeTests", dependencies: ["RWKVUpgrade"]),
         .testTarget(name: "RWKVVerifyTests", dependencies: ["RWKVVerify", "RWKVCommandLine"]),
         .testTarget(name: "RWKVCommandLineTests", dependencies: ["RWKVCommandLine"]),
     ]

@@ -165,7 +165,7 @@ final class UpgradeContext: @unchecked Sendable {
         try remember(layer, \.channelMixInputs) { try fitInputs(layer, norm: "ln2") }
     }
 
-    private var calibration: RWKV6CalibrationRun?
+    private var calibration: CalibrationRun?
 
     private func fitInputs(_ layer: Int, norm: String) throws -> MixInputs {
         let b = "blocks.\(layer)."
@@ -177,24 +177,11 @@ final class UpgradeContext: @unchecked Sendable {
                 var tokens = try TextTokenizer.forModel(vocabularySize: plan.source.vocabSize).encode(bytes, path: text)
                 tokens = Array(tokens.prefix(options.fitTokens))
                 guard tokens.count >= 16 else { throw RWKVError(text, "calibration text gives \(tokens.count) tokens; at least 16 are needed") }
-                // Its own reader: the run reads every earlier layer, which no step declares.
-                calibration = try RWKV6CalibrationRun(tokens: tokens, weights: V6Weights(source: weights.source, config: plan.source),
-                                                      config: plan.source)
+                calibration = try CalibrationRun(tokens: tokens, source: weights.source)
             }
             guard let run = calibration else { throw RWKVError(nil, "internal error: no calibration run") }
-            // Layers run in order; the activations of this layer are kept until the next starts.
-            while run.nextLayer <= layer {
-                let index = run.nextLayer
-                let inputs = try run.runLayer(index)
-                if index == layer {
-                    fits?.timeMixInputs = inputs.timeMix
-                    fits?.channelMixInputs = inputs.channelMix
-                }
-            }
-            guard fits?.layer == layer, let inputs = norm == "ln1" ? fits?.timeMixInputs : fits?.channelMixInputs else {
-                throw RWKVError(nil, "internal error: calibration inputs of layer \(layer) are gone")
-            }
-            return inputs
+            let inputs = try run.inputs(layer)
+            return norm == "ln1" ? inputs.timeMix : inputs.channelMix
         }
         var random = SeededRandom(seed: 0, stream: "fit batch " + b + norm)
         return try MixInputs.gaussianProxy(lnWeight: weights.vector(b + norm + ".weight"), lnBias: weights.vector(b + norm + ".bias"),
