@@ -28,7 +28,9 @@ let package = Package(
         // AVX everywhere and crash on CPUs without it. -O3 keeps debug-built tests fast.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
 
-        .target(name: "RWKVFormats", dependencies: ["CZip", "CKernels"]),
+        // Optimised in debug builds too, as CKernels: the k-quant quantizers compare 8 scales side by
+        // side in SIMD lanes, which unoptimised Swift runs ~10x slower than plain code.
+        .target(name: "RWKVFormats", dependencies: ["CZip", "CKernels"], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "RWKVModel", dependencies: ["RWKVFormats", "COpenBLAS"]),
         .target(name: "RWKVConvert", dependencies: ["RWKVFormats", "RWKVModel"],
                 resources: [.copy("Resources/rwkv_vocab_v20230424.txt")]),

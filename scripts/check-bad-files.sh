@@ -6,8 +6,7 @@
 #   (Files named nonfinite-* have a good header: inspect may accept them; the others must not.)
 # Memory bound (peak RSS, GNU time): inspect, headers only, file size + 64 MB; the conversions,
 #   rwkv-verify and rwkv-upgrade, which may also hold the model's weights as floats, 2 × file
-#   size + 96 MB. Then the command-line layer: argument errors, outputs that are not regular
-#   files, a 255-byte output name, a file name that is not UTF-8, and Ctrl-C / Ctrl-\ cleanup.
+#   size + 96 MB. Then the command-line layer: argument errors, an output that is a FIFO, a 255-byte output name, a file name that is not UTF-8, and Ctrl-C / Ctrl-\ cleanup.
 # Expected messages are checked by the Swift tests; this checks the programs.
 set -uo pipefail
 bin=${1:-.build/debug}
@@ -72,8 +71,8 @@ expect "--threads 0" 2 -- "$bin/rwkv-convert" safetensors-to-native "$model" "$s
 expect "--recipe x" 2 -- "$bin/rwkv-upgrade" v6-to-v7 "$model" "$scratch/x.pth" --recipe x
 expect "rwkv-verify --bogus" 2 -- "$bin/rwkv-verify" "$model" --bogus
 expect "--help" 0 -- "$bin/rwkv-convert" --help
-expect "output /dev/null" 2 -- "$bin/rwkv-convert" safetensors-to-native "$model" /dev/null
-[ -c /dev/null ] || { echo "FAIL /dev/null is no longer a character device"; fail=1; }
+# (Not /dev/null itself: a build with the bug, run as root, would replace the system's /dev/null.
+# Tests/RWKVFormatsTests/OutputFileTests.swift checks it without ever committing an output.)
 mkfifo "$scratch/fifo"
 expect "output FIFO" 2 -- "$bin/rwkv-convert" safetensors-to-native "$model" "$scratch/fifo"
 [ -p "$scratch/fifo" ] || { echo "FAIL the FIFO output was replaced"; fail=1; }

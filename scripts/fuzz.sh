@@ -46,7 +46,7 @@ fail=0
 for t in "${targets[@]}"; do
     mkdir -p "$out/crashes/$t" "$out/work/$t"
     log="$out/fuzz-$t.log"
-    RWKV_FUZZ_TARGET=$t ASAN_OPTIONS=detect_leaks=1 "$fuzzer" "$out/work/$t" "$out/corpus/$t" \
+    RWKV_FUZZ_TARGET=$t ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=Fuzz/lsan.supp "$fuzzer" "$out/work/$t" "$out/corpus/$t" \
         -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 -max_len=400000 \
         -artifact_prefix="$out/crashes/$t/" -print_final_stats=1 >"$log" 2>&1
     code=$?

@@ -5,13 +5,16 @@
 #     the source values; llama.cpp (llama-cpp-python) loads every file and its logits on the
 #     fixture tokens are compared with the official package's;
 #   - GGUFInteropTests (Swift, opt-in): our reader's values equal gguf.quants.dequantize's;
-#   - rwkv-verify (our forward pass) on the same files and tokens, for comparison.
+#   - rwkv-verify (our forward pass) on the same files and tokens, for comparison;
+#   - scripts/train/parity.py: the trainable torch RWKV-6/7 against the official package (fixtures).
 # Needs the venv (scripts/venv.sh) plus llama-cpp-python (scripts/interop-requirements.txt:
 # compiles llama.cpp, slow). Writes to $OUT (default: a new folder in /tmp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo /work/main/.venv/bin/python )}
 OUT=${OUT:-$(mktemp -d /tmp/rwkv-interop.XXXXXX)}
+parity=0
+"$PY" scripts/train/parity.py || parity=1
 "$PY" -c 'import gguf, llama_cpp' || {
     echo "interop: the venv needs gguf and llama-cpp-python: $PY -m pip install -r scripts/interop-requirements.txt" >&2; exit 1; }
 swift build --product rwkv-convert >/dev/null
@@ -23,7 +26,7 @@ for m in $MODELS; do
         .build/debug/rwkv-convert safetensors-to-native "fixtures/models/$m.safetensors" "$OUT/$m.$t.gguf" --type "$t" >/dev/null
     done
 done
-status=0
+status=$parity
 "$PY" scripts/interop.py "$OUT" $MODELS || status=1
 # A World-vocabulary model (65536 rows): llama.cpp must tokenize like the official package.
 # (In its own folder: the Swift check below compares every .gguf in $OUT.)

@@ -35,6 +35,9 @@ public struct ConversionOptions: Sendable {
     public var sync: Bool = false
     /// Fine-tune adapters merged into the checkpoint before anything else (`--merge-lora`).
     public var adapters = AdapterList()
+    /// An importance matrix (`--imatrix`: ours or llama-imatrix's, GGUF or legacy .dat): the
+    /// quantizers that weigh their errors use its row for each tensor it covers, as llama-quantize.
+    public var imatrixPath: String?
     /// Convert NaN and infinite weights as they are (`--allow-non-finite`, for experts) instead
     /// of refusing the checkpoint; the report then counts them.
     public var allowNonFinite = false
@@ -83,7 +86,7 @@ public struct ConversionReport: Codable, Sendable {
     /// The warning --allow-non-finite earns, or nil.
     public var nonFiniteWarning: String? {
         nonFiniteCount == 0 ? nil
-            : "\(nonFiniteCount) NaN or infinite source values converted as they are (--allow-non-finite) in \(nonFiniteTensors.joined(separator: ", ")); llama.cpp will compute NaN with them"
+            : "\(nonFiniteCount) NaN or infinite source values converted anyway (--allow-non-finite) in \(nonFiniteTensors.joined(separator: ", ")) (f16/bf16 keep them; block types may turn them into 0 or infinite scales)"
     }
 
     public var text: String {
@@ -140,6 +143,7 @@ public enum Converter {
         }
         let vocabulary = try options.vocabularyPath.map { try Vocabulary.world(path: $0, rows: config.vocabSize) }
             ?? Vocabulary.automatic(rows: config.vocabSize)
+        let importanceRows = try options.imatrixPath.map { try ImportanceMatrix.read($0).rows(for: plan, path: $0) } ?? [:]
 
         // The source's SHA-256 goes in the header, which is written first: reserve it, hash the
         // input on another thread while converting, and fill it in before committing.
@@ -149,7 +153,7 @@ public enum Converter {
                                      provenance: Provenance(sourceFile: (input as NSString).lastPathComponent, sourceSHA256: placeholder,
                                                              adapters: (source as? MergedSource)?.adapterDescriptions ?? []))
         let writer = try GGUFWriter(path: output, metadata: metadata, tensors: plan.tensors.map(\.info),
-                                    refusingToOverwrite: [input] + (options.vocabularyPath.map { [$0] } ?? []),
+                                    refusingToOverwrite: [input] + [options.vocabularyPath, options.imatrixPath].compactMap { $0 },
                                     durable: options.sync)
         // Removed now on any failure, not whenever the last reference (held by a write job on
         // the writer thread until it is released) goes away.
@@ -165,7 +169,8 @@ public enum Converter {
         var done = 0
         for t in plan.tensors {
             report(done, totalBytes, t.layout.name)
-            let (overflow, nonFinite) = try convert(t, from: source, reading: sourceBytes, inPiecesOf: options.pieceElements, into: pipeline)
+            let (overflow, nonFinite) = try convert(t, from: source, reading: sourceBytes, inPiecesOf: options.pieceElements,
+                                                    importance: importanceRows[t.layout.name], into: pipeline)
             if let (tensor, found) = nonFinite.first(where: { $0.1.count > 0 }), !options.allowNonFinite {
                 throw found.error(path: input, tensor: tensor, advice: "--allow-non-finite converts it anyway")
             }
@@ -201,18 +206,22 @@ public enum Converter {
     /// pieces as they pass, so the check costs no extra read). A tensor copied as is (the large
     /// matrices) streams through in pieces, read, encoded and written one after another; the
     /// small transformed ones are built as floats.
+    /// `importance`: the tensor's importance-matrix row (one weight per column), when the
+    /// plan's type weighs with it; pieces and chunks are then whole rows.
     static func convert(_ t: PlannedTensor, from source: TensorSource, reading buffer: ReusableBuffer,
-                        inPiecesOf pieceElements: Int, into pipeline: WritePipeline) throws -> (Int, [(String, NonFiniteCount)]) {
-        precondition(pieceElements > 0 && pieceElements % 32 == 0, "pieces must hold whole blocks")   // caller's contract
+                        inPiecesOf pieceElements: Int, importance: [Float]? = nil,
+                        into pipeline: WritePipeline) throws -> (Int, [(String, NonFiniteCount)]) {
+        precondition(pieceElements > 0 && pieceElements % t.dtype.blockSize == 0, "pieces must hold whole blocks")   // caller's contract
         let layout = t.layout
         // (An empty tensor takes the other path: no piece would ever complete it in the writer.)
         if layout.transform == .reshape, layout.sources.count == 1, layout.elementCount > 0, let info = source.info(layout.sources[0]) {
             var overflow = 0
             var nonFinite = NonFiniteCount()
             var start = 0
-            try source.read(layout.sources[0], inPiecesOf: pieceElements * info.dtype.blockBytes, using: buffer) { piece in
+            let piece = importance.map { max(1, pieceElements / $0.count) * $0.count } ?? pieceElements
+            try source.read(layout.sources[0], inPiecesOf: piece * info.dtype.blockBytes, using: buffer) { piece in
                 let encoder = try pipeline.freeEncoder()
-                let (bytes, n, found) = encoder.encode(piece, of: info.dtype, as: t.dtype)
+                let (bytes, n, found) = encoder.encode(piece, of: info.dtype, as: t.dtype, importance: importance)
                 pipeline.write(bytes, from: encoder)
                 overflow += n
                 nonFinite.add(found, at: start)
@@ -297,8 +306,8 @@ final class ParallelEncoder {
     /// enough to stay in cache.
     static let chunkElements = 1 << 15
     private var buffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
-    /// One chunk of float scratch per worker, allocated once.
-    private let scratch: [UnsafeMutableBufferPointer<Float>]
+    /// One chunk of float scratch per worker, allocated once (again only for rows longer than a chunk).
+    private var scratch: [UnsafeMutableBufferPointer<Float>]
 
     init(threads: Int) {
         self.threads = min(max(1, threads), ConversionOptions.maxThreads)
@@ -314,10 +323,14 @@ final class ParallelEncoder {
     /// source bytes when ElementCodec has a direct path, else through floats. Also counts the
     /// source's NaN and infinite values, chunk by chunk on the same threads while the chunk is
     /// in cache.
-    func encode(_ source: UnsafeRawBufferPointer, of sourceType: DType, as dtype: DType) -> (UnsafeRawBufferPointer, Int, NonFiniteCount) {
+    /// With an `importance` row, `source` is whole rows and the chunks are too (ggml's weighted
+    /// q4_0..q5_1 scale by a whole row's mean square).
+    func encode(_ source: UnsafeRawBufferPointer, of sourceType: DType, as dtype: DType,
+                importance: [Float]? = nil) -> (UnsafeRawBufferPointer, Int, NonFiniteCount) {
         let stride = sourceType.blockBytes
         let count = source.count / stride
-        let chunks = (count + Self.chunkElements - 1) / Self.chunkElements
+        let chunk = importance.map { max(1, Self.chunkElements / $0.count) * $0.count } ?? Self.chunkElements
+        let chunks = (count + chunk - 1) / chunk
         // One slot per chunk: chunks are disjoint, so workers write different slots.
         let found = UnsafeMutableBufferPointer<NonFiniteCount>.allocate(capacity: max(chunks, 1))
         found.initialize(repeating: NonFiniteCount())
@@ -326,22 +339,30 @@ final class ParallelEncoder {
             UnsafeRawBufferPointer(rebasing: source[range.lowerBound * stride..<range.upperBound * stride])
         }
         let encoded: (UnsafeRawBufferPointer, Int)
-        if ElementCodec.canTranscode(from: sourceType, to: dtype) {
+        if importance == nil, ElementCodec.canTranscode(from: sourceType, to: dtype) {
             encoded = encodeChunks(count: count, as: dtype) { range, dst, _ in
-                found[range.lowerBound / Self.chunkElements] = NonFiniteCount.scan(bytes(range), as: sourceType)
+                found[range.lowerBound / chunk] = NonFiniteCount.scan(bytes(range), as: sourceType)
                 return ElementCodec.transcodeChunk(bytes(range), from: sourceType, into: dst, as: dtype)
             }
         } else {
-            encoded = encode(count: count, as: dtype) { range, scratch in
-                found[range.lowerBound / Self.chunkElements] = NonFiniteCount.scan(bytes(range), as: sourceType)
-                let chunk = UnsafeMutableBufferPointer(rebasing: scratch[0..<range.count])
-                ElementCodec.decodeChunk(bytes(range), as: sourceType, into: chunk)
-                return UnsafeBufferPointer(chunk)
+            encoded = withImportance(importance) { weights in
+                encodeChunks(count: count, as: dtype, chunkElements: chunk) { range, dst, scratch in
+                    found[range.lowerBound / chunk] = NonFiniteCount.scan(bytes(range), as: sourceType)
+                    let values = UnsafeMutableBufferPointer(rebasing: scratch[0..<range.count])
+                    ElementCodec.decodeChunk(bytes(range), as: sourceType, into: values)
+                    return ElementCodec.encodeChunk(UnsafeBufferPointer(values), as: dtype, into: dst, importance: weights)
+                }
             }
         }
         var total = NonFiniteCount()
-        for (i, f) in found.enumerated() { total.add(f, at: i * Self.chunkElements) }
+        for (i, f) in found.enumerated() { total.add(f, at: i * chunk) }
         return (encoded.0, encoded.1, total)
+    }
+
+    /// `body` with the importance row as the quantizers take it: every chunk starts a row.
+    private func withImportance<R>(_ row: [Float]?, _ body: (Quantizer.Importance?) -> R) -> R {
+        guard let row else { return body(nil) }
+        return row.withUnsafeBufferPointer { body(Quantizer.Importance(row: $0, firstColumn: 0)) }
     }
 
     /// `values(range, scratch)` gives the values of `range`, either in `scratch` (room for one
@@ -358,7 +379,7 @@ final class ParallelEncoder {
 
     /// The loop under `encode`: `chunk(range, bytes, scratch)` writes the encoded `bytes` of the
     /// values in `range` (using `scratch` as it likes) and returns how many overflowed.
-    func encodeChunks(count: Int, as dtype: DType,
+    func encodeChunks(count: Int, as dtype: DType, chunkElements: Int = ParallelEncoder.chunkElements,
                       chunk encodeChunk: (Range<Int>, UnsafeMutableRawBufferPointer, UnsafeMutableBufferPointer<Float>) -> Int)
         -> (UnsafeRawBufferPointer, Int) {
         let size = dtype.byteCount(elements: count) ?? 0
@@ -366,7 +387,11 @@ final class ParallelEncoder {
             buffer.deallocate()
             buffer = .allocate(byteCount: size, alignment: 64)
         }
-        let chunks = (count + Self.chunkElements - 1) / Self.chunkElements
+        if chunkElements > scratch[0].count {   // whole rows longer than a chunk
+            scratch.forEach { $0.deallocate() }
+            scratch = (0..<threads).map { _ in .allocate(capacity: chunkElements) }
+        }
+        let chunks = (count + chunkElements - 1) / chunkElements
         let workers = max(1, min(threads, chunks))
         var overflow = [Int](repeating: 0, count: workers)
         withoutActuallyEscaping(encodeChunk) { encodeChunk in
@@ -378,7 +403,7 @@ final class ParallelEncoder {
                 let work = UnsafeSendable { (worker: Int) in
                     var chunk = worker
                     while chunk < chunks {
-                        let range = chunk * Self.chunkElements..<min(count, (chunk + 1) * Self.chunkElements)
+                        let range = chunk * chunkElements..<min(count, (chunk + 1) * chunkElements)
                         let byteStart = range.lowerBound / dtype.blockSize * dtype.blockBytes
                         let byteCount = range.count / dtype.blockSize * dtype.blockBytes
                         let dst = UnsafeMutableRawBufferPointer(start: outBase.map { $0 + byteStart }, count: byteCount)

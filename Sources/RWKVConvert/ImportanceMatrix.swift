@@ -310,3 +310,26 @@ public enum ImportanceMatrixRun {
                       seconds: seconds, tokensPerSecond: Double(tokens) / max(seconds, 1e-9))
     }
 }
+
+extension ImportanceMatrix {
+    /// The importance row of every planned tensor whose type weighs its errors with one, by GGUF
+    /// name, as llama-quantize takes them: a tensor the matrix does not cover is quantized without
+    /// weights; an entry whose width is not the tensor's row length is an error (llama.cpp
+    /// refuses it too), and so is a row that is not finite and non-negative.
+    public func rows(for plan: ConversionPlan, path: String) throws -> [String: [Float]] {
+        var out: [String: [Float]] = [:]
+        for t in plan.tensors where Quantizer.usesImportance(t.dtype) {
+            guard let entry = entries[t.layout.name] else { continue }
+            let rowLength = t.layout.shape.last ?? 0
+            guard entry.width == rowLength, entry.sums.count == rowLength else {
+                throw RWKVError(path, "entry \(t.layout.name) has \(entry.sums.count) values for rows of \(rowLength): it was made for another model")
+            }
+            let row = entry.importance
+            guard row.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+                throw RWKVError(path, "entry \(t.layout.name) holds negative or non-finite values")
+            }
+            out[t.layout.name] = row
+        }
+        return out
+    }
+}

@@ -19,6 +19,9 @@ public struct InspectReport: Codable, Sendable {
     public let architectureError: String?
     public let tensors: [Tensor]
     public let totalBytes: Int
+    /// Tensor bits per value over the whole file, as llama.cpp's loader prints it (BPW: the
+    /// tensors' bytes × 8 / their element count); nil without tensors.
+    public let bitsPerWeight: Double?
     /// GGUF only: the metadata key-value pairs, values rendered short (long arrays summarised).
     public let metadata: [Metadata]?
 
@@ -50,6 +53,8 @@ public struct InspectReport: Codable, Sendable {
         }
         tensors = source.tensors.map { Tensor(name: $0.name, dtype: $0.dtype.rawValue, shape: $0.shape, bytes: $0.byteCount) }
         totalBytes = tensors.reduce(0) { $0 + $1.bytes }
+        let elements = tensors.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        bitsPerWeight = elements > 0 ? Double(totalBytes) * 8 / Double(elements) : nil
         ignoredEntries = (source as? TorchArchive)?.nonTensorEntries ?? []
         metadata = (source as? GGUFReader)?.metadata.map {
             Metadata(key: $0.key, type: Self.typeName($0.value), value: $0.value.summary())
@@ -94,7 +99,7 @@ public struct InspectReport: Codable, Sendable {
                 lines.append("  " + key.padding(toLength: keyWidth, withPad: " ", startingAt: 0) + "  " + m.value)
             }
         }
-        lines.append("tensors: \(tensors.count), \(formatBytes(totalBytes))")
+        lines.append("tensors: \(tensors.count), \(formatBytes(totalBytes))" + (bitsPerWeight.map { String(format: ", %.2f bits per weight", $0) } ?? ""))
         if !ignoredEntries.isEmpty {
             let shown = ignoredEntries.prefix(20).map { Printable.escaped($0, limit: Self.nameLimit) }
             lines.append("ignored: \(ignoredEntries.count) entries that are not tensors: \(shown.joined(separator: ", "))"
@@ -103,11 +108,11 @@ public struct InspectReport: Codable, Sendable {
         let names = tensors.map { Printable.escaped($0.name, limit: Self.nameLimit) }
         let nameWidth = max(4, names.map(\.count).max() ?? 0)
         lines.append("")
-        lines.append("name".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  dtype  shape                 bytes")
+        lines.append("name".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  dtype   shape                 bytes")
         for (name, t) in zip(names, tensors) {
             let shape = "[" + t.shape.map(String.init).joined(separator: ", ") + "]"
             lines.append(name.padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  "
-                         + t.dtype.padding(toLength: 5, withPad: " ", startingAt: 0) + "  "
+                         + t.dtype.padding(toLength: 6, withPad: " ", startingAt: 0) + "  "
                          + shape.padding(toLength: max(20, shape.count), withPad: " ", startingAt: 0) + "  \(t.bytes)")
         }
         return lines.joined(separator: "\n")

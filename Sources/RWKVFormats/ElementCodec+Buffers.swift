@@ -35,7 +35,8 @@ extension ElementCodec {
     /// Encodes `src` as `dtype` into `dst` (exactly their byte size; for block types `src.count`
     /// is a whole number of blocks). Returns how many finite values overflowed to infinity (for
     /// block types: values in blocks whose scale overflowed). `importance` selects ggml's weighted
-    /// quantizer for the types that have one (`Quantizer.acceptsImportance`; others ignore it).
+    /// quantizer for the types that have one (`Quantizer.usesImportance`; others ignore it); for
+    /// q4_0, q4_1, q5_0, q5_1 `src` must then be whole rows (`Quantizer.needsWholeRows`).
     public static func encodeChunk(_ src: UnsafeBufferPointer<Float>, as dtype: DType, into dst: UnsafeMutableRawBufferPointer,
                                    importance: Quantizer.Importance? = nil) -> Int {
         guard src.count > 0 else { return 0 }

@@ -84,7 +84,7 @@ private func makeQxQuants(_ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ L:
         return 0
     }
     let fnmax = Float(nmax)
-    var iscale = Float(-nmax) / max
+    let iscale = Float(-nmax) / max
     var sumlx: Float = 0, suml2: Float = 0
     for i in 0..<n {
         let l = clamp(nearestInt(iscale * x[i]), -nmax, nmax - 1)
@@ -96,24 +96,45 @@ private func makeQxQuants(_ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ L:
     }
     var scale: Float = suml2 != 0 ? sumlx / suml2 : 0
     var best = scale * sumlx
-    for step in -9...9 where step != 0 {
-        iscale = -(fnmax + 0.1 * Float(step)) / max
-        sumlx = 0; suml2 = 0
-        for i in 0..<n {
-            let fl = Float(clamp(nearestInt(iscale * x[i]), -nmax, nmax - 1))
-            let w = qw?[i] ?? x[i] * x[i]
-            sumlx += w * x[i] * fl
-            suml2 += w * fl * fl
+    // The 18 trial scales (is = -9...9 but 0) do not depend on each other: their sums are
+    // computed 8 at a time, one trial per SIMD lane, each lane adding in ggml's order; the
+    // choice then goes through them in ggml's order.
+    for first in stride(from: 0, to: 18, by: 8) {
+        var steps = SIMD8<Float>(repeating: 0)
+        for lane in 0..<8 {
+            let k = Swift.min(17, first + lane)
+            steps[lane] = Float(k < 9 ? k - 9 : k - 8)   // -9...-1, 1...9
         }
-        if suml2 > 0 && sumlx * sumlx > best * suml2 {
-            for i in 0..<n {
-                L[i] = Int8(truncatingIfNeeded: nmax + clamp(nearestInt(iscale * x[i]), -nmax, nmax - 1))
+        let iscales = -(SIMD8(repeating: fnmax) + SIMD8(repeating: 0.1) * steps) / SIMD8(repeating: max)
+        var sumlxV = SIMD8<Float>(repeating: 0), suml2V = SIMD8<Float>(repeating: 0)
+        for i in 0..<n {
+            let l = nearestInts(iscales * SIMD8(repeating: x[i])).clamped(lowerBound: SIMD8(repeating: Int32(-nmax)),
+                                                                          upperBound: SIMD8(repeating: Int32(nmax - 1)))
+            let fl = SIMD8<Float>(l)
+            let w = qw?[i] ?? x[i] * x[i]
+            sumlxV += SIMD8(repeating: w * x[i]) * fl
+            suml2V += SIMD8(repeating: w) * fl * fl
+        }
+        for lane in 0..<Swift.min(8, 18 - first) {
+            let sumlx = sumlxV[lane], suml2 = suml2V[lane]
+            if suml2 > 0 && sumlx * sumlx > best * suml2 {
+                let iscale = iscales[lane]
+                for i in 0..<n {
+                    L[i] = Int8(truncatingIfNeeded: nmax + clamp(nearestInt(iscale * x[i]), -nmax, nmax - 1))
+                }
+                scale = sumlx / suml2
+                best = scale * sumlx
             }
-            scale = sumlx / suml2
-            best = scale * sumlx
         }
     }
     return scale
+}
+
+/// nearest_int on 8 lanes.
+@inline(__always)
+private func nearestInts(_ v: SIMD8<Float>) -> SIMD8<Int32> {
+    let bits = unsafeBitCast(v + SIMD8(repeating: 12_582_912), to: SIMD8<Int32>.self)
+    return (bits & 0x007f_ffff) &- 0x0040_0000
 }
 
 /// make_q3_quants with do_rmse (weights x²): codes L = l + nmax.
@@ -164,7 +185,7 @@ private func makeQ3Quants(_ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ L:
 /// make_qkx2_quants (weights given) and make_qkx3_quants (`x3`: the same search but `max <= min`
 /// for the flat test); codes 0...nmax with a minimum. Returns the scale, `theMin` = -min.
 private func makeQkxQuants(_ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
-                           _ L: UnsafeMutablePointer<UInt8>, _ theMin: inout Float, _ Laux: UnsafeMutablePointer<UInt8>,
+                           _ L: UnsafeMutablePointer<UInt8>, _ theMin: inout Float,
                            _ rmin: Float, _ rdelta: Float, _ nstep: Int, useMad: Bool, x3: Bool) -> Float {
     var min = x[0], max = x[0]
     var sumW = weights[0]
@@ -183,7 +204,7 @@ private func makeQkxQuants(_ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ w
         return 0
     }
     let fnmax = Float(nmax)
-    var iscale = fnmax / (max - min)
+    let iscale = fnmax / (max - min)
     var scale = 1 / iscale
     var bestError: Float = 0
     for i in 0..<n {
@@ -196,41 +217,57 @@ private func makeQkxQuants(_ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ w
         theMin = -min
         return scale
     }
-    for step in 0...nstep {
-        iscale = (rmin + rdelta * Float(step) + fnmax) / (max - min)
-        var sumL: Float = 0, sumL2: Float = 0, sumXL: Float = 0
-        for i in 0..<n {
-            let l = clamp(nearestInt(iscale * (x[i] - min)), 0, nmax)
-            Laux[i] = UInt8(truncatingIfNeeded: l)
-            let w = weights[i], fl = Float(l)
-            sumL += w * fl
-            sumL2 += w * fl * fl
-            sumXL += w * fl * x[i]
-        }
-        let D = sumW * sumL2 - sumL * sumL
-        if D > 0 {
-            var thisScale = (sumW * sumXL - sumX * sumL) / D
-            var thisMin = (sumL2 * sumX - sumL * sumXL) / D
-            if thisMin > 0 {
-                thisMin = 0
-                thisScale = sumXL / sumL2
-            }
-            var curError: Float = 0
+    // Each step's sums depend on `min`, which a better step replaces, but not on the other
+    // steps: 8 steps are computed at once (one per SIMD lane, each adding in ggml's order) with
+    // the current min, then taken in ggml's order; after a step that changes min, the rest of
+    // the batch is recomputed with the new one.
+    return withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: n) { laux in
+        let laux = laux.baseAddress!
+        var step = 0
+        while step <= nstep {
+            var steps = SIMD8<Float>(repeating: 0)
+            for lane in 0..<8 { steps[lane] = Float(step + lane) }
+            let iscales = (SIMD8(repeating: rmin) + SIMD8(repeating: rdelta) * steps + SIMD8(repeating: fnmax)) / SIMD8(repeating: max - min)
+            var sumL = SIMD8<Float>(repeating: 0), sumL2 = SIMD8<Float>(repeating: 0), sumXL = SIMD8<Float>(repeating: 0)
             for i in 0..<n {
-                var diff = thisScale * Float(Laux[i]) + thisMin - x[i]
-                diff = useMad ? diff.magnitude : diff * diff
-                curError += weights[i] * diff
+                let l = nearestInts(iscales * SIMD8(repeating: x[i] - min)).clamped(lowerBound: SIMD8(repeating: 0),
+                                                                                   upperBound: SIMD8(repeating: Int32(nmax)))
+                let fl = SIMD8<Float>(l)
+                laux[i] = fl
+                let w = SIMD8(repeating: weights[i])
+                sumL += w * fl
+                sumL2 += w * fl * fl
+                sumXL += w * fl * SIMD8(repeating: x[i])
             }
-            if curError < bestError {
-                for i in 0..<n { L[i] = Laux[i] }
-                bestError = curError
-                scale = thisScale
-                min = thisMin
+            let D = SIMD8(repeating: sumW) * sumL2 - sumL * sumL
+            var thisScale = (SIMD8(repeating: sumW) * sumXL - SIMD8(repeating: sumX) * sumL) / D
+            var thisMin = (sumL2 * SIMD8(repeating: sumX) - sumL * sumXL) / D
+            let positive = thisMin .> 0
+            thisScale.replace(with: sumXL / sumL2, where: positive)
+            thisMin.replace(with: 0, where: positive)
+            var curError = SIMD8<Float>(repeating: 0)
+            for i in 0..<n {
+                var diff = thisScale * laux[i] + thisMin - SIMD8(repeating: x[i])
+                diff = useMad ? unsafeBitCast(unsafeBitCast(diff, to: SIMD8<UInt32>.self) & 0x7fff_ffff, to: SIMD8<Float>.self) : diff * diff
+                curError += SIMD8(repeating: weights[i]) * diff
             }
+            var next = step + 8
+            for lane in 0..<Swift.min(8, nstep - step + 1) where D[lane] > 0 && curError[lane] < bestError {
+                for i in 0..<n { L[i] = UInt8(laux[i][lane]) }
+                bestError = curError[lane]
+                scale = thisScale[lane]
+                let changed = thisMin[lane].bitPattern != min.bitPattern
+                min = thisMin[lane]
+                if changed {
+                    next = step + lane + 1
+                    break
+                }
+            }
+            step = next
         }
+        theMin = -min
+        return scale
     }
-    theMin = -min
-    return scale
 }
 
 /// make_qp_quants: codes 0...nmax for non-negative values (the sub-block scales and mins of the
@@ -378,7 +415,7 @@ enum Q2_K: WeightedBlockFormat {
                     sw[j] = 0
                     for l in 0..<16 { weight[l] = qw[16 * j + l] * (sigma2 + x[16 * j + l] * x[16 * j + l]).squareRoot() }
                     for l in 0..<16 { sw[j] += weight[l] }
-                    scales[j] = makeQkxQuants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9, 0.05, 36,
+                    scales[j] = makeQkxQuants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], -0.9, 0.05, 36,
                                               useMad: false, x3: true)
                 }
                 let dm = makeQpQuants(16, 15, scales, Ls, sw)
@@ -391,7 +428,7 @@ enum Q2_K: WeightedBlockFormat {
                 var maxScale: Float = 0, maxMin: Float = 0
                 for j in 0..<16 {
                     for l in 0..<16 { weight[l] = x[16 * j + l].magnitude }
-                    scales[j] = makeQkxQuants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.5, 0.1, 15,
+                    scales[j] = makeQkxQuants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], -0.5, 0.1, 15,
                                               useMad: true, x3: false)
                     if scales[j] > maxScale { maxScale = scales[j] }
                     if mins[j] > maxMin { maxMin = mins[j] }
@@ -583,7 +620,7 @@ private func scalesAndMinsK4(_ x: UnsafePointer<Float>, _ qw: UnsafePointer<Floa
             var sumw: Float = 0
             for l in 0..<32 { sumw += weights[l] }
             sw[j] = sumw
-            scales[j] = makeQkxQuants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9, 0.05, 36,
+            scales[j] = makeQkxQuants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], -0.9, 0.05, 36,
                                       useMad: false, x3: true)
         }
         let dBlock = makeQpQuants(8, 63, scales, Ls, sw)
@@ -606,7 +643,7 @@ private func scalesAndMinsK4(_ x: UnsafePointer<Float>, _ qw: UnsafePointer<Floa
             for l in 0..<32 { sumX2 += x[32 * j + l] * x[32 * j + l] }
             let avX = (sumX2 / 32).squareRoot()
             for l in 0..<32 { weights[l] = avX + x[32 * j + l].magnitude }
-            scales[j] = makeQkxQuants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1, nstep,
+            scales[j] = makeQkxQuants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], rmin, 0.1, nstep,
                                       useMad: false, x3: false)
             if scales[j] > maxScale { maxScale = scales[j] }
             if mins[j] > maxMin { maxMin = mins[j] }
@@ -851,6 +888,56 @@ enum IQ4_NL: WeightedBlockFormat {
             let b = y.load(fromByteOffset: 2 + j, as: UInt8.self)
             x[j] = d * Float(iq4nlValues[Int(b & 0xf)])
             x[j + 16] = d * Float(iq4nlValues[Int(b >> 4)])
+        }
+    }
+}
+
+// MARK: ggml's weighted legacy quantizers
+
+/// q4_0, q4_1, q5_0, q5_1 with importance weights, as `quantize_row_q4_0_impl` ... (what
+/// `quantize_q4_0` and `ggml_quantize_chunk` run when given `quant_weights`): weights
+/// `qw·sqrt(σ² + x²)` with σ² the mean square of the whole ROW (so the caller gives it), then
+/// make_qx_quants (q4_0, q5_0) or make_qkx3_quants (q4_1, q5_1) on each 32-value block. Without
+/// weights ggml uses the reference quantizers of BlockFormats.swift.
+enum LegacyWeighted {
+    /// σ² = Σx²/n over a row, summed in order as ggml does.
+    static func rowSigma2(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var sum: Float = 0
+        for j in 0..<n { sum += x[j] * x[j] }
+        return sum / Float(n)
+    }
+
+    static func quantize(_ type: DType, _ x: UnsafePointer<Float>, weights qw: UnsafePointer<Float>, sigma2: Float,
+                         into y: UnsafeMutableRawPointer) -> Bool {
+        withScratch { L, _, weight in
+            for j in 0..<32 { weight[j] = qw[j] * (sigma2 + x[j] * x[j]).squareRoot() }
+            let qs: UnsafeMutableRawPointer
+            switch type {
+            case .q4_0, .q5_0:
+                let codes = UnsafeMutableRawPointer(L).assumingMemoryBound(to: Int8.self)
+                storeHalfGGML(makeQxQuants(32, type == .q4_0 ? 8 : 16, x, codes, weight), y)
+                qs = y + (type == .q4_0 ? 2 : 6)
+            default:   // .q4_1, .q5_1
+                var theMin: Float = 0
+                let d = makeQkxQuants(32, type == .q4_1 ? 15 : 31, x, weight, L, &theMin, -0.9, 0.05, 36, useMad: false, x3: true)
+                storeHalfGGML(d, y)
+                storeHalfGGML(-theMin, y + 2)
+                qs = y + (type == .q4_1 ? 4 : 8)
+            }
+            if type == .q4_0 || type == .q4_1 {
+                for j in 0..<16 { qs.storeBytes(of: L[j] | (L[j + 16] &<< 4), toByteOffset: j, as: UInt8.self) }
+            } else {
+                var qh: UInt32 = 0
+                for j in 0..<16 {
+                    let x0 = L[j], x1 = L[j + 16]
+                    qs.storeBytes(of: (x0 & 0x0f) | ((x1 & 0x0f) << 4), toByteOffset: j, as: UInt8.self)
+                    qh |= UInt32((x0 & 0x10) >> 4) << UInt32(j)
+                    qh |= UInt32((x1 & 0x10) >> 4) << UInt32(j + 16)
+                }
+                (qs - 4).storeBytes(of: qh.littleEndian, as: UInt32.self)
+            }
+            let scales = type == .q4_0 || type == .q5_0 ? [0] : [0, 2]
+            return allFinite(x, 32) && scales.contains { halfIsInfinite(y, $0) }
         }
     }
 }

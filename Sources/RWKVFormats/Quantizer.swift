@@ -19,16 +19,18 @@ public enum Quantizer {
         }
     }
 
-    /// Whether ggml quantizes `type` differently when given importance weights and we do too:
-    /// the k-quants and iq4_nl. q8_0 (and the float types) ignore them in ggml as here; ggml's
-    /// weighted q4_0, q4_1, q5_0 and q5_1 (`quantize_row_q4_0_impl`...) are not implemented.
+    /// Whether ggml quantizes `type` differently when given importance weights, as we do: the
+    /// k-quants, iq4_nl, and q4_0, q4_1, q5_0, q5_1. q8_0 (and the float types) ignore them, in
+    /// ggml as here.
     public static func usesImportance(_ type: DType) -> Bool {
-        [.q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_nl].contains(type)
+        [.q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_nl, .q4_0, .q4_1, .q5_0, .q5_1].contains(type)
     }
 
-    /// Whether `quantize` accepts importance weights for `type` (used or ignored as ggml does).
-    public static func acceptsImportance(_ type: DType) -> Bool {
-        usesImportance(type) || ![.q4_0, .q4_1, .q5_0, .q5_1].contains(type)
+    /// Whether the weighted quantizer of `type` needs whole rows (`Importance.firstColumn` 0 and
+    /// a whole number of rows): ggml's weighted q4_0, q4_1, q5_0, q5_1 scale their weights by the
+    /// mean square of the entire row.
+    public static func needsWholeRows(_ type: DType) -> Bool {
+        [.q4_0, .q4_1, .q5_0, .q5_1].contains(type)
     }
 
     /// Quantizes `src`, a whole number of blocks, into `dst`, exactly their bytes. Returns how
@@ -38,24 +40,25 @@ public enum Quantizer {
     /// should say so.
     /// Sizes are the caller's contract (`ElementCodec` checks them); a mismatch is a bug.
     /// `importance`: per-column weights for the weighted quantizers (see `Importance`); nil is
-    /// ggml's reference quantizer. A type that does not accept them (`acceptsImportance`) is a
-    /// caller's bug, as is a row whose length is not a whole number of blocks.
+    /// ggml's reference quantizer. Weights whose row is not a whole number of blocks, or that
+    /// do not cover whole rows for the types that need them (`needsWholeRows`), are a caller's bug.
     @discardableResult
     public static func quantize(_ src: UnsafeBufferPointer<Float>, type: DType, into dst: UnsafeMutableRawBufferPointer,
                                 importance: Importance? = nil) -> Int {
         let blocks = checkedBlockCount(values: src.count, bytes: dst.count, type: type)
-        checkImportance(importance, type: type)
+        checkImportance(importance, type: type, values: src.count)
         guard blocks > 0, let x = src.baseAddress, let y = dst.baseAddress else { return 0 }
         return quantizeBlocks(type, x, y, 0..<blocks, importance)
     }
 
-    private static func checkImportance(_ importance: Importance?, type: DType) {
+    private static func checkImportance(_ importance: Importance?, type: DType, values: Int) {
         guard let importance else { return }
-        precondition(acceptsImportance(type), "ggml's weighted \(type.rawValue) quantizer is not implemented")
         let n = type.blockSize, columns = importance.row.count
         precondition(columns > 0 && columns % n == 0 && importance.firstColumn % n == 0
                      && (0..<columns).contains(importance.firstColumn),
                      "importance row of \(columns) columns, first column \(importance.firstColumn): not whole \(type.rawValue) blocks")
+        precondition(!needsWholeRows(type) || importance.firstColumn == 0 && values % columns == 0,
+                     "ggml's weighted \(type.rawValue) quantizer needs whole rows")
     }
 
     /// Whether q8_0 blocks are quantized with AVX2 on this CPU (else portable Swift; same bytes).
@@ -98,9 +101,6 @@ public enum Quantizer {
             throw RWKVError(nil, "\(values.count) values are not a whole number of rows of \(rowLength)")
         }
         if let importance {
-            guard acceptsImportance(type) else {
-                throw RWKVError(nil, "importance weights for \(type.rawValue) are not supported (ggml's weighted \(type.rawValue) quantizer is not implemented)")
-            }
             guard importance.count == rowLength else {
                 throw RWKVError(nil, "\(importance.count) importance weights for rows of \(rowLength) values")
             }
@@ -139,7 +139,7 @@ public enum Quantizer {
         guard workers > 1, let x = src.baseAddress, let y = dst.baseAddress else {
             return quantize(src, type: type, into: dst, importance: importance)
         }
-        checkImportance(importance, type: type)
+        checkImportance(importance, type: type, values: src.count)
         return withUnsafeTemporaryAllocation(of: Int.self, capacity: workers) { counts in
             let job = SharedBuffers(x: x, y: y, counts: counts, importance: importance)
             DispatchQueue.concurrentPerform(iterations: workers) { w in
@@ -178,10 +178,11 @@ public enum Quantizer {
         case .q5_K: return quantizeBlocks(Q5_K.self, x, y, range, importance)
         case .q6_K: return quantizeBlocks(Q6_K.self, x, y, range, importance)
         case .iq4_nl: return quantizeBlocks(IQ4_NL.self, x, y, range, importance)
+        case .q4_0, .q4_1, .q5_0, .q5_1:
+            if let importance { return quantizeLegacyWeighted(type, x, y, range, importance) }
         default: break
         }
-        // q8_0 ignores importance weights, as ggml's quantize_q8_0 does; checkImportance refused
-        // them for the other legacy types.
+        // q8_0 ignores importance weights, as ggml's quantize_q8_0 does.
         switch type {
         case .q8_0 where Q8_0.usesAVX2:
             return Q8_0.quantizeWithAVX2(x + range.lowerBound * 32, into: y + range.lowerBound * 34, blocks: range.count)
@@ -217,6 +218,25 @@ public enum Quantizer {
         let blocksPerRow = importance.row.count / n, first = importance.firstColumn / n
         for b in range where F.quantize(x + b * n, weights: w + (first + b) % blocksPerRow * n, into: y + b * F.bytesPerBlock) {
             overflowed += n
+        }
+        return overflowed
+    }
+
+    /// Blocks `range` of whole rows (checkImportance made sure), each row's σ² computed once.
+    private static func quantizeLegacyWeighted(_ type: DType, _ x: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer,
+                                               _ range: Range<Int>, _ importance: Importance) -> Int {
+        guard let w = importance.row.baseAddress else { return 0 }
+        let rowLength = importance.row.count, blocksPerRow = rowLength / 32
+        var overflowed = 0, row = -1, sigma2: Float = 0
+        for b in range {
+            if b / blocksPerRow != row {
+                row = b / blocksPerRow
+                sigma2 = LegacyWeighted.rowSigma2(x + row * rowLength, rowLength)
+            }
+            if LegacyWeighted.quantize(type, x + b * 32, weights: w + b % blocksPerRow * 32, sigma2: sigma2,
+                                       into: y + b * type.blockBytes) {
+                overflowed += 32
+            }
         }
         return overflowed
     }

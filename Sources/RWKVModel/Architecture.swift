@@ -79,7 +79,7 @@ public struct RWKVConfig: Equatable, Sendable, Codable {
         for row in schema.tensors {
             for (axis, d) in row.shape.enumerated() where !known.contains(d) {
                 if case .fixed = d { continue }
-                if case .times = d { continue }
+                if d == .fiveTokenShiftRanks { continue }
                 // Block 0's stand-in tensors (RWKV-7 v1/v2) are unused there and may have any rank.
                 let name = row.checkpointName(layer: row.firstLayerStandIn != nil && layerCount > 1 ? 1 : 0)
                 let s = try shape(name)
@@ -125,7 +125,7 @@ public struct RWKVConfig: Equatable, Sendable, Codable {
         case .gateRank: gateRank = value
         case .tokenShiftRank: tokenShiftRank = value
         case .layers: layerCount = value
-        case .H, .fixed, .times: break   // derived, never read
+        case .H, .fixed, .fiveTokenShiftRanks: break   // derived, never read
         }
     }
 }

@@ -9,15 +9,16 @@ import RWKVFormats
 
 /// A dimension of a tensor shape. Ranks are symbols: they are read from the checkpoint's
 /// shapes, never computed from the width.
-public indirect enum Dim: Hashable, Sendable {
+public enum Dim: Hashable, Sendable {
     /// n_embd, heads, head size, FFN width, vocabulary.
     case C, H, N, F, V
     /// RWKV-7: w, a, v, g LoRA ranks (RWKV-6: `decayRank` is time_decay_w1's).
     case decayRank, iclrRank, valueResidualRank, gateRank
     /// RWKV-6: the token-shift LoRA rank per lerp (time_maa_w1 is C × 5·Dm).
     case tokenShiftRank
+    /// RWKV-6: 5·Dm, the five token-shift LoRAs side by side (time_maa_w1's width).
+    case fiveTokenShiftRanks
     case fixed(Int)
-    case times(Int, Dim)
     /// Not a tensor dimension: the block count, for config.json checks.
     case layers
 }
@@ -227,7 +228,7 @@ extension ArchitectureSchema {
             }
             rows += [
                 spec("att.time_decay", channel, .vector, gguf: "time_mix_decay.weight"),
-                spec("att.time_maa_w1", [.C, .times(5, .tokenShiftRank)], .lora, gguf: "time_mix_w1.weight"),
+                spec("att.time_maa_w1", [.C, .fiveTokenShiftRanks], .lora, gguf: "time_mix_w1.weight"),
                 spec("att.time_maa_w2", [.fixed(5), .tokenShiftRank, .C], .loraStack, gguf: "time_mix_w2.weight"),
                 spec("att.time_decay_w1", [.C, .decayRank], .lora, gguf: "time_mix_decay_w1.weight"),
                 spec("att.time_decay_w2", [.decayRank, .C], .lora, gguf: "time_mix_decay_w2.weight"),
@@ -300,7 +301,7 @@ extension RWKVConfig {
         case .tokenShiftRank: return tokenShiftRank
         case .layers: return layerCount
         case .fixed(let n): return n
-        case .times(let k, let d): return k * size(d)
+        case .fiveTokenShiftRanks: return 5 * tokenShiftRank
         }
     }
 

@@ -28,17 +28,18 @@ public struct RWKV7Ranks: Codable, Equatable, Sendable {
         2560: RWKV7Ranks(decay: 96, iclr: 96, valueResidual: 64, gate: 320),
     ]
 
-    /// The "suggestion" formulas of RWKV-LM's RWKV-7 trainer (RWKV-v7/train_temp/src/model.py as
-    /// of the paper, commit f8214aa, April 2025): max(32, round(f/32)·32) with
-    /// f = 1.8·√C (decay, iclr), 1.3·√C (value residual), 0.6·C^0.8 (gate). They reproduce the
-    /// 0.1B, 1.5B and 2.9B ranks above. (Later trainer versions moved to 2.5/2.5/1.7·√C and
-    /// 5·√C; the released World models use the older ones.)
+    /// The "suggestion" formulas of the current RWKV-LM RWKV-7 trainer (RWKV-v7/train_temp/src/model.py
+    /// at commit 524481d, the one scripts/train follows): max(32, round(f/32)·32) with
+    /// f = 2.5·√C (decay, iclr), 1.7·√C (value residual), 5·√C (gate). A width without a published
+    /// model gets these, since the file is loaded into that trainer: at C = 128 and 192 they give
+    /// 32/32/32/64. (The paper-era trainer, commit f8214aa, used 1.8/1.8/1.3·√C and 0.6·C^0.8,
+    /// which reproduce the released 0.1B, 1.5B and 2.9B ranks; those widths take `official`.)
     public static func trainerFormula(embeddingSize c: Int) -> RWKV7Ranks {
         // Python's round() rounds halves to even.
         func suggestion(_ f: Double) -> Int { max(32, Int((f / 32).rounded(.toNearestOrEven)) * 32) }
         let root = Double(c).squareRoot()
-        return RWKV7Ranks(decay: suggestion(1.8 * root), iclr: suggestion(1.8 * root),
-                          valueResidual: suggestion(1.3 * root), gate: suggestion(0.6 * pow(Double(c), 0.8)))
+        return RWKV7Ranks(decay: suggestion(2.5 * root), iclr: suggestion(2.5 * root),
+                          valueResidual: suggestion(1.7 * root), gate: suggestion(5 * root))
     }
 
     /// The official ranks for this width, else the trainer's formula.

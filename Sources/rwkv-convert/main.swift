@@ -90,6 +90,9 @@ struct ConversionArguments: ParsableArguments {
 
     @OptionGroup var adapters: AdapterArguments
 
+    @Option(help: ArgumentHelp("An importance matrix (ours from `rwkv-convert imatrix`, or llama-imatrix's GGUF or .dat): the k-quants, iq4_nl and q4_0..q5_1 weigh each column's error by it, as llama-quantize --imatrix.", valueName: "file"))
+    var imatrix: String?
+
     @Flag(name: .customLong("allow-non-finite"),
           help: "Convert NaN and infinite weights as they are (a warning names the tensors) instead of refusing the checkpoint.")
     var allowNonFinite = false
@@ -121,6 +124,7 @@ struct ConversionArguments: ParsableArguments {
             options.expectedFormat = format
             options.sync = sync
             options.adapters = adapters.list
+            options.imatrixPath = imatrix
             options.allowNonFinite = allowNonFinite
             let bar = ProgressBar(total: 1, label: "converting")
             options.progress = bar.callback
@@ -185,15 +189,12 @@ struct HFToNative: ParsableCommand {
     func run() throws { try options.convert(input, expecting: .huggingFaceFolder) }
 }
 
-struct ToHF: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "to-hf",
-        abstract: "Write a Hugging Face folder (fla-hub RWKV-7, HF RWKV-6: model.safetensors, config.json) from any supported checkpoint.")
-
+/// What to-hf and to-pth share: any checkpoint in, one output, adapters, JSON.
+struct ExportArguments: ParsableArguments {
     @Argument(help: "The checkpoint: .pth, .safetensors, .gguf or a Hugging Face folder.")
     var input: String
 
-    @Argument(help: "The folder to create (it must not exist).")
+    @Argument(help: "What to write: a new folder (to-hf) or a .pth (to-pth).")
     var output: String
 
     @OptionGroup var adapters: AdapterArguments
@@ -201,13 +202,24 @@ struct ToHF: ParsableCommand {
     @Flag(help: "Print a JSON summary.")
     var json = false
 
-    func run() throws {
-        let bar = ProgressBar(total: 1, label: "to-hf")
+    func run(_ label: String,
+             _ export: (String, String, AdapterList, ((Int, Int, String) -> Void)?) throws -> Export.Report) throws {
+        let bar = ProgressBar(total: 1, label: label)
         defer { bar.finish() }
-        let report = try Export.toHuggingFace(input: input, output: output, adapters: adapters.list, progress: bar.callback)
+        let report = try export(input, output, adapters.list, bar.callback)
         bar.finish()
         print(json ? try RWKVCommandLine.json(report) : report.text)
     }
+}
+
+struct ToHF: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "to-hf",
+        abstract: "Write a Hugging Face folder (fla-hub RWKV-7, HF RWKV-6: model.safetensors, config.json) from any supported checkpoint.")
+
+    @OptionGroup var options: ExportArguments
+
+    func run() throws { try options.run("to-hf", Export.toHuggingFace) }
 }
 
 struct ToPth: ParsableCommand {
@@ -215,24 +227,9 @@ struct ToPth: ParsableCommand {
         commandName: "to-pth",
         abstract: "Write a BlinkDL .pth (what the official trainer and rwkv package load) from any supported checkpoint.")
 
-    @Argument(help: "The checkpoint: a Hugging Face folder, .safetensors, .gguf or .pth.")
-    var input: String
+    @OptionGroup var options: ExportArguments
 
-    @Argument(help: "The .pth to write.")
-    var output: String
-
-    @OptionGroup var adapters: AdapterArguments
-
-    @Flag(help: "Print a JSON summary.")
-    var json = false
-
-    func run() throws {
-        let bar = ProgressBar(total: 1, label: "to-pth")
-        defer { bar.finish() }
-        let report = try Export.toPth(input: input, output: output, adapters: adapters.list, progress: bar.callback)
-        bar.finish()
-        print(json ? try RWKVCommandLine.json(report) : report.text)
-    }
+    func run() throws { try options.run("to-pth", Export.toPth) }
 }
 
 struct IMatrix: ParsableCommand {

@@ -155,6 +155,12 @@ let rwkv6Table = LlamaLoaderTable.rwkv6(L: 2, C: 128, V: 256, F: 448, N: 64, Dm:
         #expect(report.metadata?.first { $0.key == "tokenizer.ggml.tokens" }?.type == "array[string] (256)")
         #expect(report.text.contains("  rwkv6.time_mix_extra_dim"))
         #expect(report.tensors.first { $0.name == "blk.0.time_mix_key.weight" }?.dtype == "q4_0")
+        // Bits per weight as llama.cpp's loader prints it: an all-F32 file has exactly 32; the q4_0
+        // file's large matrices take 4.5 (q4_0) and 8.5 (its q8_0 head), its small tensors 32.
+        let f32 = InspectReport(source: try ModelFile.open(try ConversionFiles.converted("rwkv6-tiny.safetensors", .f32)))
+        #expect(f32.bitsPerWeight == 32)
+        let bpw = try #require(report.bitsPerWeight)
+        #expect(bpw > 4.5 && bpw < 32 && report.text.contains(String(format: "%.2f bits per weight", bpw)))
     }
 
     /// The canonical view of an f32 conversion gives back every source tensor bit for bit (layer

@@ -90,6 +90,7 @@ import RWKVUpgrade
         ("rwkv7-n-embd-0.pth", "n_embd is 0"), ("rwkv7-vocab-0.pth", "vocabulary size is 0"),
         ("rwkv7-lora-rank-0.pth", "decay LoRA rank is 0"), ("rwkv7-ffn-0.pth", "FFN width is 0"),
         ("rwkv7-vocab-2g-zero-width.safetensors", "n_embd is 0"), ("gguf-rwkv7-n-embd-0.gguf", "n_embd is 0"),
+        ("rwkv6-decay-rank-0.safetensors", "decay LoRA rank is 0"),   // rwkv-upgrade trapped on it
     ])
     func zeroWidthModelsAreRefusedEverywhere(file: String, what: String) throws {
         let path = Self.bad(file)
@@ -116,5 +117,14 @@ import RWKVUpgrade
         #expect(throws: RWKVError("m", "value residual LoRA rank is 0; an RWKV model needs at least 1")) { try c.validate(path: "m") }
         c.layerCount = 1   // layer 0 has no value residual
         try c.validate(path: "m")
+    }
+
+    // MARK: class 2, time
+
+    /// 1000 layers of tensors looked up by name before the missing last one is found.
+    @Test func manyLayersAreLookedUpInLinearTime() throws {
+        let report = InspectReport(source: try ModelFile.open(Self.bad("gguf-1000-layers.gguf")))
+        #expect(report.tensors.count == 28_005)   // 3 + 1000 × 28 - 1 + 3
+        #expect(report.unusableModelError?.message.hasSuffix("GGUF file has no tensor blk.999.channel_mix_value.weight") == true)
     }
 }

@@ -18,7 +18,8 @@ import RWKVFormats
         // `inspect` prints the report, then exits 2 with this line: the file is no usable model.
         #expect(report.unusableModelError == RWKVError(path, "not a usable RWKV-6/7 model: not an RWKV checkpoint (no emb.weight and blocks.* tensors)"))
         #expect(report.tensors.map(\.bytes) == [64])
-        #expect(report.text.contains("emb.weight  f16    [4, 8]"))
+        #expect(report.text.contains("emb.weight  f16     [4, 8]"))
+        #expect(report.bitsPerWeight == 16 && report.text.contains("16.00 bits per weight"))
     }
 
     @Test func listsTheEntriesOfATorchCheckpointThatAreNotTensors() throws {

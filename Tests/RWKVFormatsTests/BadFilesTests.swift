@@ -93,7 +93,7 @@ import Testing
         "gguf-arch-control-chars.gguf", "st-long-name.safetensors", "st-30k-tensors.safetensors",
         "nonfinite-nan-matrix.pth", "nonfinite-f64-overflow.pth", "nonfinite-inf-small.safetensors",
         "rwkv7-n-embd-0.pth", "rwkv7-vocab-0.pth", "rwkv7-lora-rank-0.pth", "rwkv7-ffn-0.pth",
-        "rwkv7-vocab-2g-zero-width.safetensors", "gguf-rwkv7-n-embd-0.gguf",
+        "rwkv7-vocab-2g-zero-width.safetensors", "gguf-rwkv7-n-embd-0.gguf", "gguf-1000-layers.gguf", "rwkv6-decay-rank-0.safetensors",
     ]
 
     static var files: [String] {

@@ -38,7 +38,10 @@ let kQuantTypes: [DType] = [.q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_nl]
         let expected = try v.bytes("\(type.rawValue).\(weighted ? "wbytes" : "bytes")")
         let rowBytes = try #require(type.byteCount(elements: n))
         #expect(rows.count == v.labels.count * n && expected.count == v.labels.count * rowBytes)
-        var mismatches = 0
+        // Where ggml's fp16 scales (d, dmin) sit in a block: an infinite one from finite inputs is
+        // what Quantizer counts as overflow.
+        let scaleOffsets: [Int] = [.q2_K: [80, 82], .q3_K: [108], .q4_K: [0, 2], .q5_K: [0, 2], .q6_K: [208], .iq4_nl: [0]][type]!
+        var mismatches = 0, expectedOverflow = 0, countedOverflow = 0
         for (r, label) in v.labels.enumerated() {
             var overflow = 0
             let ours = try Quantizer.quantizeRows(Array(rows[r * n ..< (r + 1) * n]), rowLength: n, type: type,
@@ -50,8 +53,50 @@ let kQuantTypes: [DType] = [.q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_nl]
                 let first = zip(ours, theirs).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? 0
                 Issue.record("\(type.rawValue)\(weighted ? " weighted" : "") row \(r) (\(label)): first difference at byte \(first) of \(rowBytes): ours \(hex(ours[first ..< min(rowBytes, first + 8)])), ggml \(hex(theirs.dropFirst(first).prefix(8)))")
             }
+            for b in 0 ..< n / type.blockSize {
+                let block = r * rowBytes + b * type.blockBytes
+                let infinite = scaleOffsets.contains { (UInt16(expected[block + $0]) | UInt16(expected[block + $0 + 1]) << 8) & 0x7fff == 0x7c00 }
+                if infinite && rows[r * n + b * type.blockSize ..< r * n + (b + 1) * type.blockSize].allSatisfy(\.isFinite) {
+                    expectedOverflow += type.blockSize
+                }
+            }
+            countedOverflow += overflow
         }
         #expect(mismatches == 0)
+        #expect(countedOverflow == expectedOverflow, "the values in blocks whose scale overflowed fp16 are counted")
+        #expect(expectedOverflow > 0, "the vectors include scales that overflow fp16")
+    }
+
+    /// ggml's weighted q4_0, q4_1, q5_0, q5_1 (quantize_row_q4_0_impl ...: σ² over the whole row).
+    @Test(arguments: [DType.q4_0, .q4_1, .q5_0, .q5_1])
+    func weightedLegacyTypesQuantizeLikeGGML(type: DType) throws {
+        let v = try KQuantVectors()
+        let n = v.rowLength
+        let rows = try v.floats("rows"), importance = try v.floats("importance")
+        let expected = try v.bytes("\(type.rawValue).wbytes")
+        let rowBytes = try #require(type.byteCount(elements: n))
+        var mismatches = 0, overflow = 0
+        for (r, label) in v.labels.enumerated() {
+            let ours = try Quantizer.quantizeRows(Array(rows[r * n ..< (r + 1) * n]), rowLength: n, type: type,
+                                                  importance: Array(importance[r * n ..< (r + 1) * n]), threads: 1, overflowCount: &overflow)
+            if !ours.elementsEqual(expected[r * rowBytes ..< (r + 1) * rowBytes]) {
+                mismatches += 1
+                Issue.record("\(type.rawValue) weighted row \(r) (\(label)) differs from ggml")
+            }
+        }
+        #expect(mismatches == 0)
+        // 157 rows at once on 2 threads, whose slices (1256 blocks each) split row 78: each row
+        // keeps its own σ².
+        let count = 157
+        let picked = (0..<count).flatMap { rows[$0 % v.labels.count * n ..< ($0 % v.labels.count + 1) * n] }
+        let weights = Array(importance[0 ..< n])
+        let whole = try Quantizer.quantizeRows(picked, rowLength: n, type: type, importance: weights, threads: 2, overflowCount: &overflow)
+        var rowByRow = [UInt8]()
+        for r in 0..<count {
+            rowByRow += try Quantizer.quantizeRows(Array(picked[r * n ..< (r + 1) * n]), rowLength: n, type: type,
+                                                   importance: weights, threads: 1, overflowCount: &overflow)
+        }
+        #expect(whole == rowByRow)
     }
 
     /// Our dequantization of ggml's bytes equals ggml's, bit for bit.
@@ -122,9 +167,6 @@ let kQuantTypes: [DType] = [.q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_nl]
         }
         #expect(throws: RWKVError.self) {
             try Quantizer.quantizeRows(row, rowLength: 256, type: .q4_K, importance: [Float](repeating: .nan, count: 256), threads: 1, overflowCount: &overflow)
-        }
-        #expect(throws: RWKVError.self) {   // ggml's weighted q4_0 is not implemented: refused, not silently unweighted
-            try Quantizer.quantizeRows(row, rowLength: 256, type: .q4_0, importance: [Float](repeating: 1, count: 256), threads: 1, overflowCount: &overflow)
         }
         #expect(throws: RWKVError.self) {
             try Quantizer.quantizeRows(Array(row[0..<128]), rowLength: 128, type: .q6_K, threads: 1, overflowCount: &overflow)

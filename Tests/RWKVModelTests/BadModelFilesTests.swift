@@ -25,11 +25,13 @@ import RWKVFormats
         "gguf-arch-control-chars.gguf": "not an RWKV checkpoint",
         "st-long-name.safetensors": "not an RWKV checkpoint",
         "st-30k-tensors.safetensors": "not an RWKV checkpoint",
+        "gguf-1000-layers.gguf": "not an RWKV checkpoint",   // as a GGUF: GGUFLoadingTests-style view below
         "rwkv7-n-embd-0.pth": "n_embd is 0; an RWKV model needs at least 1",
         "rwkv7-vocab-0.pth": "vocabulary size is 0; an RWKV model needs at least 1",
         "rwkv7-lora-rank-0.pth": "decay LoRA rank is 0; an RWKV model needs at least 1",
         "rwkv7-ffn-0.pth": "FFN width is 0; an RWKV model needs at least 1",
         "rwkv7-vocab-2g-zero-width.safetensors": "n_embd is 0; an RWKV model needs at least 1",
+        "rwkv6-decay-rank-0.safetensors": "decay LoRA rank is 0; an RWKV model needs at least 1",
     ]
 
     @Test(arguments: expected.keys.sorted())

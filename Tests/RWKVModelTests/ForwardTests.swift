@@ -25,6 +25,11 @@ import RWKVFormats
         try expectAgreement(c)
     }
 
+    @Test(arguments: OfficialCase.trained)
+    func trainedModelsMatchOfficialLogits(_ c: OfficialCase) throws {
+        try expectAgreement(c)
+    }
+
     @Test(arguments: OfficialCase.huggingFace)
     func huggingFaceFoldersMatchOfficialLogits(_ c: OfficialCase) throws {
         try expectAgreement(c)

@@ -39,6 +39,10 @@ struct OfficialCase: CustomTestStringConvertible, Sendable {
         OfficialCase(model: "hf/rwkv7-tiny-xx-sharded", expected: "expected/rwkv7-tiny-bf16.logits.safetensors"),
         OfficialCase(model: "hf/rwkv6-tiny-bin", expected: "expected/rwkv6-tiny-bf16.logits.safetensors"),
     ]
+    /// The models trained on real text (scripts/train, docs/training.md), on 128 held-out bytes.
+    static let trained = ["rwkv7", "rwkv6"].map {
+        OfficialCase(model: "models/\($0)-trained-bf16.pth", expected: "expected/\($0)-trained-bf16.heldout.logits.safetensors")
+    }
     static let pth = ["rwkv7", "rwkv6"].flatMap { arch in
         ["fp32", "bf16", "fp16"].map { OfficialCase(model: "models/\(arch)-tiny-\($0).pth", expected: "expected/\(arch)-tiny-\($0).logits.safetensors") }
             + [OfficialCase(model: "models/\(arch)-tiny-fp32.pth", expected: "expected/\(arch)-tiny-fp32.heldout.logits.safetensors")]

@@ -148,11 +148,11 @@ import RWKVModel
         #expect(RWKV7Ranks.defaults(embeddingSize: 1024) == RWKV7Ranks(decay: 64, iclr: 64, valueResidual: 32, gate: 128))
         #expect(RWKV7Ranks.defaults(embeddingSize: 2048) == RWKV7Ranks(decay: 96, iclr: 96, valueResidual: 64, gate: 256))
         #expect(RWKV7Ranks.defaults(embeddingSize: 2560) == RWKV7Ranks(decay: 96, iclr: 96, valueResidual: 64, gate: 320))
-        // The formula reproduces the official 0.1B, 1.5B and 2.9B ranks, not 0.4B's gate.
-        for c in [768, 2048, 2560] { #expect(RWKV7Ranks.trainerFormula(embeddingSize: c) == RWKV7Ranks.official[c]) }
-        #expect(RWKV7Ranks.trainerFormula(embeddingSize: 1024).gate == 160)
-        // Widths outside the table: 1.8·64 = 115.2 → 128, 1.3·64 = 83.2 → 96, 0.6·4096^0.8 ≈ 465.9 → 480.
-        #expect(RWKV7Ranks.defaults(embeddingSize: 4096) == RWKV7Ranks(decay: 128, iclr: 128, valueResidual: 96, gate: 480))
-        #expect(RWKV7Ranks.defaults(embeddingSize: 128) == RWKV7Ranks(decay: 32, iclr: 32, valueResidual: 32, gate: 32))
+        // Widths outside the table take the current trainer's formula, which the file is loaded
+        // into: 2.5·64 = 160, 1.7·64 = 108.8 → 96, 5·64 = 320.
+        #expect(RWKV7Ranks.defaults(embeddingSize: 4096) == RWKV7Ranks(decay: 160, iclr: 160, valueResidual: 96, gate: 320))
+        // The case: at C = 192 (and 128) the trainer builds a gate of 64 (5·√192 ≈ 69.3).
+        #expect(RWKV7Ranks.defaults(embeddingSize: 192) == RWKV7Ranks(decay: 32, iclr: 32, valueResidual: 32, gate: 64))
+        #expect(RWKV7Ranks.defaults(embeddingSize: 128) == RWKV7Ranks(decay: 32, iclr: 32, valueResidual: 32, gate: 64))
     }
 }
