@@ -3,8 +3,9 @@ import PackageDescription
 
 // Data flows one way: RWKVFormats reads and writes files (tensors in, tensors out),
 // RWKVModel knows what an RWKV checkpoint is and runs it, RWKVConvert plans and performs
-// conversions (and holds the tokenizer and text chunks), RWKVVerify compares logits and
-// measures quality on text, RWKVCommandLine is the programs' shared shell (exit statuses, error
+// conversions (and holds the tokenizer and text chunks), RWKVUpgrade builds RWKV-7 checkpoints
+// from RWKV-6 ones (it reads the tokenizer from RWKVConvert for --calibrate; RWKVConvert does not
+// know it), RWKVVerify compares logits and measures quality on text, RWKVCommandLine is the programs' shared shell (exit statuses, error
 // line, JSON, progress bar). The executables are thin argument-parser shells.
 let package = Package(
     name: "rwkv-tools",
@@ -33,6 +34,7 @@ let package = Package(
         .target(name: "RWKVModel", dependencies: ["RWKVFormats", "COpenBLAS"]),
         .target(name: "RWKVConvert", dependencies: ["RWKVFormats", "RWKVModel"],
                 resources: [.copy("Resources/rwkv_vocab_v20230424.txt")]),
+        .target(name: "RWKVUpgrade", dependencies: ["RWKVFormats", "RWKVModel", "RWKVConvert", "COpenBLAS"]),
         .target(name: "RWKVVerify", dependencies: ["RWKVFormats", "RWKVModel", "RWKVConvert"]),
         // What the three programs share: exit statuses, the one-line error, JSON, the progress bar.
         .target(name: "RWKVCommandLine", dependencies: [
@@ -41,13 +43,15 @@ let package = Package(
         .executableTarget(name: "rwkv-convert", dependencies: [
             "RWKVConvert", "RWKVModel", "RWKVCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "rwkv-upgrade", dependencies: [
-            "RWKVConvert", "RWKVModel", "RWKVCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            "RWKVUpgrade", "RWKVModel", "RWKVCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "rwkv-verify", dependencies: [
             "RWKVVerify", "RWKVConvert", "RWKVCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .testTarget(name: "RWKVFormatsTests", dependencies: ["RWKVFormats"]),
         .testTarget(name: "RWKVModelTests", dependencies: ["RWKVModel"]),
-        .testTarget(name: "RWKVConvertTests", dependencies: ["RWKVConvert"]),
+        // The hostile-file tests check that the upgrade refuses bad checkpoints as conversion does.
+        .testTarget(name: "RWKVConvertTests", dependencies: ["RWKVConvert", "RWKVUpgrade"]),
+        .testTarget(name: "RWKVUpgradeTests", dependencies: ["RWKVUpgrade"]),
         .testTarget(name: "RWKVVerifyTests", dependencies: ["RWKVVerify", "RWKVCommandLine"]),
         .testTarget(name: "RWKVCommandLineTests", dependencies: ["RWKVCommandLine"]),
     ]

@@ -47,6 +47,17 @@ public protocol MatmulObserver: AnyObject {
     func observe(weight: String, input: UnsafePointer<Float>, rows: Int, width: Int, stride: Int)
 }
 
+/// Sees the LayerNorm output each block's time mix (ln1) and channel mix (ln2) reads, before
+/// the token shift: the inputs `rwkv-upgrade --calibrate` fits each block on. `input` holds
+/// `rows` tokens of `width` values; called on the forward pass's thread, once per block of rows.
+public protocol LayerInputObserver: AnyObject {
+    func observe(layer: Int, part: BlockPart, input: UnsafePointer<Float>, rows: Int, width: Int)
+}
+
+public enum BlockPart: Sendable {
+    case timeMix, channelMix
+}
+
 extension RWKVLanguageModel {
     public func makeState() -> RWKVState { RWKVState(config: config) }
 

@@ -87,6 +87,8 @@ public final class RWKV6Model: LayerStack {
     var head: Linear { weights.head }
     private var cachedWorkspace: Workspace?
     public var matmulObserver: MatmulObserver?
+    /// Sees each block's LayerNorm outputs (nil: none, the default).
+    public var layerInputObserver: LayerInputObserver?
 
     public init(weights: RWKV6Weights) { self.weights = weights }
     public convenience init(_ loader: WeightLoader) throws { self.init(weights: try RWKV6Weights(loader)) }
@@ -115,6 +117,7 @@ public final class RWKV6Model: LayerStack {
         for (l, L) in weights.layers.enumerated() {
             // Time mix with data-dependent token shift: lerp(x, prev, maa + LoRA(x)).
             Kernels.normalize(x, rows: T, width: C, L.ln1, eps: Kernels.layerNormEpsilon, into: xn)
+            layerInputObserver?.observe(layer: l, part: .timeMix, input: xn, rows: T, width: C)
             Kernels.tokenShift(xn, rows: T, width: C, previous: state.timeMix(l), into: shift)
             Kernels.lerp(xn, shift, mix: L.maaX.base, rows: T, width: C, into: xxx)
             let att = "blocks.\(l).att.", ffn = "blocks.\(l).ffn."
@@ -159,6 +162,7 @@ public final class RWKV6Model: LayerStack {
 
             // Channel mix: sigmoid(xr · Rᵀ) ⊙ (relu(xk · Kᵀ)² · Vᵀ).
             Kernels.normalize(x, rows: T, width: C, L.ln2, eps: Kernels.layerNormEpsilon, into: xn)
+            layerInputObserver?.observe(layer: l, part: .channelMix, input: xn, rows: T, width: C)
             Kernels.tokenShift(xn, rows: T, width: C, previous: state.channelMix(l), into: shift)
             Kernels.lerp(xn, shift, mix: L.ffnMaaK.base, rows: T, width: C, into: xk)
             Kernels.lerp(xn, shift, mix: L.ffnMaaR.base, rows: T, width: C, into: xr)

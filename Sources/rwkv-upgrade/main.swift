@@ -1,9 +1,9 @@
 import ArgumentParser
 import Foundation
 import RWKVCommandLine
-import RWKVConvert
 import RWKVFormats
 import RWKVModel
+import RWKVUpgrade
 
 struct RWKVUpgradeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -101,7 +101,7 @@ struct V6ToV7: ParsableCommand {
             if let gateSpread { options.gateUnitSpreads = [gateSpread] }
             let bar = ProgressBar(total: 1, label: "upgrading")
             defer { bar.finish() }
-            let report = try RWKVUpgrade.run(input: input, output: output, options: options,
+            let report = try Upgrade.run(input: input, output: output, options: options,
                                              dtype: dtype == .bf16 ? .bf16 : .f32, sync: sync,
                                              progress: { index, count, name in bar.update(index, total: count, detail: name) })
             bar.finish()

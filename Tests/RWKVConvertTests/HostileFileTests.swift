@@ -3,6 +3,7 @@ import Testing
 @testable import RWKVConvert
 import RWKVFormats
 import RWKVModel
+import RWKVUpgrade
 
 /// The hostile files of issue 9 in fixtures/bad/ (made by fixtures/make_bad.py), each class at
 /// the program level: what `inspect` prints and what a conversion does.
@@ -97,7 +98,7 @@ import RWKVModel
         let dir = try ConversionFiles.ScratchDirectory()
         if !file.hasSuffix(".gguf") {
             #expect(throws: expected) { _ = try Self.convert(file, in: dir) }
-            #expect(throws: expected) { _ = try RWKVUpgrade.run(input: path, output: dir.path + "/up.pth", options: UpgradeOptions()) }
+            #expect(throws: expected) { _ = try Upgrade.run(input: path, output: dir.path + "/up.pth", options: UpgradeOptions()) }
         }
         #expect(throws: expected) { _ = try RWKVModelLoader.load(path: path) }
         let report = InspectReport(source: try ModelFile.open(path))

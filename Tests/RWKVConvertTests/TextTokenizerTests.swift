@@ -70,4 +70,12 @@ struct TextTokenizerTests {
         #expect(throws: RWKVError.self) { try TextChunks(tokens: Array(0..<200), size: 2, path: "t", tokenizer: "bytes") }
         #expect(throws: RWKVError.self) { try TextChunks(tokens: Array(0..<200), size: 16, maxChunks: 0, path: "t", tokenizer: "bytes") }
     }
+
+    @Test func worldTokenizerMatchesTheOfficialOne() throws {
+        // Expected ids from the official rwkv package: TRIE_TOKENIZER('rwkv_vocab_v20230424.txt').encode(text).
+        let tokenizer = try WorldTokenizer.shared()
+        let text = "Hello, world! 你好 — ½\n\tcafé's \"RWKV\""
+        #expect(try tokenizer.encode(Array(text.utf8)) == [33155, 45, 40213, 34, 33, 10464, 11685, 22898, 4935, 260, 1784, 7596, 460, 269, 1413, 1184, 35])
+        #expect(try tokenizer.encode(Array("The quick brown fox".utf8)) == [6699, 39418, 37917, 21704])
+    }
 }

@@ -154,4 +154,15 @@ import RWKVFormats
             try load("1 'a' 1\n2 'b' 1\n", rows: 2)
         }
     }
+
+    @Test func vocabularyLiteralsDecodeLikePython() throws {
+        func parse(_ s: String) throws -> [UInt8] { try PythonLiteral.parse(Array(s.utf8)) }
+        #expect(try parse("'a\\'b'") == Array("a'b".utf8))
+        #expect(try parse("\"'\"") == [0x27])
+        #expect(try parse("b'\\xf9'") == [0xf9])
+        #expect(try parse("'\\xe9'") == Array("é".utf8))          // str \x: a code point, UTF-8 encoded
+        #expect(try parse("'\\u2002\\n\\t\\\\'") == Array("\u{2002}\n\t\\".utf8))
+        #expect(throws: PythonLiteral.Error.self) { try parse("'unterminated") }
+        #expect(try parse("'\\q'") == [0x5c, 0x71])                  // Python keeps unknown escapes as they are
+    }
 }

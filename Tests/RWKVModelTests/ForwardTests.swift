@@ -66,6 +66,29 @@ import RWKVFormats
         #expect(maxAbsDifference(upcast.logits, without) <= Self.tolerance)
         #expect(maxAbsDifference(plain.logits, without) > 10 * Self.tolerance)
     }
+
+    /// The layer-input hook (`rwkv-upgrade --calibrate` records through it) only looks: with an
+    /// observer attached the RWKV-6 pass still gives the official logits in both modes, and the
+    /// observer saw both LayerNorm outputs of every block for every token.
+    @Test func rwkv6LayerInputObserverLeavesTheOfficialLogits() throws {
+        final class Counter: LayerInputObserver {
+            var rows: [String: Int] = [:]
+            func observe(layer: Int, part: BlockPart, input: UnsafePointer<Float>, rows n: Int, width: Int) {
+                rows["\(layer) \(part)", default: 0] += n
+            }
+        }
+        let c = OfficialCase.safetensors[1]
+        let reference = try c.reference()
+        let model = try #require(try c.load() as? RWKV6Model)
+        let counter = Counter()
+        model.layerInputObserver = counter
+        for mode in ForwardMode.allCases {
+            let difference = maxAbsDifference(reference.logits, try model.logits(reference.tokens, mode: mode).rows)
+            #expect(difference <= Self.tolerance, "\(mode): max |Δlogit| \(difference)")
+        }
+        #expect(counter.rows.count == 2 * model.config.layerCount)
+        #expect(counter.rows.values.allSatisfy { $0 == 2 * reference.tokens.count })
+    }
 }
 
 /// RNN mode (GEMV per token) and sequence mode (GEMM per block) run the same formulas; they must

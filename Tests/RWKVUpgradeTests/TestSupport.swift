@@ -1,7 +1,7 @@
 import Foundation
 import RWKVFormats
 import RWKVModel
-@testable import RWKVConvert
+@testable import RWKVUpgrade
 
 /// The repository's fixtures/ folder.
 let upgradeFixtures = URL(fileURLWithPath: #filePath)

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import RWKVFormats
-@testable import RWKVConvert
+@testable import RWKVUpgrade
 
 /// Each recipe step on small hand-made inputs with known answers.
 @Suite struct UpgradeStepTests {

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import RWKVFormats
 import RWKVModel
-@testable import RWKVConvert
+@testable import RWKVUpgrade
 
 /// End to end: an RWKV-6 file in, an RWKV-7 file out, checked against the RWKV-7 layout.
 @Suite struct UpgradeTests {
@@ -11,7 +11,7 @@ import RWKVModel
         let dir = try UpgradeScratch()
         let input = try TinyRWKV6.write(in: dir)
         let output = dir.file("out.safetensors")
-        let report = try RWKVUpgrade.run(input: input, output: output, options: quickOptions(recipe))
+        let report = try Upgrade.run(input: input, output: output, options: quickOptions(recipe))
 
         // C = 64 is not an official width: the trainer formula gives 32 for every rank.
         let expected = RWKVConfig(version: .v7, layerCount: 2, embeddingSize: 64, headSize: 32, vocabSize: 32, ffnSize: 256,
@@ -46,7 +46,7 @@ import RWKVModel
         options.gateRank = 64
         options.ffnMultiplier = 5
         let output = dir.file("out.safetensors")
-        let report = try RWKVUpgrade.run(input: input, output: output, options: options, dtype: .f32)
+        let report = try Upgrade.run(input: input, output: output, options: options, dtype: .f32)
         let config = try RWKVConfig.detect(ModelFile.open(output))
         #expect(config.decayRank == 8 && config.iclrRank == 24 && config.valueResidualRank == 40 && config.gateRank == 64)
         #expect(config.ffnSize == 320)
@@ -60,8 +60,8 @@ import RWKVModel
         let pth = dir.file("rwkv7-upgraded.pth"), st = dir.file("rwkv7-upgraded.safetensors")
         // The writer does not care which recipe made the values; preserve's are the more varied.
         for recipe in [UpgradeRecipeName.preserve] {
-            _ = try RWKVUpgrade.run(input: input, output: pth, options: quickOptions(recipe), dtype: .f32)
-            _ = try RWKVUpgrade.run(input: input, output: st, options: quickOptions(recipe), dtype: .f32)
+            _ = try Upgrade.run(input: input, output: pth, options: quickOptions(recipe), dtype: .f32)
+            _ = try Upgrade.run(input: input, output: st, options: quickOptions(recipe), dtype: .f32)
             let a = try readAll(pth), b = try readAll(st)
             #expect(a.count == b.count)
             for (name, t) in b {
@@ -82,12 +82,12 @@ import RWKVModel
             try FileManager.default.createDirectory(atPath: dir.file("a"), withIntermediateDirectories: true)
             try FileManager.default.createDirectory(atPath: dir.file("b"), withIntermediateDirectories: true)
             let a = dir.file("a/out.pth"), b = dir.file("b/out.pth"), c = dir.file("a/other.safetensors"), d = dir.file("b/other.safetensors")
-            _ = try RWKVUpgrade.run(input: input, output: a, options: quickOptions(recipe, seed: 7))
-            _ = try RWKVUpgrade.run(input: input, output: b, options: quickOptions(recipe, seed: 7))
+            _ = try Upgrade.run(input: input, output: a, options: quickOptions(recipe, seed: 7))
+            _ = try Upgrade.run(input: input, output: b, options: quickOptions(recipe, seed: 7))
             #expect(try Data(contentsOf: URL(fileURLWithPath: a)) == Data(contentsOf: URL(fileURLWithPath: b)))
 
-            _ = try RWKVUpgrade.run(input: input, output: c, options: quickOptions(recipe, seed: 7))
-            _ = try RWKVUpgrade.run(input: input, output: d, options: quickOptions(recipe, seed: 8))
+            _ = try Upgrade.run(input: input, output: c, options: quickOptions(recipe, seed: 7))
+            _ = try Upgrade.run(input: input, output: d, options: quickOptions(recipe, seed: 8))
             let x = try readAll(c), y = try readAll(d)
             // RWKV-6's decay rank 16 is widened to 32 (new U(±1e-4) units), the FFN from 224 to
             // 256 (new U(±1e-3) units), a2/v2 are orthogonal draws: exactly these differ.
@@ -105,24 +105,24 @@ import RWKVModel
         let dir = try UpgradeScratch()
         let v7 = upgradeFixtures + "/models/rwkv7-tiny.safetensors"
         #expect(throws: RWKVError(v7, "is an RWKV-7 checkpoint; v6-to-v7 needs an RWKV-6 one")) {
-            try RWKVUpgrade.run(input: v7, output: dir.file("x.pth"), options: UpgradeOptions())
+            try Upgrade.run(input: v7, output: dir.file("x.pth"), options: UpgradeOptions())
         }
         let input = try TinyRWKV6.write(in: dir)
         #expect(throws: RWKVError(dir.file("x.bin"), "output must end in .pth (what the official trainer loads) or .safetensors")) {
-            try RWKVUpgrade.run(input: input, output: dir.file("x.bin"), options: UpgradeOptions())
+            try Upgrade.run(input: input, output: dir.file("x.bin"), options: UpgradeOptions())
         }
         var narrow = UpgradeOptions()
         narrow.ffnMultiplier = 3
         #expect(throws: RWKVError(input, "--ffn-mult 3.0 gives an FFN width that is not a whole number of at least the RWKV-6 width 224 (n_embd 64)")) {
-            try RWKVUpgrade.run(input: input, output: dir.file("x.pth"), options: narrow)
+            try Upgrade.run(input: input, output: dir.file("x.pth"), options: narrow)
         }
         var zeroRank = UpgradeOptions()
         zeroRank.gateRank = 0
         #expect(throws: RWKVError(input, "--gate-rank 0 is out of range (1...1024 for this n_embd 64)")) {
-            try RWKVUpgrade.run(input: input, output: dir.file("x.pth"), options: zeroRank)
+            try Upgrade.run(input: input, output: dir.file("x.pth"), options: zeroRank)
         }
         #expect(throws: RWKVError(input, "refusing to overwrite the input file")) {
-            try RWKVUpgrade.run(input: input, output: input, options: UpgradeOptions())
+            try Upgrade.run(input: input, output: input, options: UpgradeOptions())
         }
         #expect(!FileManager.default.fileExists(atPath: dir.file("x.pth")))
     }
@@ -138,7 +138,7 @@ import RWKVModel
             return try ElementCodec.encode(values, as: .f32, overflowCount: &overflow)
         }
         #expect(throws: RWKVError(path, "tensor blocks.1.att.gate.weight holds 1 NaN or infinite value (first at element 5): a diverged or damaged checkpoint; an upgrade would spread it through the new tensors")) {
-            try RWKVUpgrade.run(input: path, output: dir.file("out.safetensors"), options: UpgradeOptions())
+            try Upgrade.run(input: path, output: dir.file("out.safetensors"), options: UpgradeOptions())
         }
         #expect(!FileManager.default.fileExists(atPath: dir.file("out.safetensors")))
     }

@@ -1,4 +1,5 @@
 import Foundation
+import RWKVConvert
 import RWKVFormats
 import RWKVModel
 
@@ -10,6 +11,9 @@ final class V6Weights {
     let source: TensorSource
     private let cacheLimit: Int
     private var cache: [String: Matrix] = [:]
+    /// While a step runs, the RWKV-6 tensors it declares (`UpgradeStep.sources`); reading any
+    /// other is an internal error, so the report's sources are what was really read.
+    var allowed: (step: String, names: Set<String>)?
 
     init(source: TensorSource, config: RWKVConfig) {
         self.source = source
@@ -17,6 +21,9 @@ final class V6Weights {
     }
 
     func matrix(_ name: String) throws -> Matrix {
+        if let allowed, !allowed.names.contains(name) {
+            throw RWKVError(nil, "internal error: step \(allowed.step) read \(name), which it does not declare")
+        }
         if let m = cache[name] { return m }
         guard let info = source.info(name) else { throw RWKVError(source.path, "missing tensor \(name)") }
         let values = try NonFiniteCount.checked(source.floats(name), path: source.path, tensor: name,
@@ -49,13 +56,33 @@ public struct UpgradeLayerReport: Codable, Sendable {
     init(layer: Int) { self.layer = layer }
 }
 
-/// Runs the plan's computations: the per-layer work shared by several output tensors (decay
-/// mapping, gate factorisation, fit batches) is done once and kept until the next layer.
+/// One block's work shared by several of its tensors (decay mapping, gate factorisation, fit
+/// batches), each computed when first needed. It belongs to one block: the context starts a new
+/// one when the next block's tensors begin, and refuses to hand it to another block's step.
+struct LayerFits {
+    let layer: Int
+    var decayLoRA: (w1: Matrix, w2: Matrix, kept: [Int])?
+    var paperGate: (g1: Matrix, g2: Matrix)?
+    var timeMixInputs: MixInputs?
+    var channelMixInputs: MixInputs?
+    /// In time_maa_w2 order (`TokenShiftLerp.rawValue`).
+    var tokenShiftLoRA: [Matrix]?
+    var lerps: [TokenShiftLerp: [Float]] = [:]
+    var mixed: [TokenShiftLerp: (v6: Matrix, v7: Matrix)] = [:]
+    var decayFit: PreserveRecipe.DecayFit?
+    var bonus: (rk: Matrix, receptanceRowScale: [Float])?
+    var preserveGate: PreserveRecipe.GateFit?
+    var channelMixReceptanceScale: [Float]?
+
+    init(layer: Int) { self.layer = layer }
+}
+
+/// Runs the plan's computations, keeping the current block's shared work in `LayerFits`.
 final class UpgradeContext: @unchecked Sendable {
     let weights: V6Weights
     let plan: UpgradePlan
     var options: UpgradeOptions { plan.options }
-    private var memo: [String: Any] = [:]
+    private var fits: LayerFits?
     private var currentLayer: Int?
     private(set) var layerReports: [Int: UpgradeLayerReport] = [:]
 
@@ -66,11 +93,13 @@ final class UpgradeContext: @unchecked Sendable {
 
     func compute(_ tensor: UpgradedTensor) throws -> Matrix {
         if tensor.layer != currentLayer {
-            memo.removeAll()
+            fits = tensor.layer.map(LayerFits.init)
             weights.dropCache()
             currentLayer = tensor.layer
         }
-        let m = try tensor.compute(self)
+        weights.allowed = (tensor.step, Set(tensor.sources))
+        defer { weights.allowed = nil }
+        let m = try tensor.recipeStep.compute(self, tensor)
         guard m.values.count == tensor.shape.reduce(1, *) else {
             throw RWKVError(nil, "internal error: \(tensor.name) computed \(m.values.count) values for shape \(tensor.shape)")
         }
@@ -83,10 +112,14 @@ final class UpgradeContext: @unchecked Sendable {
     /// The stream for a new random parameter: depends on the user's seed and the tensor's name only.
     func random(_ name: String) -> SeededRandom { SeededRandom(seed: options.seed, stream: name) }
 
-    private func remember<T>(_ key: String, _ make: () throws -> T) rethrows -> T {
-        if let v = memo[key] as? T { return v }
+    /// `layer`'s result at `key`, computed by `make` the first time.
+    private func remember<T>(_ layer: Int, _ key: WritableKeyPath<LayerFits, T?>, _ make: () throws -> T) throws -> T {
+        guard let current = fits, current.layer == layer else {
+            throw RWKVError(nil, "internal error: block \(layer)'s fits asked for while computing block \(currentLayer.map(String.init) ?? "none")")
+        }
+        if let v = current[keyPath: key] { return v }
         let v = try make()
-        memo[key] = v
+        fits?[keyPath: key] = v
         return v
     }
 
@@ -99,7 +132,7 @@ final class UpgradeContext: @unchecked Sendable {
     // MARK: decay LoRA (both recipes)
 
     func decayLoRA(_ layer: Int) throws -> (w1: Matrix, w2: Matrix, kept: [Int]) {
-        try remember("decayLoRA") {
+        try remember(layer, \.decayLoRA) {
             let att = "blocks.\(layer).att."
             var r1 = random(att + "w1"), r2 = random(att + "w2")
             let result = try PaperRecipe.resizedDecayLoRA(w1: weights.matrix(att + "time_decay_w1"), w2: weights.matrix(att + "time_decay_w2"),
@@ -112,7 +145,7 @@ final class UpgradeContext: @unchecked Sendable {
     // MARK: paper gate
 
     func paperGate(_ layer: Int) throws -> (g1: Matrix, g2: Matrix) {
-        try remember("paperGate") {
+        try remember(layer, \.paperGate) {
             let factors = try PaperRecipe.gateFactors(gate: weights.matrix("blocks.\(layer).att.gate.weight"), rank: plan.target.gateRank)
             report(layer) { $0.gateRelativeError = factors.relativeError }
             return (factors.g1, factors.g2)
@@ -125,14 +158,14 @@ final class UpgradeContext: @unchecked Sendable {
     /// stand-in built from ln1's weight and bias. The stand-in's stream is fixed (not the
     /// user's seed), so the fits do not change with --seed.
     func timeMixInputs(_ layer: Int) throws -> MixInputs {
-        try remember("timeMixInputs") { try fitInputs(layer, norm: "ln1") }
+        try remember(layer, \.timeMixInputs) { try fitInputs(layer, norm: "ln1") }
     }
 
     func channelMixInputs(_ layer: Int) throws -> MixInputs {
-        try remember("channelMixInputs") { try fitInputs(layer, norm: "ln2") }
+        try remember(layer, \.channelMixInputs) { try fitInputs(layer, norm: "ln2") }
     }
 
-    private var calibration: RWKV6CalibrationRun?
+    private var calibration: CalibrationRun?
 
     private func fitInputs(_ layer: Int, norm: String) throws -> MixInputs {
         let b = "blocks.\(layer)."
@@ -141,36 +174,23 @@ final class UpgradeContext: @unchecked Sendable {
                 // A World token is at most a few dozen bytes: 128 bytes a token bounds what is read.
                 let file = try InputFile(text)
                 let bytes = try file.read(at: 0, count: min(file.size, options.fitTokens * 128), what: "calibration text")
-                var tokens = try CalibrationTokenizer.tokens(bytes, vocabularySize: plan.source.vocabSize, path: text)
+                var tokens = try TextTokenizer.forModel(vocabularySize: plan.source.vocabSize).encode(bytes, path: text)
                 tokens = Array(tokens.prefix(options.fitTokens))
                 guard tokens.count >= 16 else { throw RWKVError(text, "calibration text gives \(tokens.count) tokens; at least 16 are needed") }
-                calibration = try RWKV6CalibrationRun(tokens: tokens, weights: weights, config: plan.source)
+                calibration = try CalibrationRun(tokens: tokens, source: weights.source)
             }
             guard let run = calibration else { throw RWKVError(nil, "internal error: no calibration run") }
-            // Layers run in order; the activations of this layer are kept until the next starts.
-            while run.nextLayer <= layer {
-                let index = run.nextLayer
-                let inputs = try run.runLayer(index)
-                if index == layer {
-                    memo["calibrated ln1"] = inputs.timeMix
-                    memo["calibrated ln2"] = inputs.channelMix
-                }
-            }
-            guard let inputs = memo["calibrated " + norm] as? MixInputs else {
-                throw RWKVError(nil, "internal error: calibration inputs of layer \(layer) are gone")
-            }
-            return inputs
+            let inputs = try run.inputs(layer)
+            return norm == "ln1" ? inputs.timeMix : inputs.channelMix
         }
         var random = SeededRandom(seed: 0, stream: "fit batch " + b + norm)
         return try MixInputs.gaussianProxy(lnWeight: weights.vector(b + norm + ".weight"), lnBias: weights.vector(b + norm + ".bias"),
                                            count: options.fitTokens, random: &random)
     }
 
-    static let lerpOrder = ["w", "k", "v", "r", "g"]   // time_maa_w2's first axis
-
     /// RWKV-6's token-shift LoRA outputs over the fit batch, in time_maa_w2 order (w k v r g).
     func tokenShiftLoRA(_ layer: Int) throws -> [Matrix] {
-        try remember("tokenShiftLoRA") {
+        try remember(layer, \.tokenShiftLoRA) {
             let att = "blocks.\(layer).att."
             let w2 = try weights.matrix(att + "time_maa_w2")        // (5·D)×C
             let d = w2.rows / 5
@@ -180,38 +200,37 @@ final class UpgradeContext: @unchecked Sendable {
         }
     }
 
-    /// The RWKV-7 static lerp for x_<which> (which in w k v r g).
-    func timeMixLerp(_ layer: Int, _ which: String) throws -> [Float] {
-        try remember("lerp " + which) {
-            let maa = try weights.vector("blocks.\(layer).att.time_maa_" + which)
-            guard options.lerpIncludesLoRAMean, let index = Self.lerpOrder.firstIndex(of: which) else { return maa }
-            return try PreserveRecipe.meanLerp(timeMaa: maa, lora: tokenShiftLoRA(layer)[index], inputs: timeMixInputs(layer))
+    /// The RWKV-7 static lerp for RWKV-6's `lerp`.
+    func timeMixLerp(_ layer: Int, _ lerp: TokenShiftLerp) throws -> [Float] {
+        try remember(layer, \.lerps[lerp]) {
+            let maa = try weights.vector("blocks.\(layer)." + lerp.timeMaa)
+            guard options.lerpIncludesLoRAMean else { return maa }
+            return try PreserveRecipe.meanLerp(timeMaa: maa, lora: tokenShiftLoRA(layer)[lerp.rawValue], inputs: timeMixInputs(layer))
         }
     }
 
     /// The fit batch mixed as RWKV-6 mixes it (static + LoRA) and as RWKV-7 will (static only).
-    func mixedTimeMixInputs(_ layer: Int, _ which: String) throws -> (v6: Matrix, v7: Matrix) {
-        try remember("mixed " + which) {
+    func mixedTimeMixInputs(_ layer: Int, _ lerp: TokenShiftLerp) throws -> (v6: Matrix, v7: Matrix) {
+        try remember(layer, \.mixed[lerp]) {
             let inputs = try timeMixInputs(layer)
-            let maa = try weights.vector("blocks.\(layer).att.time_maa_" + which)
-            guard let index = Self.lerpOrder.firstIndex(of: which) else { throw RWKVError(nil, "internal error: no lerp x_\(which)") }
-            return try (inputs.lerp(maa, plus: tokenShiftLoRA(layer)[index]), inputs.lerp(timeMixLerp(layer, which)))
+            let maa = try weights.vector("blocks.\(layer)." + lerp.timeMaa)
+            return try (inputs.lerp(maa, plus: tokenShiftLoRA(layer)[lerp.rawValue]), inputs.lerp(timeMixLerp(layer, lerp)))
         }
     }
 
     /// With calibration: receptance, key or value refitted for the static lerp; else unchanged.
-    func refitted(_ layer: Int, _ which: String, _ matrix: Matrix) throws -> Matrix {
+    func refitted(_ layer: Int, _ lerp: TokenShiftLerp, _ matrix: Matrix) throws -> Matrix {
         guard options.calibrationText != nil else { return matrix }
-        let (v6Input, v7Input) = try mixedTimeMixInputs(layer, which)
+        let (v6Input, v7Input) = try mixedTimeMixInputs(layer, lerp)
         return try PreserveRecipe.refitProjection(matrix, v6Input: v6Input, v7Input: v7Input)
     }
 
     // MARK: preserve: decay, bonus, gate, channel mix
 
     func decayFit(_ layer: Int) throws -> PreserveRecipe.DecayFit {
-        try remember("decayFit") {
+        try remember(layer, \.decayFit) {
             let att = "blocks.\(layer).att."
-            let (v6Input, v7Input) = try mixedTimeMixInputs(layer, "w")
+            let (v6Input, v7Input) = try mixedTimeMixInputs(layer, .w)
             // The fit sees the units that came from RWKV-6 only: new U(±1e-4) units add ~1e-8 to
             // the decay, and leaving them out keeps the fit independent of --seed.
             let lora = try decayLoRA(layer)
@@ -227,17 +246,17 @@ final class UpgradeContext: @unchecked Sendable {
     }
 
     func bonus(_ layer: Int) throws -> (rk: Matrix, receptanceRowScale: [Float]) {
-        try remember("bonus") {
+        try remember(layer, \.bonus) {
             let att = "blocks.\(layer).att."
             let u = try weights.matrix(att + "time_faaaa")
             let fit = try decayFit(layer)
             let rowScale: [Float] = options.compensateDecayShift ? fit.meanDecay.map { 1 / $0 } : [Float](repeating: 1, count: fit.meanDecay.count)
             let missing = PreserveRecipe.bonusMissingInside(timeFirst: u, meanDecay: fit.meanDecay, compensateShift: options.compensateDecayShift)
             // RWKV-6's and RWKV-7's r, k, v over the fit batch, and RWKV-6's decays.
-            let (xr6, xr7) = try mixedTimeMixInputs(layer, "r")
-            let (xk6, xk7) = try mixedTimeMixInputs(layer, "k")
-            let (xv6, xv7) = try mixedTimeMixInputs(layer, "v")
-            let (xw6, _) = try mixedTimeMixInputs(layer, "w")
+            let (xr6, xr7) = try mixedTimeMixInputs(layer, .r)
+            let (xk6, xk7) = try mixedTimeMixInputs(layer, .k)
+            let (xv6, xv7) = try mixedTimeMixInputs(layer, .v)
+            let (xw6, _) = try mixedTimeMixInputs(layer, .w)
             let r = try weights.matrix(att + "receptance.weight"), k = try weights.matrix(att + "key.weight")
             let v = try weights.matrix(att + "value.weight")
             let delta6 = try PreserveRecipe.tanhProduct(xw6, weights.matrix(att + "time_decay_w1"), weights.matrix(att + "time_decay_w2"))
@@ -248,8 +267,8 @@ final class UpgradeContext: @unchecked Sendable {
                 missing: missing, lnXWeight: weights.vector(att + "ln_x.weight"),
                 r6: xr6.multiplied(by: r.transposed()), k6: xk6.multiplied(by: k.transposed()), v6: xv6.multiplied(by: v.transposed()),
                 decay6: decay6, timeFirst: u,
-                r7: xr7.multiplied(by: refitted(layer, "r", r).transposed()).scalingColumns(rowScale),
-                k7: xk7.multiplied(by: refitted(layer, "k", k).transposed()), v7: xv7.multiplied(by: refitted(layer, "v", v).transposed()))
+                r7: xr7.multiplied(by: refitted(layer, .r, r).transposed()).scalingColumns(rowScale),
+                k7: xk7.multiplied(by: refitted(layer, .k, k).transposed()), v7: xv7.multiplied(by: refitted(layer, .v, v).transposed()))
             report(layer) { $0.bonusOutsideScale = scale }
             return PreserveRecipe.bonus(timeFirst: u, meanDecay: fit.meanDecay, compensateShift: options.compensateDecayShift,
                                         outsideScale: scale)
@@ -257,8 +276,8 @@ final class UpgradeContext: @unchecked Sendable {
     }
 
     func preserveGate(_ layer: Int) throws -> PreserveRecipe.GateFit {
-        try remember("preserveGate") {
-            let (v6Input, v7Input) = try mixedTimeMixInputs(layer, "g")
+        try remember(layer, \.preserveGate) {
+            let (v6Input, v7Input) = try mixedTimeMixInputs(layer, .g)
             let fit = try PreserveRecipe.gateFit(gate: weights.matrix("blocks.\(layer).att.gate.weight"), v6Input: v6Input,
                                                  v7Input: v7Input, rank: plan.target.gateRank,
                                                  spreads: options.gateUnitSpreads)
@@ -268,7 +287,7 @@ final class UpgradeContext: @unchecked Sendable {
     }
 
     func channelMixReceptanceScale(_ layer: Int) throws -> [Float] {
-        try remember("channelMixReceptanceScale") {
+        try remember(layer, \.channelMixReceptanceScale) {
             let ffn = "blocks.\(layer).ffn."
             let inputs = try channelMixInputs(layer)
             let scale = try PreserveRecipe.channelMixReceptanceScale(

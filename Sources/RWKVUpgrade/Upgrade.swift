@@ -1,10 +1,11 @@
 import Foundation
+import RWKVConvert
 import RWKVFormats
 import RWKVModel
 
 /// `rwkv-upgrade v6-to-v7`: reads an RWKV-6 checkpoint, builds the plan, computes the RWKV-7
 /// tensors one at a time and writes them, then reports what was done.
-public enum RWKVUpgrade {
+public enum Upgrade {
     /// Output container, chosen by the output file's extension.
     public enum OutputFormat: String, Codable, Sendable {
         case pth = "torch zip (.pth)"
@@ -81,7 +82,7 @@ public struct UpgradeReport: Codable, Sendable {
     public let bytesWritten: Int
     public let seconds: Double
 
-    init(input: String, output: String, format: RWKVUpgrade.OutputFormat, plan: UpgradePlan, dtype: DType,
+    init(input: String, output: String, format: Upgrade.OutputFormat, plan: UpgradePlan, dtype: DType,
          layers: [UpgradeLayerReport], bytesWritten: Int, seconds: Double) {
         self.input = input
         self.output = output

@@ -1,0 +1,133 @@
+import Foundation
+import RWKVFormats
+import RWKVModel
+
+public enum UpgradeRecipeName: String, Codable, CaseIterable, Sendable {
+    /// The published recipe (RWKV-7 paper, section 6).
+    case paper
+    /// Ours: an RWKV-7 that behaves as close as possible to the RWKV-6 before any training.
+    case preserve
+}
+
+public struct UpgradeOptions: Codable, Sendable {
+    public var recipe: UpgradeRecipeName = .paper
+    /// RWKV-7 FFN width as a multiple of n_embd (RWKV-6 uses 3.5).
+    public var ffnMultiplier: Double = 4
+    /// nil: the official rank for this width (`RWKV7Ranks.defaults`).
+    public var decayRank: Int?
+    public var iclrRank: Int?
+    public var valueResidualRank: Int?
+    public var gateRank: Int?
+    /// Seeds the new random parameters (U(±1e-4) decay LoRA units, U(±1e-3) FFN units,
+    /// orthogonal a2/v2). The `preserve` fits use a fixed stream, so they do not depend on it.
+    public var seed: UInt64 = 0
+
+    // `preserve` settings (see docs/upgrade.md for how the defaults were measured).
+    /// a0 and v0: sigmoid(-5) ≈ 0.0067, in-context learning and the value-first mix start
+    /// almost off but still get gradient.
+    public var switchedOffBias: Float = -5
+    /// Divide receptance by the mean decay so RWKV-7's extra decay factor is undone on average.
+    public var compensateDecayShift = false
+    /// Add the token-shift LoRA's mean output to the static lerps.
+    public var lerpIncludesLoRAMean = true
+    /// Spreads (standard deviation over the fit batch) of the gate units' inputs to try; the
+    /// best fit is kept (see PreserveRecipe.gateFit).
+    public var gateUnitSpreads: [Float] = [0.5, 1, 2, 4, 8]
+    /// Tokens in the batch the `preserve` fits run over.
+    public var fitTokens = 4096
+    /// A text to run the RWKV-6 model over; the `preserve` fits then use the inputs its layers
+    /// really see (first `fitTokens` tokens) instead of the Gaussian stand-in, and receptance,
+    /// key and value are refitted to make up for the token-shift LoRA (`refitProjection`).
+    public var calibrationText: String?
+    /// Fine-tune adapters merged into the RWKV-6 checkpoint before the upgrade (`--merge-lora`).
+    public var adapters = AdapterList()
+
+    public init() {}
+}
+
+/// One output tensor: its name and shape, its schema row and block, and the recipe step that
+/// computes it from the RWKV-6 tensors `sources`.
+public struct UpgradedTensor: Sendable {
+    public let name: String
+    public let shape: [Int]
+    /// The RWKV-7 schema row (`att.w0`) and the block (nil outside the blocks).
+    let row: String
+    let layer: Int?
+    let recipeStep: UpgradeStep
+    public let sources: [String]
+
+    /// The step's name, as the report prints it.
+    public var step: String { recipeStep.name }
+}
+
+/// For each RWKV-7 tensor (every key of `RWKVConfig.expectedShapes` of the target, layer 0's
+/// unused v0/v1/v2 included), how it is computed from the RWKV-6 tensors. Tensors are produced
+/// one at a time in this order, so memory stays at a few tensors plus one layer's small ones.
+public struct UpgradePlan: Sendable {
+    public let source: RWKVConfig
+    public let target: RWKVConfig
+    public let options: UpgradeOptions
+    public let tensors: [UpgradedTensor]
+
+    public init(source: RWKVConfig, options: UpgradeOptions, path: String) throws {
+        guard source.version == .v6 else {
+            throw RWKVError(path, "is an RWKV-\(source.version.rawValue) checkpoint; v6-to-v7 needs an RWKV-6 one")
+        }
+        let c = source.embeddingSize
+        let defaults = RWKV7Ranks.defaults(embeddingSize: c)
+        let ranks = RWKV7Ranks(decay: options.decayRank ?? defaults.decay, iclr: options.iclrRank ?? defaults.iclr,
+                               valueResidual: options.valueResidualRank ?? defaults.valueResidual,
+                               gate: options.gateRank ?? defaults.gate)
+        let given = [options.decayRank, options.iclrRank, options.valueResidualRank, options.gateRank]
+        for (i, (name, r)) in [("decay", ranks.decay), ("iclr", ranks.iclr), ("value", ranks.valueResidual), ("gate", ranks.gate)].enumerated()
+        where r < 1 || r > 16 * c {
+            // Blame the option only when it was given; a default that does not fit is the file's width.
+            if given[i] != nil { throw RWKVError(path, "--\(name)-rank \(r) is out of range (1...\(16 * c) for this n_embd \(c))") }
+            throw RWKVError(path, "n_embd \(c) is too small for the default \(name) LoRA rank \(r) (at most 16 × n_embd); give --\(name)-rank")
+        }
+        let ffnValue = options.ffnMultiplier * Double(c)
+        guard options.ffnMultiplier.isFinite, ffnValue.rounded() == ffnValue, Int(ffnValue) >= source.ffnSize,
+              ffnValue <= Double(64 * c) else {
+            throw RWKVError(path, "--ffn-mult \(options.ffnMultiplier) gives an FFN width that is not a whole number of at least the RWKV-6 width \(source.ffnSize) (n_embd \(c))")
+        }
+        if options.recipe != .preserve && options.calibrationText != nil {
+            throw RWKVError(nil, "--calibrate only applies to --recipe preserve")
+        }
+        guard options.fitTokens >= 16, options.fitTokens <= 1 << 20 else {
+            throw RWKVError(nil, "fit batch of \(options.fitTokens) tokens is out of range (16...1048576)")
+        }
+        let target = RWKVConfig(version: .v7, layerCount: source.layerCount, embeddingSize: c, headSize: source.headSize,
+                                vocabSize: source.vocabSize, ffnSize: Int(ffnValue), decayRank: ranks.decay,
+                                iclrRank: ranks.iclr, valueResidualRank: ranks.valueResidual, gateRank: ranks.gate)
+        self.source = source
+        self.target = target
+        self.options = options
+        let table = RecipeTable.of(options)
+        var tensors: [UpgradedTensor] = []
+        for (name, spec) in target.checkpointTensors {
+            guard let step = table[spec.name] else { throw RWKVError(nil, "internal error: no upgrade step for tensor \(name)") }
+            let layer = spec.scope == .layer || spec.scope == .firstLayer ? Int(name.dropFirst(7).prefix { $0 != "." }) : nil
+            let sources = try step.sources(target: spec.name).map { try Self.sourceName($0, layer: layer, of: source) }
+            tensors.append(UpgradedTensor(name: name, shape: target.shape(spec.shape), row: spec.name, layer: layer,
+                                          recipeStep: step, sources: sources))
+        }
+        self.tensors = tensors
+    }
+
+    /// The checkpoint name of RWKV-6 row `row` in block `layer`, checked against the RWKV-6 schema.
+    static func sourceName(_ row: String, layer: Int?, of config: RWKVConfig) throws -> String {
+        guard let spec = config.schema.tensors.first(where: { $0.name == row }), spec.scope == .start || spec.scope == .end || layer != nil,
+              layer.map(spec.isPresent(inLayer:)) ?? true else {
+            throw RWKVError(nil, "internal error: the upgrade reads \(row), which is no RWKV-6 tensor\(layer.map { " of block \($0)" } ?? "")")
+        }
+        return spec.checkpointName(layer: layer ?? 0)
+    }
+
+    func sourceName(_ row: String, layer: Int?) throws -> String { try Self.sourceName(row, layer: layer, of: source) }
+
+    /// RWKV-6 tensors no output reads (the token-shift LoRA; in the paper recipe also the FFN receptance).
+    public var unusedSourceTensors: [String] {
+        let used = Set(tensors.flatMap(\.sources))
+        return source.expectedShapes.map(\.name).filter { !used.contains($0) }
+    }
+}

@@ -1,0 +1,73 @@
+import Foundation
+import Testing
+import RWKVFormats
+import RWKVModel
+@testable import RWKVUpgrade
+
+/// The recipe tables: every RWKV-7 tensor has a step, and every step reads only the RWKV-6
+/// tensors it declares (which the report lists as its sources).
+@Suite struct PlanTests {
+    @Test func tablesCoverTheRWKV7SchemaExactly() {
+        let rows = Set(ArchitectureSchema.rwkv7.tensors.map(\.name))
+        #expect(Set(RecipeTable.paper.keys) == rows)
+        var calibrated = UpgradeOptions()
+        calibrated.calibrationText = "t"
+        #expect(Set(RecipeTable.preserve(UpgradeOptions()).keys) == rows)
+        #expect(Set(RecipeTable.preserve(calibrated).keys) == rows)
+    }
+
+    /// Each tensor computed alone, in a fresh context: nothing a step needs comes from work an
+    /// earlier tensor's step left behind, so an undeclared read cannot hide behind the cache.
+    @Test(arguments: [(UpgradeRecipeName.paper, false), (.preserve, false), (.preserve, true)])
+    func everyStepReadsOnlyWhatItDeclares(recipe: UpgradeRecipeName, calibrated: Bool) throws {
+        let input = upgradeFixtures + "/models/rwkv6-tiny-fp32.pth"
+        let source = try Checkpoint.open(input)
+        var options = quickOptions(recipe)
+        if calibrated { options.calibrationText = upgradeFixtures + "/text/english.txt" }
+        let plan = try UpgradePlan(source: RWKVConfig.detect(source), options: options, path: input)
+        for tensor in plan.tensors {
+            #expect(throws: Never.self, "\(tensor.name)") { _ = try UpgradeContext(source: source, plan: plan).compute(tensor) }
+        }
+    }
+
+    @Test func anUndeclaredReadIsAnError() throws {
+        let source = try Checkpoint.open(upgradeFixtures + "/models/rwkv6-tiny-fp32.pth")
+        let weights = V6Weights(source: source, config: try RWKVConfig.detect(source))
+        weights.allowed = ("copy", ["blocks.0.att.key.weight"])
+        _ = try weights.matrix("blocks.0.att.key.weight")
+        #expect(throws: RWKVError(nil, "internal error: step copy read blocks.0.att.value.weight, which it does not declare")) {
+            try weights.matrix("blocks.0.att.value.weight")
+        }
+    }
+
+    /// A block's fits are typed and belong to that block: once block 1's tensors run, block 0's
+    /// results are gone and asking for them is an error, never another block's answer.
+    @Test func fitsBelongToTheirBlock() throws {
+        let input = upgradeFixtures + "/models/rwkv6-tiny-fp32.pth"
+        let source = try Checkpoint.open(input)
+        let plan = try UpgradePlan(source: RWKVConfig.detect(source), options: quickOptions(.preserve), path: input)
+        let ctx = UpgradeContext(source: source, plan: plan)
+        let w0 = try #require(plan.tensors.first { $0.name == "blocks.1.att.w0" })
+        let first = try ctx.compute(w0)
+        #expect(try ctx.decayFit(1).w0 == first.values)
+        #expect(throws: RWKVError(nil, "internal error: block 0's fits asked for while computing block 1")) { try ctx.decayFit(0) }
+    }
+
+    @Test func sourcesAreRWKV6TensorsOfTheBlock() throws {
+        let config = TinyRWKV6.config
+        #expect(try UpgradePlan.sourceName("att.time_decay", layer: 1, of: config) == "blocks.1.att.time_decay")
+        #expect(try UpgradePlan.sourceName("ln0.weight", layer: 0, of: config) == "blocks.0.ln0.weight")
+        #expect(try UpgradePlan.sourceName("head.weight", layer: nil, of: config) == "head.weight")
+        #expect(throws: RWKVError.self) { try UpgradePlan.sourceName("att.w0", layer: 0, of: config) }       // RWKV-7 only
+        #expect(throws: RWKVError.self) { try UpgradePlan.sourceName("ln0.weight", layer: 1, of: config) }   // block 0 only
+        #expect(throws: RWKVError.self) { try UpgradePlan.sourceName("ln1.weight", layer: nil, of: config) }
+    }
+
+    /// The names the report has always printed (scripts and docs read them).
+    @Test func stepNames() {
+        #expect(UpgradeStep.constant(0.85).name == "RWKV7Init.constant(0.85)")
+        #expect(UpgradeStep.constant(1).name == "RWKV7Init.constant(1)")
+        #expect(UpgradeStep.switchedOff(-5).name == "switched off: constant(-5.0)")
+        #expect(UpgradeStep.bonusReceptance(refit: false).name == "copy, rows × PreserveRecipe.bonus receptance scale")
+    }
+}
