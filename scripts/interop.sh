@@ -44,5 +44,14 @@ if "$PY" -c 'import rwkv7_hf' 2>/dev/null; then
 else
     echo "interop: skipping the to-hf check (pip install -r fixtures/hf-requirements.txt)" >&2
 fi
+# Presets: our one-step files against llama-quantize's from our f32 GGUF (scripts/check-presets.py),
+# when llama-quantize is built (scripts/build-llama-quantize.sh) or named by LLAMA_QUANTIZE.
+LQ=${LLAMA_QUANTIZE:-.llama/build/bin/llama-quantize}
+if [ -x "$LQ" ]; then
+    "$PY" scripts/check-presets.py --llama-quantize "$LQ" fixtures/models/rwkv7-tiny-bf16.pth \
+        fixtures/models/rwkv6-trained-bf16.pth | tail -1 || status=1
+else
+    echo "interop: skipping the preset check (scripts/build-llama-quantize.sh, or LLAMA_QUANTIZE=...)" >&2
+fi
 echo "interop outputs in $OUT"
 exit $status

@@ -124,13 +124,26 @@ public enum Converter {
         return try convert(source: source, format: format, output: output, options: options, started: started)
     }
 
+    /// The Hugging Face folder a source reads, with or without adapters merged on top.
+    static func folder(of source: TensorSource) -> HuggingFaceFolder? {
+        source as? HuggingFaceFolder ?? (source as? MergedSource)?.base as? HuggingFaceFolder
+    }
+
+    /// The World vocabulary file to use: `--vocab`, else a Hugging Face folder's own World
+    /// vocabulary for a 65536-row model, else none (`Vocabulary.automatic`: the bundled one or bytes).
+    static func vocabularyFile(for source: TensorSource, options: ConversionOptions, rows: Int) -> String? {
+        if let path = options.vocabularyPath { return path }
+        guard rows == Vocabulary.worldRows else { return nil }
+        return folder(of: source)?.worldVocabularyPath
+    }
+
     /// Converts an opened checkpoint (`source.path` is the input file, hashed for provenance).
     static func convert(source: TensorSource, format: ModelFormat, output: String, options: ConversionOptions,
                         started: Date = Date()) throws -> ConversionReport {
         let input = source.path
         // The hash (SHA-256, sequential, a core's worth of work) starts first and runs beside
         // everything else.
-        let hashing = BackgroundHash(paths: (source as? HuggingFaceFolder ?? (source as? MergedSource)?.base as? HuggingFaceFolder)?.weightFiles ?? [input])
+        let hashing = BackgroundHash(paths: folder(of: source)?.weightFiles ?? [input])
         let config = try RWKVConfig.detect(source)
         let plan = ConversionPlan(config: config, type: options.type, preset: options.preset, keepF32: options.keepF32,
                                   outputTensorType: options.outputTensorType, tokenEmbeddingType: options.tokenEmbeddingType,
@@ -141,7 +154,8 @@ public enum Converter {
                 throw RWKVError(input, "tensor \(name) is \(t.dtype.rawValue); expected a floating-point checkpoint")
             }
         }
-        let vocabulary = try options.vocabularyPath.map { try Vocabulary.world(path: $0, rows: config.vocabSize) }
+        let vocabularyPath = vocabularyFile(for: source, options: options, rows: config.vocabSize)
+        let vocabulary = try vocabularyPath.map { try Vocabulary.world(path: $0, rows: config.vocabSize) }
             ?? Vocabulary.automatic(rows: config.vocabSize)
         let importanceRows = try options.imatrixPath.map { try ImportanceMatrix.read($0).rows(for: plan, path: $0) } ?? [:]
 
@@ -153,7 +167,7 @@ public enum Converter {
                                      provenance: Provenance(sourceFile: (input as NSString).lastPathComponent, sourceSHA256: placeholder,
                                                              adapters: (source as? MergedSource)?.adapterDescriptions ?? []))
         let writer = try GGUFWriter(path: output, metadata: metadata, tensors: plan.tensors.map(\.info),
-                                    refusingToOverwrite: [input] + [options.vocabularyPath, options.imatrixPath].compactMap { $0 },
+                                    refusingToOverwrite: [input] + [vocabularyPath, options.imatrixPath].compactMap { $0 },
                                     durable: options.sync)
         // Removed now on any failure, not whenever the last reference (held by a write job on
         // the writer thread until it is released) goes away.

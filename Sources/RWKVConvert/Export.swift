@@ -27,7 +27,7 @@ public enum Export {
     /// The files of an exported Hugging Face folder.
     public static let weightsFile = "model.safetensors"
     public static let configFile = "config.json"
-    public static let vocabularyFile = "rwkv_vocab_v20230424.txt"
+    public static let vocabularyFile = HuggingFaceFolder.worldVocabularyFile
 
     // MARK: - Hugging Face folder
 

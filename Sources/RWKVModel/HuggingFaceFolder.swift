@@ -20,6 +20,13 @@ public final class HuggingFaceFolder: TensorSource {
     public let config: RWKVConfig
     /// The weight files, in shard order (hashed in this order for provenance).
     public let weightFiles: [String]
+    /// The folder's World vocabulary file (`rwkv_vocab_v20230424.txt`, as the rwkv7-hf converter
+    /// and `rwkv-convert to-hf` write it), when it has one.
+    public var worldVocabularyPath: String? {
+        let file = path + "/" + Self.worldVocabularyFile
+        return Self.exists(file) ? file : nil
+    }
+    public static let worldVocabularyFile = "rwkv_vocab_v20230424.txt"
 
     private struct Origin {
         let shard: TensorSource

@@ -57,3 +57,22 @@ import RWKVModel
         #expect(zip(expected, logits).map { abs($0 - $1) }.max()! <= 1e-4)
     }
 }
+
+/// A Hugging Face folder's own World vocabulary (as the rwkv7-hf converter copies it in) is the
+/// one a 65536-row model's GGUF gets, unless --vocab says otherwise; byte-level models ignore it.
+@Suite struct FolderVocabularyTests {
+    @Test func aFoldersWorldVocabularyIsUsed() throws {
+        let scratch = try ConversionFiles.ScratchDirectory()
+        let folder = scratch.path + "/hf"
+        try FileManager.default.copyItem(atPath: ConversionFiles.root + "/fixtures/hf/rwkv7-tiny", toPath: folder)
+        let plain = try #require(try Checkpoint.open(folder) as? HuggingFaceFolder)
+        #expect(plain.worldVocabularyPath == nil)
+        try "".write(toFile: folder + "/" + HuggingFaceFolder.worldVocabularyFile, atomically: true, encoding: .utf8)
+        let source = try Checkpoint.open(folder)
+        var options = ConversionOptions()
+        #expect(Converter.vocabularyFile(for: source, options: options, rows: 65536) == folder + "/rwkv_vocab_v20230424.txt")
+        #expect(Converter.vocabularyFile(for: source, options: options, rows: 256) == nil)
+        options.vocabularyPath = "/elsewhere/vocab.txt"
+        #expect(Converter.vocabularyFile(for: source, options: options, rows: 65536) == "/elsewhere/vocab.txt")
+    }
+}

@@ -55,6 +55,15 @@ import RWKVFormats
         }
     }
 
+    /// A real RWKV-7a checkpoint (fixtures/make_variants.py: the tensor set the official package
+    /// runs with RWKV_DE_VERSION=1) is refused by name, not converted without its DeepEmbed tensors.
+    @Test func aDeepEmbedCheckpointIsRefusedByName() throws {
+        let path = fixture("variants/rwkv7a-tiny-bf16.pth")
+        #expect(throws: RWKVError(path, "RWKV-7a (DeepEmbed) checkpoint: llama.cpp cannot run it yet, so neither do we")) {
+            try RWKVConfig.detect(try ModelFile.open(path))
+        }
+    }
+
     @Test func unknownTensorsAreAnError() {
         let extra = ArchitectureTests.v6.expectedShapes + [("blocks.1.att.extra", [4]), ("zzz", [1])]
         #expect(throws: RWKVError("shapes-only", "tensor blocks.1.att.extra (and 1 more) is not part of an RWKV-6 checkpoint")) {
