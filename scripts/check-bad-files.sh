@@ -42,8 +42,9 @@ check() {
     fi
 }
 
-for f in fixtures/bad/*; do
-    case "$f" in *.md|*.json) continue ;; esac
+# All four programs on one bad file.
+check_file() {
+    local f=$1
     n=$((n + 1))
     size_kb=0; [ -f "$f" ] && size_kb=$(( $(stat -c %s "$f") / 1024 ))
     header_kb=$((size_kb + 64 * 1024)); model_kb=$((2 * size_kb + 96 * 1024))
@@ -53,7 +54,21 @@ for f in fixtures/bad/*; do
     check "$conv" "$f" 2 "$model_kb" 30 -- "$bin/rwkv-convert" "$conv" "$f" "$scratch/out/o.gguf"
     check rwkv-verify "$f" 2 "$model_kb" 30 -- "$bin/rwkv-verify" "$f" --against "$f" --random 4
     check rwkv-upgrade "$f" 2 "$model_kb" 30 -- "$bin/rwkv-upgrade" v6-to-v7 "$f" "$scratch/out/o.pth"
+}
+
+for f in fixtures/bad/*; do
+    case "$f" in *.md|*.json) continue ;; esac
+    check_file "$f"
 done
+# Files too large to commit, written now by Python's standard library (fixtures/make_large_bad.py).
+mkdir -p "$scratch/large"
+python3 fixtures/make_large_bad.py "$scratch/large" || { echo "check-bad-files: fixtures/make_large_bad.py failed"; fail=1; }
+for f in "$scratch"/large/*; do check_file "$f"; done
+message=$("$bin/rwkv-convert" inspect "$scratch/large/st-json-int-array.safetensors" 2>&1 >/dev/null)
+case "$message" in
+    *"header is not valid JSON: an array holds more than 64 values"*) ;;
+    *) echo "FAIL st-json-int-array.safetensors: not refused for its 4,000,000-value array: $message"; fail=1 ;;
+esac
 [ "$n" -ge 80 ] || { echo "check-bad-files: only $n files in fixtures/bad (expected at least 80)"; fail=1; }
 
 # The command-line layer (issue 9, classes 6, 7, 8).
