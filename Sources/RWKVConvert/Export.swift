@@ -39,15 +39,12 @@ public enum Export {
         let config = try RWKVConfig.detect(source)
         let schema = config.schema
         var tensors: [(info: TensorInfo, from: String, transposed: Bool)] = []
-        for (name, row) in config.checkpointTensors {
+        for (name, row, layer) in config.checkpointTensors {
             if name.hasPrefix("blocks.0."), row.firstLayerStandIn != nil { continue }   // fla drops block 0's unused v0/v1/v2
             guard let stored = source.info(name) else { throw RWKVError(input, "missing tensor \(name)") }
             let transposed = schema.hfTransposesLoRA && row.role == .lora
             let shape = transposed ? stored.shape.reversed() : row.hfShape.map(config.shape) ?? stored.shape
-            let hfName = row.scope == .layer || row.scope == .firstLayer
-                ? schema.hfLayerPrefix + (name.split(separator: ".", maxSplits: 2).dropFirst().first.map { "\($0)." } ?? "") + row.hf
-                : row.hf
-            tensors.append((TensorInfo(name: hfName, dtype: stored.dtype, shape: shape), name, transposed))
+            tensors.append((TensorInfo(name: row.hfName(layer: layer, in: schema), dtype: stored.dtype, shape: shape), name, transposed))
         }
 
         var st = stat()

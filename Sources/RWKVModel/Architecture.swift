@@ -95,7 +95,7 @@ public struct RWKVConfig: Equatable, Sendable, Codable {
         }
         try config.validate(path: source.path)
         var expected = Set<String>()
-        for (name, row) in config.checkpointTensors {
+        for (name, row, _) in config.checkpointTensors {
             expected.insert(name)
             // Block 0's RWKV-7 v0/v1/v2 are unused: any shape, and absent from fla-hub folders.
             if name.hasPrefix("blocks.0."), row.firstLayerStandIn != nil { continue }

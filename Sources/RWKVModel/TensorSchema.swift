@@ -279,6 +279,14 @@ extension TensorSpec {
         }
     }
 
+    /// The name in the architecture's Hugging Face scheme in block `layer` (ignored outside blocks).
+    public func hfName(layer: Int, in schema: ArchitectureSchema) -> String {
+        switch scope {
+        case .start, .end: return hf
+        case .layer, .firstLayer: return schema.hfLayerPrefix + "\(layer)." + hf
+        }
+    }
+
     /// Whether block `layer` holds this tensor.
     public func isPresent(inLayer layer: Int) -> Bool { scope == .layer || layer == 0 }
 }
@@ -307,16 +315,17 @@ extension RWKVConfig {
 
     public func shape(_ dims: [Dim]) -> [Int] { dims.map(size) }
 
-    /// Every tensor of this configuration with its schema row and BlinkDL name, in checkpoint order.
-    public var checkpointTensors: [(name: String, spec: TensorSpec)] {
+    /// Every tensor of this configuration with its BlinkDL name, schema row and block (0 outside
+    /// blocks), in checkpoint order.
+    public var checkpointTensors: [(name: String, spec: TensorSpec, layer: Int)] {
         let rows = schema.tensors
-        var out = rows.filter { $0.scope == .start }.map { ($0.name, $0) }
+        var out = rows.filter { $0.scope == .start }.map { ($0.name, $0, 0) }
         for layer in 0..<layerCount {
             for row in rows where (row.scope == .layer || row.scope == .firstLayer) && row.isPresent(inLayer: layer) {
-                out.append((row.checkpointName(layer: layer), row))
+                out.append((row.checkpointName(layer: layer), row, layer))
             }
         }
-        out += rows.filter { $0.scope == .end }.map { ($0.name, $0) }
+        out += rows.filter { $0.scope == .end }.map { ($0.name, $0, 0) }
         return out
     }
 

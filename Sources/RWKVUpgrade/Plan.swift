@@ -104,7 +104,7 @@ public struct UpgradePlan: Sendable {
         self.options = options
         let table = RecipeTable.of(options)
         var tensors: [UpgradedTensor] = []
-        for (name, spec) in target.checkpointTensors {
+        for (name, spec, _) in target.checkpointTensors {
             guard let step = table[spec.name] else { throw RWKVError(nil, "internal error: no upgrade step for tensor \(name)") }
             let layer = spec.scope == .layer || spec.scope == .firstLayer ? Int(name.dropFirst(7).prefix { $0 != "." }) : nil
             let sources = try step.sources(target: spec.name).map { try Self.sourceName($0, layer: layer, of: source) }
