@@ -56,6 +56,9 @@ public protocol LayerInputObserver: AnyObject {
 
 public enum BlockPart: Sendable {
     case timeMix, channelMix
+    /// Not an input: RWKV-6's time-mix WKV readout before GroupNorm (what `RWKV6Model.timeMixReadout`
+    /// returns), reported so that a test can hold that entry point to the checked forward pass.
+    case timeMixReadout
 }
 
 extension RWKVLanguageModel {

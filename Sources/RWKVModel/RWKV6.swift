@@ -91,6 +91,9 @@ public final class RWKV6Model: LayerStack {
     public var layerInputObserver: LayerInputObserver?
 
     public init(weights: RWKV6Weights) { self.weights = weights }
+
+    /// GroupNorm's ε on the time mix's readout (ln_x: 1e-5 × head_size_divisor² with divisor 8).
+    public static var groupNormEpsilon: Float { Kernels.groupNormEpsilon }
     public convenience init(_ loader: WeightLoader) throws { self.init(weights: try RWKV6Weights(loader)) }
 
     public func forward(_ tokens: [Int], state: inout RWKVState, mode: ForwardMode, positions: LogitPositions) throws -> Logits {
@@ -105,56 +108,16 @@ public final class RWKV6Model: LayerStack {
     }
 
     func runLayers(rows T: Int, work: Workspace, state: StatePointers) {
-        let C = config.embeddingSize, Dm = config.tokenShiftRank
-        let x = work.x.base, xn = work.xn.base, shift = work.shift.base, y = work.y.base
-        let r = work.r.base, k = work.k.base, v = work.v.base, w = work.w.base, g = work.g.base
-        let lora = work.lora.base
-        // mixes[0] holds xxx, then mixes[1...5] the w, k, v, r, g inputs.
-        let xxx = work.mixes[0].base
-        let xw = work.mixes[1].base, xk = work.mixes[2].base, xv = work.mixes[3].base
-        let xr = work.mixes[4].base, xg = work.mixes[5].base
+        let C = config.embeddingSize
+        let x = work.x.base, xn = work.xn.base, shift = work.shift.base, y = work.y.base, g = work.g.base
+        let xk = work.mixes[2].base, xr = work.mixes[4].base
 
         for (l, L) in weights.layers.enumerated() {
-            // Time mix with data-dependent token shift: lerp(x, prev, maa + LoRA(x)).
+            let att = "blocks.\(l).att.", ffn = "blocks.\(l).ffn."
             Kernels.normalize(x, rows: T, width: C, L.ln1, eps: Kernels.layerNormEpsilon, into: xn)
             layerInputObserver?.observe(layer: l, part: .timeMix, input: xn, rows: T, width: C)
-            Kernels.tokenShift(xn, rows: T, width: C, previous: state.timeMix(l), into: shift)
-            Kernels.lerp(xn, shift, mix: L.maaX.base, rows: T, width: C, into: xxx)
-            let att = "blocks.\(l).att.", ffn = "blocks.\(l).ffn."
-            observe(att + "time_maa_w1", L.maaW1, xxx, rows: T)
-            L.maaW1.apply(xxx, rows: T, to: lora)
-            Kernels.applyTanh(lora, count: T * 5 * Dm)
-            for i in 0..<5 {
-                let out = work.mixes[i + 1].base
-                // time_maa_w2 goes unobserved: llama.cpp multiplies it as a batch of 5 matrices
-                // with one row per token and matrix, which llama-imatrix skips (fewer than 16 rows).
-                L.maaW2[i].apply(lora + i * Dm, rows: T, xStride: 5 * Dm, to: out)
-                let maa = L.maa[i].base
-                for t in 0..<T {
-                    let o = t * C
-                    for c in 0..<C { out[o + c] = xn[o + c] + shift[o + c] * (maa[c] + out[o + c]) }
-                }
-            }
-            observe(att + "receptance.weight", L.receptance, xr, rows: T)
-            L.receptance.apply(xr, rows: T, to: r)
-            observe(att + "key.weight", L.key, xk, rows: T)
-            L.key.apply(xk, rows: T, to: k)
-            observe(att + "value.weight", L.value, xv, rows: T)
-            L.value.apply(xv, rows: T, to: v)
-            observe(att + "gate.weight", L.gate, xg, rows: T)
-            L.gate.apply(xg, rows: T, to: g)
-            for i in 0..<T * C { g[i] = g[i] * Kernels.sigmoid(g[i]) }   // silu
-            observe(att + "time_decay_w1", L.decayW1, xw, rows: T)
-            L.decayW1.apply(xw, rows: T, to: lora)
-            Kernels.applyTanh(lora, count: T * config.decayRank)
-            observe(att + "time_decay_w2", L.decayW2, lora, rows: T)
-            L.decayW2.apply(lora, rows: T, to: w)
-            let decay = L.decay.base
-            for t in 0..<T {
-                for c in 0..<C { w[t * C + c] = expf(-expf(decay[c] + w[t * C + c])) }
-            }
-            recurrence(L, layer: l, rows: T, work: work, state: state)
-
+            timeMixReadout(L, layer: l, rows: T, work: work, state: state)
+            layerInputObserver?.observe(layer: l, part: .timeMixReadout, input: y, rows: T, width: C)
             Kernels.normalize(y, rows: T, width: C, groups: config.headCount, L.lnX, eps: Kernels.groupNormEpsilon, into: y)
             Kernels.multiply(y, by: g, count: T * C)
             observe(att + "output.weight", L.output, y, rows: T)
@@ -177,6 +140,79 @@ public final class RWKV6Model: LayerStack {
             Kernels.multiply(y, by: work.ffnGate.base, count: T * C)
             Kernels.add(y, to: x, count: T * C)
         }
+    }
+
+    /// Block `l`'s time mix from its LayerNorm outputs (work.xn) up to the WKV readout before
+    /// GroupNorm (work.y), with the silu gate in work.g.
+    private func timeMixReadout(_ L: RWKV6Weights.Layer, layer l: Int, rows T: Int, work: Workspace, state: StatePointers) {
+        let C = config.embeddingSize, Dm = config.tokenShiftRank
+        let xn = work.xn.base, shift = work.shift.base
+        let r = work.r.base, k = work.k.base, v = work.v.base, w = work.w.base, g = work.g.base
+        let lora = work.lora.base
+        // mixes[0] holds xxx, then mixes[1...5] the w, k, v, r, g inputs.
+        let xxx = work.mixes[0].base
+        let xw = work.mixes[1].base, xk = work.mixes[2].base, xv = work.mixes[3].base
+        let xr = work.mixes[4].base, xg = work.mixes[5].base
+        Kernels.tokenShift(xn, rows: T, width: C, previous: state.timeMix(l), into: shift)
+        Kernels.lerp(xn, shift, mix: L.maaX.base, rows: T, width: C, into: xxx)
+        let att = "blocks.\(l).att."
+        observe(att + "time_maa_w1", L.maaW1, xxx, rows: T)
+        L.maaW1.apply(xxx, rows: T, to: lora)
+        Kernels.applyTanh(lora, count: T * 5 * Dm)
+        for i in 0..<5 {
+            let out = work.mixes[i + 1].base
+            // time_maa_w2 goes unobserved: llama.cpp multiplies it as a batch of 5 matrices
+            // with one row per token and matrix, which llama-imatrix skips (fewer than 16 rows).
+            L.maaW2[i].apply(lora + i * Dm, rows: T, xStride: 5 * Dm, to: out)
+            let maa = L.maa[i].base
+            for t in 0..<T {
+                let o = t * C
+                for c in 0..<C { out[o + c] = xn[o + c] + shift[o + c] * (maa[c] + out[o + c]) }
+            }
+        }
+        observe(att + "receptance.weight", L.receptance, xr, rows: T)
+        L.receptance.apply(xr, rows: T, to: r)
+        observe(att + "key.weight", L.key, xk, rows: T)
+        L.key.apply(xk, rows: T, to: k)
+        observe(att + "value.weight", L.value, xv, rows: T)
+        L.value.apply(xv, rows: T, to: v)
+        observe(att + "gate.weight", L.gate, xg, rows: T)
+        L.gate.apply(xg, rows: T, to: g)
+        for i in 0..<T * C { g[i] = g[i] * Kernels.sigmoid(g[i]) }   // silu
+        observe(att + "time_decay_w1", L.decayW1, xw, rows: T)
+        L.decayW1.apply(xw, rows: T, to: lora)
+        Kernels.applyTanh(lora, count: T * config.decayRank)
+        observe(att + "time_decay_w2", L.decayW2, lora, rows: T)
+        L.decayW2.apply(lora, rows: T, to: w)
+        let decay = L.decay.base
+        for t in 0..<T {
+            for c in 0..<C { w[t * C + c] = expf(-expf(decay[c] + w[t * C + c])) }
+        }
+        recurrence(L, layer: l, rows: T, work: work, state: state)
+    }
+
+    /// Block `layer`'s time mix run over a sequence of its LayerNorm outputs (`inputs`, one row of
+    /// C per token, from the zero state): each token's WKV readout before GroupNorm, row by row.
+    /// `rwkv-upgrade` fits RWKV-7's bonus to the spread GroupNorm divides these by.
+    public func timeMixReadout(layer: Int, inputs: [Float]) throws -> [Float] {
+        let C = config.embeddingSize
+        guard layer >= 0, layer < config.layerCount, inputs.count % C == 0 else {
+            throw RWKVError(path, "internal error: no time mix of block \(layer) over \(inputs.count) values")
+        }
+        let T = inputs.count / C, block = Self.sequenceBlockSize
+        var state = makeState(), out = [Float](repeating: 0, count: inputs.count)
+        let work = workspace(rows: min(block, max(T, 1)))
+        state.withPointers { ptrs in
+            var start = 0
+            while start < T {
+                let rows = min(block, T - start)
+                inputs.withUnsafeBufferPointer { work.xn.base.update(from: $0.baseAddress! + start * C, count: rows * C) }
+                timeMixReadout(weights.layers[layer], layer: layer, rows: rows, work: work, state: ptrs)
+                out.withUnsafeMutableBufferPointer { ($0.baseAddress! + start * C).update(from: work.y.base, count: rows * C) }
+                start += rows
+            }
+        }
+        return out
     }
 
     /// Per token and head, with S[i][j] (key i, value j):

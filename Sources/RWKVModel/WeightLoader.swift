@@ -43,10 +43,11 @@ public struct WeightLoader {
     }
 
     /// A checkpoint with BlinkDL tensor names; the architecture is detected from its shapes.
-    public init(source: TensorSource) throws {
+    /// `nonFiniteAdvice` ends the message for a NaN or infinite weight.
+    public init(source: TensorSource, nonFiniteAdvice: String = WeightLoader.nonFiniteAdvice) throws {
         try self.init(path: source.path, config: try RWKVConfig.detect(source),
                       storedType: { source.info($0)?.dtype },
-                      fetch: { try NonFiniteCount.checked(source.floats($0), path: source.path, tensor: $0, advice: Self.nonFiniteAdvice) })
+                      fetch: { try NonFiniteCount.checked(source.floats($0), path: source.path, tensor: $0, advice: nonFiniteAdvice) })
     }
 
     /// What a file's NaN or infinite weight gets told (it is bad input, not a verification failure).

@@ -14,8 +14,8 @@ final class CalibrationRun {
     private var recorded: [Int: (timeMix: MixInputs, channelMix: MixInputs)] = [:]
 
     /// - Parameter recordBudget: bytes of recorded inputs one pass may hold (default 512 MiB).
-    init(tokens: [Int], source: TensorSource, recordBudget: Int = 512 << 20) throws {
-        model = try RWKV6Model(WeightLoader(source: source))
+    init(tokens: [Int], model: RWKV6Model, recordBudget: Int = 512 << 20) throws {
+        self.model = model
         self.tokens = tokens
         let perBlock = 2 * tokens.count * model.config.embeddingSize * MemoryLayout<Float>.size
         blocksPerPass = max(1, recordBudget / max(perBlock, 1))
@@ -59,6 +59,7 @@ final class CalibrationRun {
             switch part {
             case .timeMix: timeMix[layer - blocks.lowerBound].append(contentsOf: rows)
             case .channelMix: channelMix[layer - blocks.lowerBound].append(contentsOf: rows)
+            case .timeMixReadout: break
             }
         }
     }

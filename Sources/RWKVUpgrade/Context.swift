@@ -27,7 +27,7 @@ final class V6Weights {
         if let m = cache[name] { return m }
         guard let info = source.info(name) else { throw RWKVError(source.path, "missing tensor \(name)") }
         let values = try NonFiniteCount.checked(source.floats(name), path: source.path, tensor: name,
-                                                advice: "an upgrade would spread it through the new tensors")
+                                                advice: Self.nonFiniteAdvice)
         let cols = info.shape.last ?? 1
         let m = Matrix(rows: cols == 0 ? 0 : values.count / cols, cols: cols, values: values)
         if values.count < cacheLimit { cache[name] = m }
@@ -35,6 +35,8 @@ final class V6Weights {
     }
 
     func vector(_ name: String) throws -> [Float] { try matrix(name).values }
+
+    static let nonFiniteAdvice = "an upgrade would spread it through the new tensors"
 
     func dropCache() { cache.removeAll() }
 }
@@ -166,18 +168,40 @@ final class UpgradeContext: @unchecked Sendable {
     }
 
     private var calibration: CalibrationRun?
+    private var model: RWKV6Model?
+
+    /// RWKVModel's RWKV-6 forward pass over the checkpoint (in f32, loaded once): the calibration
+    /// pass and the bonus fit's time mix run through it.
+    func rwkv6() throws -> RWKV6Model {
+        if let model { return model }
+        let loaded = try RWKV6Model(WeightLoader(source: weights.source, nonFiniteAdvice: V6Weights.nonFiniteAdvice))
+        model = loaded
+        return loaded
+    }
+    /// Tokens of the calibration text the fits ran over (nil until it is read).
+    private(set) var calibrationTokens: Int?
 
     private func fitInputs(_ layer: Int, norm: String) throws -> MixInputs {
         let b = "blocks.\(layer)."
-        if let text = options.calibrationText {
+        if plan.calibration != .standIn {
             if calibration == nil {
-                // A World token is at most a few dozen bytes: 128 bytes a token bounds what is read.
-                let file = try InputFile(text)
-                let bytes = try file.read(at: 0, count: min(file.size, options.fitTokens * 128), what: "calibration text")
-                var tokens = try TextTokenizer.forModel(vocabularySize: plan.source.vocabSize).encode(bytes, path: text)
+                var tokens: [Int], text = BuiltInCalibrationText.name
+                if case .file(let path) = plan.calibration {
+                    // A World token is at most a few dozen bytes: 128 bytes a token bounds what is read.
+                    let file = try InputFile(path)
+                    let bytes = try file.read(at: 0, count: min(file.size, options.fitTokens * 128), what: "calibration text")
+                    tokens = try TextTokenizer.forModel(vocabularySize: plan.source.vocabSize).encode(bytes, path: path)
+                    text = path
+                } else {
+                    guard let builtIn = BuiltInCalibrationText.tokens(vocabularySize: plan.source.vocabSize) else {
+                        throw RWKVError(nil, "internal error: the built-in calibration text does not fit this vocabulary")
+                    }
+                    tokens = builtIn
+                }
                 tokens = Array(tokens.prefix(options.fitTokens))
                 guard tokens.count >= 16 else { throw RWKVError(text, "calibration text gives \(tokens.count) tokens; at least 16 are needed") }
-                calibration = try CalibrationRun(tokens: tokens, source: weights.source)
+                calibration = try CalibrationRun(tokens: tokens, model: rwkv6())
+                calibrationTokens = tokens.count
             }
             guard let run = calibration else { throw RWKVError(nil, "internal error: no calibration run") }
             let inputs = try run.inputs(layer)
@@ -204,7 +228,7 @@ final class UpgradeContext: @unchecked Sendable {
     func timeMixLerp(_ layer: Int, _ lerp: TokenShiftLerp) throws -> [Float] {
         try remember(layer, \.lerps[lerp]) {
             let maa = try weights.vector("blocks.\(layer)." + lerp.timeMaa)
-            guard options.lerpIncludesLoRAMean else { return maa }
+            if options.ablations.contains(.tokenShift) { return maa }
             return try PreserveRecipe.meanLerp(timeMaa: maa, lora: tokenShiftLoRA(layer)[lerp.rawValue], inputs: timeMixInputs(layer))
         }
     }
@@ -220,7 +244,7 @@ final class UpgradeContext: @unchecked Sendable {
 
     /// With calibration: receptance, key or value refitted for the static lerp; else unchanged.
     func refitted(_ layer: Int, _ lerp: TokenShiftLerp, _ matrix: Matrix) throws -> Matrix {
-        guard options.calibrationText != nil else { return matrix }
+        guard plan.refitsProjections else { return matrix }
         let (v6Input, v7Input) = try mixedTimeMixInputs(layer, lerp)
         return try PreserveRecipe.refitProjection(matrix, v6Input: v6Input, v7Input: v7Input)
     }
@@ -252,21 +276,17 @@ final class UpgradeContext: @unchecked Sendable {
             let fit = try decayFit(layer)
             let rowScale: [Float] = options.compensateDecayShift ? fit.meanDecay.map { 1 / $0 } : [Float](repeating: 1, count: fit.meanDecay.count)
             let missing = PreserveRecipe.bonusMissingInside(timeFirst: u, meanDecay: fit.meanDecay, compensateShift: options.compensateDecayShift)
-            // RWKV-6's and RWKV-7's r, k, v over the fit batch, and RWKV-6's decays.
-            let (xr6, xr7) = try mixedTimeMixInputs(layer, .r)
-            let (xk6, xk7) = try mixedTimeMixInputs(layer, .k)
-            let (xv6, xv7) = try mixedTimeMixInputs(layer, .v)
-            let (xw6, _) = try mixedTimeMixInputs(layer, .w)
+            // RWKV-6's time mix over the fit batch (RWKVModel's), and RWKV-7's r, k, v.
+            let inputs = try timeMixInputs(layer)
+            let readout = try rwkv6().timeMixReadout(layer: layer, inputs: inputs.current.values)
+            let (_, xr7) = try mixedTimeMixInputs(layer, .r)
+            let (_, xk7) = try mixedTimeMixInputs(layer, .k)
+            let (_, xv7) = try mixedTimeMixInputs(layer, .v)
             let r = try weights.matrix(att + "receptance.weight"), k = try weights.matrix(att + "key.weight")
             let v = try weights.matrix(att + "value.weight")
-            let delta6 = try PreserveRecipe.tanhProduct(xw6, weights.matrix(att + "time_decay_w1"), weights.matrix(att + "time_decay_w2"))
-            let td = try weights.vector(att + "time_decay")
-            var decay6 = delta6
-            for i in 0..<decay6.values.count { decay6.values[i] = exp(-exp(td[i % td.count] + delta6.values[i])) }
             let scale = try PreserveRecipe.bonusOutsideScale(
                 missing: missing, lnXWeight: weights.vector(att + "ln_x.weight"),
-                r6: xr6.multiplied(by: r.transposed()), k6: xk6.multiplied(by: k.transposed()), v6: xv6.multiplied(by: v.transposed()),
-                decay6: decay6, timeFirst: u,
+                readout6: Matrix(rows: inputs.count, cols: r.rows, values: readout),
                 r7: xr7.multiplied(by: refitted(layer, .r, r).transposed()).scalingColumns(rowScale),
                 k7: xk7.multiplied(by: refitted(layer, .k, k).transposed()), v7: xv7.multiplied(by: refitted(layer, .v, v).transposed()))
             report(layer) { $0.bonusOutsideScale = scale }

@@ -9,8 +9,38 @@ public enum UpgradeRecipeName: String, Codable, CaseIterable, Sendable {
     case preserve
 }
 
+/// What the `preserve` fits run over.
+public enum CalibrationSource: Codable, Sendable, Equatable {
+    /// A Gaussian stand-in per layer (`MixInputs.gaussianProxy`): no text.
+    case standIn
+    /// `BuiltInCalibrationText.english`, shipped with the tool (the default).
+    case builtIn
+    /// A text file.
+    case file(String)
+}
+
+/// One `preserve` mapping, which `--ablate` puts back to its plain counterpart to measure what
+/// it is worth (docs/upgrade.md, "Ablations").
+public enum PreserveMapping: String, Codable, CaseIterable, Sendable {
+    /// w0 and w2 mapped into RWKV-7's decay parametrisation → time_decay and the LoRA as they are.
+    case decay
+    /// r_k fitted from the bonus → 0.
+    case bonus
+    /// The gate fitted over the batch → the plain rank-D SVD of Gᵀ (the paper's, not halved).
+    case gate
+    /// FFN receptance folded into ffn.value → dropped.
+    case ffnFold = "ffn-fold"
+    /// In-context learning and value residual switched off (a0 = v0 = -5, k_a = 0) → the
+    /// trainer's init (a0 = 0, v0 = 1, k_a = 1), as the paper starts them.
+    case switchedOff = "switched-off"
+    /// Token-shift LoRA's mean folded into the lerps → time_maa as it is.
+    case tokenShift = "token-shift"
+    /// With calibration, receptance, key and value refitted → copied.
+    case refit
+}
+
 public struct UpgradeOptions: Codable, Sendable {
-    public var recipe: UpgradeRecipeName = .paper
+    public var recipe: UpgradeRecipeName = .preserve
     /// RWKV-7 FFN width as a multiple of n_embd (RWKV-6 uses 3.5).
     public var ffnMultiplier: Double = 4
     /// nil: the official rank for this width (`RWKV7Ranks.defaults`).
@@ -28,17 +58,18 @@ public struct UpgradeOptions: Codable, Sendable {
     public var switchedOffBias: Float = -5
     /// Divide receptance by the mean decay so RWKV-7's extra decay factor is undone on average.
     public var compensateDecayShift = false
-    /// Add the token-shift LoRA's mean output to the static lerps.
-    public var lerpIncludesLoRAMean = true
+    /// Mappings put back to their plain counterparts (experiments only).
+    public var ablations: Set<PreserveMapping> = []
     /// Spreads (standard deviation over the fit batch) of the gate units' inputs to try; the
     /// best fit is kept (see PreserveRecipe.gateFit).
     public var gateUnitSpreads: [Float] = [0.5, 1, 2, 4, 8]
     /// Tokens in the batch the `preserve` fits run over.
     public var fitTokens = 4096
-    /// A text to run the RWKV-6 model over; the `preserve` fits then use the inputs its layers
+    /// The text the RWKV-6 model is run over; the `preserve` fits then use the inputs its layers
     /// really see (first `fitTokens` tokens) instead of the Gaussian stand-in, and receptance,
     /// key and value are refitted to make up for the token-shift LoRA (`refitProjection`).
-    public var calibrationText: String?
+    /// nil: the recipe's default (`preserve`: the built-in text; `paper`: none).
+    public var calibration: CalibrationSource?
     /// Fine-tune adapters merged into the RWKV-6 checkpoint before the upgrade (`--merge-lora`).
     public var adapters = AdapterList()
 
@@ -67,6 +98,12 @@ public struct UpgradePlan: Sendable {
     public let source: RWKVConfig
     public let target: RWKVConfig
     public let options: UpgradeOptions
+    /// What the fits run over: the options' choice, the recipe's default when none was made; the
+    /// built-in text falls back to the stand-in for a vocabulary it cannot be tokenised for.
+    public let calibration: CalibrationSource
+    /// `preserve` with real activations: receptance, key and value are refitted for the static
+    /// lerps (a refit on the Gaussian stand-in made things worse, docs/upgrade.md).
+    public let refitsProjections: Bool
     public let tensors: [UpgradedTensor]
 
     public init(source: RWKVConfig, options: UpgradeOptions, path: String) throws {
@@ -90,8 +127,11 @@ public struct UpgradePlan: Sendable {
               ffnValue <= Double(64 * c) else {
             throw RWKVError(path, "--ffn-mult \(options.ffnMultiplier) gives an FFN width that is not a whole number of at least the RWKV-6 width \(source.ffnSize) (n_embd \(c))")
         }
-        if options.recipe != .preserve && options.calibrationText != nil {
+        if options.recipe != .preserve, case .file = options.calibration {
             throw RWKVError(nil, "--calibrate only applies to --recipe preserve")
+        }
+        if options.recipe != .preserve, !options.ablations.isEmpty {
+            throw RWKVError(nil, "--ablate only applies to --recipe preserve")
         }
         guard options.fitTokens >= 16, options.fitTokens <= 1 << 20 else {
             throw RWKVError(nil, "fit batch of \(options.fitTokens) tokens is out of range (16...1048576)")
@@ -102,7 +142,9 @@ public struct UpgradePlan: Sendable {
         self.source = source
         self.target = target
         self.options = options
-        let table = RecipeTable.of(options)
+        calibration = Self.calibration(options, vocabularySize: source.vocabSize)
+        refitsProjections = calibration != .standIn && !options.ablations.contains(.refit)
+        let table = RecipeTable.of(options, refit: refitsProjections)
         var tensors: [UpgradedTensor] = []
         for (name, spec, _) in target.checkpointTensors {
             guard let step = table[spec.name] else { throw RWKVError(nil, "internal error: no upgrade step for tensor \(name)") }
@@ -112,6 +154,13 @@ public struct UpgradePlan: Sendable {
                                           recipeStep: step, sources: sources))
         }
         self.tensors = tensors
+    }
+
+    static func calibration(_ options: UpgradeOptions, vocabularySize: Int) -> CalibrationSource {
+        guard options.recipe == .preserve else { return .standIn }
+        let choice = options.calibration ?? .builtIn
+        if choice == .builtIn, BuiltInCalibrationText.tokens(vocabularySize: vocabularySize) == nil { return .standIn }
+        return choice
     }
 
     /// The checkpoint name of RWKV-6 row `row` in block `layer`, checked against the RWKV-6 schema.

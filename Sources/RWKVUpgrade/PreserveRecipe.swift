@@ -1,6 +1,7 @@
 import COpenBLAS
 import Foundation
 import RWKVFormats
+import RWKVModel
 
 /// The inputs of one layer's time mix (or channel mix) for a batch of tokens: the LayerNorm
 /// output `x` of each token and the one of the token before it. Every data-dependent choice of
@@ -210,36 +211,22 @@ public enum PreserveRecipe {
         })
     }
 
-    /// The per-head factor for r_k: RWKV-6's time mix is run over the batch as a sequence to get
-    /// each head's pre-GroupNorm spread σ (per token), and the factor is the least-squares
-    /// c_h = Σ γ_i·B_i²/σ / Σ B_i² where B = (Σ_j r_j·k_j·e_j)·v_i is the outside term RWKV-7
-    /// computes for unit scale (e = `missing`, r, k, v as RWKV-7 will compute them).
-    public static func bonusOutsideScale(missing e: Matrix, lnXWeight gamma: [Float],
-                                         r6: Matrix, k6: Matrix, v6: Matrix, decay6: Matrix, timeFirst u: Matrix,
+    /// The per-head factor for r_k. `readout6` is RWKV-6's time mix run over the batch as a
+    /// sequence (RWKVModel's `timeMixReadout`): per token, the WKV readout GroupNorm normalises,
+    /// each head by its spread σ (per token; ε as the model's GroupNorm). The factor is the
+    /// least-squares c_h = Σ γ_i·B_i²/σ / Σ B_i², B = (Σ_j r_j·k_j·e_j)·v_i the outside term
+    /// RWKV-7 computes for unit scale (e = `missing`; r, k, v as RWKV-7 will compute them).
+    public static func bonusOutsideScale(missing e: Matrix, lnXWeight gamma: [Float], readout6: Matrix,
                                          r7: Matrix, k7: Matrix, v7: Matrix) -> [Float] {
-        let heads = u.rows, n = u.cols, steps = r6.rows
+        let heads = e.rows, n = e.cols, epsilon = Double(RWKV6Model.groupNormEpsilon)
         var num = [Double](repeating: 0, count: heads), den = [Double](repeating: 0, count: heads)
-        var state = [Double](repeating: 0, count: heads * n * n)      // [h][key j][value i]
-        var y = [Double](repeating: 0, count: heads * n)
-        for t in 0..<steps {
+        for t in 0..<readout6.rows {
             for h in 0..<heads {
-                // RWKV-6: y = r·(u⊙kᵀv + S), then S = kᵀv + diag(w)·S.
-                for i in 0..<n { y[h * n + i] = 0 }
-                for j in 0..<n {
-                    let ch = h * n + j
-                    let rj = Double(r6[t, ch]), kj = Double(k6[t, ch]), uj = Double(u[h, j]), wj = Double(decay6[t, ch])
-                    let base = (h * n + j) * n
-                    for i in 0..<n {
-                        let kv = kj * Double(v6[t, h * n + i])
-                        y[h * n + i] += rj * (uj * kv + state[base + i])
-                        state[base + i] = kv + wj * state[base + i]
-                    }
-                }
                 var mean = 0.0, sq = 0.0
-                for i in 0..<n { mean += y[h * n + i] }
+                for i in 0..<n { mean += Double(readout6[t, h * n + i]) }
                 mean /= Double(n)
-                for i in 0..<n { sq += (y[h * n + i] - mean) * (y[h * n + i] - mean) }
-                let sigma = (sq / Double(n) + 64e-5).squareRoot()
+                for i in 0..<n { sq += (Double(readout6[t, h * n + i]) - mean) * (Double(readout6[t, h * n + i]) - mean) }
+                let sigma = (sq / Double(n) + epsilon).squareRoot()
                 var weight = 0.0
                 for j in 0..<n { weight += Double(r7[t, h * n + j]) * Double(k7[t, h * n + j]) * Double(e[h, j]) }
                 for i in 0..<n {

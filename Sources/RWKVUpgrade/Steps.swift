@@ -31,8 +31,10 @@ enum UpgradeStep: Equatable, Sendable {
     case zeroLoRA
     case orthogonalLoRA
     case zeroBonus
-    /// g1 or g2 by SVD.
+    /// g1 or g2 by SVD, the product halved (paper).
     case gateFactors
+    /// g1 or g2 by SVD, not halved (`--ablate gate`).
+    case gateSVD
     /// FFN key and value widened to RWKV-7's FFN width with U(±1e-3).
     case widenedRows
     case widenedColumns
@@ -64,6 +66,7 @@ enum UpgradeStep: Equatable, Sendable {
         case .orthogonalLoRA: return "RWKV7Init.orthogonalLoRA"
         case .zeroBonus: return "RWKV7Init.bonus"
         case .gateFactors: return "PaperRecipe.gateFactors"
+        case .gateSVD: return "PaperRecipe.gateFactors, not halved"
         case .widenedRows: return "PaperRecipe.widenedRows(±1e-3)"
         case .widenedColumns: return "PaperRecipe.widenedColumns(±1e-3)"
         case .meanLerp: return "PreserveRecipe.meanLerp"
@@ -93,7 +96,7 @@ enum UpgradeStep: Equatable, Sendable {
         case .staticLerp(let v6): return [v6]
         case .iclrLerp, .constant, .switchedOff, .zeroLoRA, .orthogonalLoRA, .zeroBonus: return []
         case .resizedDecayLoRA: return ["att.time_decay_w1", "att.time_decay_w2"]
-        case .gateFactors: return ["att.gate.weight"]
+        case .gateFactors, .gateSVD: return ["att.gate.weight"]
         case .meanLerp(let lerp): return [lerp.timeMaa] + tokenShiftLoRA
         case .decayFit, .decayLoRATimesSlope: return decay + tokenShiftLoRA
         case .bonus: return bonus
@@ -132,6 +135,10 @@ enum UpgradeStep: Equatable, Sendable {
         case .gateFactors:
             let gate = try ctx.paperGate(layer())
             return tensor.row == "att.g1" ? gate.g1 : gate.g2
+        case .gateSVD:
+            // The paper's g2 carries the ½; doubling it back is exact.
+            let gate = try ctx.paperGate(layer())
+            return tensor.row == "att.g1" ? gate.g1 : Matrix(rows: gate.g2.rows, cols: gate.g2.cols, values: gate.g2.values.map { $0 * 2 })
         case .widenedRows:
             var random = ctx.random(name)
             return try PaperRecipe.widenedRows(source(tensor.row), to: shape[0], bound: 1e-3, random: &random)
@@ -182,33 +189,39 @@ enum RecipeTable {
         "head.weight": .copy,
     ]
 
-    static func preserve(_ options: UpgradeOptions) -> [String: UpgradeStep] {
-        let calibrated = options.calibrationText != nil
+    /// `refit`: receptance, key and value are refitted (`UpgradePlan.refitsProjections`).
+    /// `options.ablations`: mappings put back to their plain counterparts.
+    static func preserve(_ options: UpgradeOptions, refit: Bool) -> [String: UpgradeStep] {
+        let ablations = options.ablations, off = options.switchedOffBias
+        func lerp(_ l: TokenShiftLerp) -> UpgradeStep { ablations.contains(.tokenShift) ? .staticLerp(l.timeMaa) : .meanLerp(l) }
+        let on = ablations.contains(.switchedOff), bonus = !ablations.contains(.bonus), decay = !ablations.contains(.decay)
         return [
             "emb.weight": .copy,
             "ln0.weight": .copy, "ln0.bias": .copy,
             "ln1.weight": .copy, "ln1.bias": .copy,
             "ln2.weight": .copy, "ln2.bias": .copy,
-            "att.x_r": .meanLerp(.r), "att.x_w": .meanLerp(.w), "att.x_k": .meanLerp(.k), "att.x_v": .meanLerp(.v),
-            "att.x_a": .iclrLerp, "att.x_g": .meanLerp(.g),
-            "att.w0": .decayFit, "att.a0": .switchedOff(options.switchedOffBias), "att.v0": .switchedOff(options.switchedOffBias),
-            "att.k_k": .constant(0.85), "att.k_a": .constant(0),
-            "att.w1": .resizedDecayLoRA, "att.w2": .decayLoRATimesSlope,
+            "att.x_r": lerp(.r), "att.x_w": lerp(.w), "att.x_k": lerp(.k), "att.x_v": lerp(.v),
+            "att.x_a": .iclrLerp, "att.x_g": lerp(.g),
+            "att.w0": decay ? .decayFit : .copyTimeDecay,
+            "att.a0": on ? .constant(0) : .switchedOff(off), "att.v0": on ? .constant(1) : .switchedOff(off),
+            "att.k_k": .constant(0.85), "att.k_a": .constant(on ? 1 : 0),
+            "att.w1": .resizedDecayLoRA, "att.w2": decay ? .decayLoRATimesSlope : .resizedDecayLoRA,
             "att.a1": .zeroLoRA, "att.a2": .orthogonalLoRA, "att.v1": .zeroLoRA, "att.v2": .orthogonalLoRA,
-            "att.g1": .gateFit, "att.g2": .gateFit,
-            "att.r_k": .bonus,
-            "att.receptance.weight": .bonusReceptance(refit: calibrated),
-            "att.key.weight": calibrated ? .refitProjection(.k) : .copy,
-            "att.value.weight": calibrated ? .refitProjection(.v) : .copy,
+            "att.g1": ablations.contains(.gate) ? .gateSVD : .gateFit, "att.g2": ablations.contains(.gate) ? .gateSVD : .gateFit,
+            "att.r_k": bonus ? .bonus : .zeroBonus,
+            "att.receptance.weight": bonus ? .bonusReceptance(refit: refit) : refit ? .refitProjection(.r) : .copy,
+            "att.key.weight": refit ? .refitProjection(.k) : .copy,
+            "att.value.weight": refit ? .refitProjection(.v) : .copy,
             "att.output.weight": .copy,
             "att.ln_x.weight": .copy, "att.ln_x.bias": .copy,
-            "ffn.x_k": .staticLerp("ffn.time_maa_k"), "ffn.key.weight": .widenedRows, "ffn.value.weight": .channelMixFold,
+            "ffn.x_k": .staticLerp("ffn.time_maa_k"), "ffn.key.weight": .widenedRows,
+            "ffn.value.weight": ablations.contains(.ffnFold) ? .widenedColumns : .channelMixFold,
             "ln_out.weight": .copy, "ln_out.bias": .copy,
             "head.weight": .copy,
         ]
     }
 
-    static func of(_ options: UpgradeOptions) -> [String: UpgradeStep] {
-        options.recipe == .paper ? paper : preserve(options)
+    static func of(_ options: UpgradeOptions, refit: Bool) -> [String: UpgradeStep] {
+        options.recipe == .paper ? paper : preserve(options, refit: refit)
     }
 }

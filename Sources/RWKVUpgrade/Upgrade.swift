@@ -52,6 +52,7 @@ public enum Upgrade {
         }
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         return UpgradeReport(input: input, output: output, format: format, plan: plan, dtype: dtype,
+                             calibrationTokens: context.calibrationTokens,
                              layers: context.layerReports.values.sorted { $0.layer < $1.layer },
                              bytesWritten: size, seconds: Date().timeIntervalSince(started))
     }
@@ -71,6 +72,12 @@ public struct UpgradeReport: Codable, Sendable {
     public let format: String
     public let recipe: UpgradeRecipeName
     public let seed: UInt64
+    /// preserve: what the fits ran over ("built-in English text", the file's path, or "Gaussian
+    /// stand-in"), and how many tokens of the text; nil for paper.
+    public let calibration: String?
+    public let calibrationTokens: Int?
+    /// preserve: mappings put back to their plain counterparts (`--ablate`).
+    public let ablations: [String]
     public let dtype: String
     public let source: RWKVConfig
     public let target: RWKVConfig
@@ -82,13 +89,23 @@ public struct UpgradeReport: Codable, Sendable {
     public let bytesWritten: Int
     public let seconds: Double
 
-    init(input: String, output: String, format: Upgrade.OutputFormat, plan: UpgradePlan, dtype: DType,
+    init(input: String, output: String, format: Upgrade.OutputFormat, plan: UpgradePlan, dtype: DType, calibrationTokens: Int?,
          layers: [UpgradeLayerReport], bytesWritten: Int, seconds: Double) {
         self.input = input
         self.output = output
         self.format = format.rawValue
         recipe = plan.options.recipe
         seed = plan.options.seed
+        switch (plan.options.recipe, plan.calibration) {
+        case (.paper, _): calibration = nil
+        case (_, .standIn):
+            calibration = "Gaussian stand-in" + (plan.options.calibration == nil
+                ? " (the built-in text needs a byte-level or World vocabulary, the model has \(plan.source.vocabSize) rows; give --calibrate FILE)" : "")
+        case (_, .builtIn): calibration = BuiltInCalibrationText.name
+        case (_, .file(let path)): calibration = path
+        }
+        self.calibrationTokens = calibrationTokens
+        ablations = PreserveMapping.allCases.filter(plan.options.ablations.contains).map(\.rawValue)
         self.dtype = dtype == .f32 ? "fp32" : dtype.rawValue
         source = plan.source
         target = plan.target
@@ -107,6 +124,8 @@ public struct UpgradeReport: Codable, Sendable {
     public var summary: String {
         var lines = ["upgraded \(Printable.escaped(input, limit: 1024)) (RWKV-6, \(source.layerCount)×\(source.embeddingSize)) -> \(Printable.escaped(output, limit: 1024))",
                      "recipe \(recipe.rawValue), seed \(seed), \(dtype), \(tensors.count) tensors, \(formatBytes(bytesWritten)), \(String(format: "%.1f", seconds)) s",
+                     calibration.map { "calibration: " + Printable.escaped($0, limit: 1024) + (calibrationTokens.map { ", \($0) tokens" } ?? "") }
+                         ?? "calibration: none (paper)",
                      "ranks: decay \(target.decayRank), iclr \(target.iclrRank), value \(target.valueResidualRank), gate \(target.gateRank) (\(rankOrigin["gate"] ?? "")); FFN \(source.ffnSize) -> \(target.ffnSize)"]
         let clamped = layers.compactMap(\.decayClampedChannels).reduce(0, +)
         if layers.contains(where: { $0.decayClampedChannels != nil }) {

@@ -31,8 +31,8 @@ struct V6ToV7: ParsableCommand {
     @Argument(help: "The RWKV-7 checkpoint to write: .pth (what the official trainer loads) or .safetensors.")
     var output: String
 
-    @Option(help: "paper: the published recipe (RWKV-7 paper, section 6). preserve: keep the RWKV-6 behaviour as closely as possible.")
-    var recipe: RecipeArgument = .paper
+    @Option(help: "preserve: keep the RWKV-6 behaviour as closely as possible, calibrated on text (the best start for continued training, docs/upgrade.md). paper: the published recipe (RWKV-7 paper, section 6).")
+    var recipe: RecipeArgument = .preserve
 
     @Option(name: .customLong("ffn-mult"), help: "RWKV-7 FFN width as a multiple of n_embd.")
     var ffnMult: Double = 4
@@ -55,8 +55,11 @@ struct V6ToV7: ParsableCommand {
     @Option(help: "Element type of the written tensors.")
     var dtype: DTypeArgument = .bf16
 
-    @Option(help: "preserve: a text file to run the RWKV-6 model over; the fits then use its real activations (bytes for byte-level vocabularies, the World tokenizer for 65536 tokens).")
+    @Option(help: "preserve: the text to run the RWKV-6 model over, whose real activations the fits use (default: a built-in English text; bytes for byte-level vocabularies, the World tokenizer for 65536 tokens). Text like the model's training data is best.")
     var calibrate: String?
+
+    @Flag(name: .customLong("no-calibrate"), help: "preserve: fit on a Gaussian stand-in for the activations instead of text.")
+    var noCalibrate = false
 
     @Flag(help: "Print a JSON report of what was done on stdout.")
     var json = false
@@ -71,8 +74,8 @@ struct V6ToV7: ParsableCommand {
     @Option(name: .customLong("shift-compensation"), help: ArgumentHelp("preserve: on|off.", visibility: .hidden))
     var shiftCompensation: String?
 
-    @Option(name: .customLong("lora-mean"), help: ArgumentHelp("preserve: on|off.", visibility: .hidden))
-    var loraMean: String?
+    @Option(name: .customLong("ablate"), help: ArgumentHelp("preserve: put a mapping back to its plain counterpart (\(PreserveMapping.allCases.map(\.rawValue).joined(separator: ", "))); repeatable.", visibility: .hidden))
+    var ablate: [String] = []
 
     @Option(name: .customLong("fit-tokens"), help: "preserve: tokens the fits run over (the Gaussian stand-in's batch, or the first tokens of --calibrate; default 4096).")
     var fitTokens: Int?
@@ -95,9 +98,15 @@ struct V6ToV7: ParsableCommand {
             options.seed = seed
             if let offBias { options.switchedOffBias = offBias }
             if let shiftCompensation { options.compensateDecayShift = try onOff(shiftCompensation, "--shift-compensation") }
-            if let loraMean { options.lerpIncludesLoRAMean = try onOff(loraMean, "--lora-mean") }
+            options.ablations = Set(try ablate.map { name in
+                guard let mapping = PreserveMapping(rawValue: name) else {
+                    throw RWKVError(nil, "--ablate takes one of \(PreserveMapping.allCases.map(\.rawValue).joined(separator: ", ")), not \(Printable.escaped(name, limit: 64))")
+                }
+                return mapping
+            })
             if let fitTokens { options.fitTokens = fitTokens }
-            options.calibrationText = calibrate
+            if noCalibrate && calibrate != nil { throw RWKVError(nil, "give --calibrate FILE or --no-calibrate, not both") }
+            options.calibration = noCalibrate ? .standIn : calibrate.map(CalibrationSource.file)
             if let gateSpread { options.gateUnitSpreads = [gateSpread] }
             let bar = ProgressBar(total: 1, label: "upgrading")
             defer { bar.finish() }

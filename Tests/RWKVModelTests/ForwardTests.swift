@@ -86,8 +86,32 @@ import RWKVFormats
             let difference = maxAbsDifference(reference.logits, try model.logits(reference.tokens, mode: mode).rows)
             #expect(difference <= Self.tolerance, "\(mode): max |Δlogit| \(difference)")
         }
-        #expect(counter.rows.count == 2 * model.config.layerCount)
+        #expect(counter.rows.count == 3 * model.config.layerCount)
         #expect(counter.rows.values.allSatisfy { $0 == 2 * reference.tokens.count })
+    }
+
+    /// `timeMixReadout` (the upgrade's bonus fit runs RWKV-6's time mix through it) on a block's
+    /// recorded LayerNorm outputs gives the readout the checked forward pass computed from them.
+    /// Same code on the same rows; 1e-5 leaves room for BLAS blocking a GEMM differently.
+    @Test func rwkv6TimeMixReadoutIsTheForwardPasss() throws {
+        final class Recorder: LayerInputObserver {
+            var seen: [String: [Float]] = [:]
+            func observe(layer: Int, part: BlockPart, input: UnsafePointer<Float>, rows n: Int, width: Int) {
+                seen["\(layer) \(part)", default: []].append(contentsOf: UnsafeBufferPointer(start: input, count: n * width))
+            }
+        }
+        let c = OfficialCase.safetensors[1]
+        let reference = try c.reference()
+        let model = try #require(try c.load() as? RWKV6Model)
+        let recorder = Recorder()
+        model.layerInputObserver = recorder
+        _ = try model.logits(reference.tokens + reference.tokens + reference.tokens, mode: .sequence)   // > one block of 128 rows
+        model.layerInputObserver = nil
+        for layer in 0..<model.config.layerCount {
+            let inputs = try #require(recorder.seen["\(layer) timeMix"]), readout = try #require(recorder.seen["\(layer) timeMixReadout"])
+            #expect(maxAbsDifference([try model.timeMixReadout(layer: layer, inputs: inputs)], [readout]) <= 1e-5)
+        }
+        #expect(throws: RWKVError.self) { try model.timeMixReadout(layer: model.config.layerCount, inputs: []) }
     }
 }
 

@@ -15,9 +15,10 @@ import RWKVModel
         let model = try ModelFile.open(upgradeFixtures + "/models/rwkv6-tiny-fp32.pth")
         let config = try RWKVConfig.detect(model)
         let tokens = try ModelFile.open(upgradeFixtures + "/expected/rwkv6-tiny-fp32.logits.safetensors").floats("tokens").map { Int($0) }
-        let run = try CalibrationRun(tokens: tokens, source: model)
+        let rwkv6 = try RWKV6Model(WeightLoader(source: model))
+        let run = try CalibrationRun(tokens: tokens, model: rwkv6)
         // A budget below one block's inputs: every block is recorded by a pass of its own.
-        let onePerPass = try CalibrationRun(tokens: tokens, source: model, recordBudget: 1)
+        let onePerPass = try CalibrationRun(tokens: tokens, model: rwkv6, recordBudget: 1)
         for layer in (0..<config.layerCount).reversed() {
             let inputs = try run.inputs(layer), again = try onePerPass.inputs(layer)
             #expect(inputs.timeMix.count == tokens.count && inputs.channelMix.count == tokens.count)
@@ -36,10 +37,14 @@ import RWKVModel
         let text = dir.file("calibration.txt")
         try Data(String(repeating: "Calibration text for the tiny model, bytes as tokens. ", count: 6).utf8).write(to: URL(fileURLWithPath: text))
         var options = quickOptions(.preserve)
-        options.calibrationText = text
+        options.calibration = .file(text)
+        var standIn = quickOptions(.preserve)
+        standIn.calibration = .standIn
         let out = dir.file("calibrated.safetensors"), plain = dir.file("plain.safetensors")
         let report = try Upgrade.run(input: input, output: out, options: options, dtype: .f32)
-        _ = try Upgrade.run(input: input, output: plain, options: quickOptions(.preserve), dtype: .f32)
+        let plainReport = try Upgrade.run(input: input, output: plain, options: standIn, dtype: .f32)
+        #expect(report.calibration == text && report.calibrationTokens == 128)
+        #expect(plainReport.calibration == "Gaussian stand-in" && plainReport.calibrationTokens == nil)
         #expect(report.tensors.first { $0.name == "blocks.1.att.key.weight" }?.step == "PreserveRecipe.refitProjection")
         let a = try readAll(out), b = try readAll(plain), source = try readAll(input)
         // Without calibration key is RWKV-6's; with it, refitted (and still close: same map, other lerp).
@@ -52,15 +57,41 @@ import RWKVModel
         #expect(try RWKVConfig.detect(ModelFile.open(out)).version == .v7)
 
         var paper = UpgradeOptions()
-        paper.calibrationText = text
+        paper.recipe = .paper
+        paper.calibration = .file(text)
         #expect(throws: RWKVError(nil, "--calibrate only applies to --recipe preserve")) {
             try Upgrade.run(input: input, output: dir.file("x.pth"), options: paper)
         }
         var short = quickOptions(.preserve)
         try Data("tiny".utf8).write(to: URL(fileURLWithPath: dir.file("short.txt")))
-        short.calibrationText = dir.file("short.txt")
+        short.calibration = .file(dir.file("short.txt"))
         #expect(throws: RWKVError(dir.file("short.txt"), "calibration text gives 4 tokens; at least 16 are needed")) {
             try Upgrade.run(input: input, output: dir.file("x.pth"), options: short)
         }
+    }
+
+    /// By default `preserve` calibrates on the built-in text: its first tokens are what the
+    /// fits see, the same as giving that text as a file; a vocabulary it cannot be tokenised
+    /// for falls back to the stand-in, and the report says why.
+    @Test func builtInTextIsTheDefault() throws {
+        let dir = try UpgradeScratch()
+        let input = upgradeFixtures + "/models/rwkv6-tiny-fp32.pth"
+        let text = dir.file("builtin.txt")
+        try Data(BuiltInCalibrationText.english.utf8).write(to: URL(fileURLWithPath: text))
+        #expect(BuiltInCalibrationText.english.utf8.allSatisfy { $0 < 128 })
+        var asFile = quickOptions(.preserve)
+        asFile.calibration = .file(text)
+        let report = try Upgrade.run(input: input, output: dir.file("default.safetensors"), options: quickOptions(.preserve), dtype: .f32)
+        _ = try Upgrade.run(input: input, output: dir.file("file.safetensors"), options: asFile, dtype: .f32)
+        #expect(report.calibration == BuiltInCalibrationText.name && report.calibrationTokens == 128)
+        #expect(report.tensors.first { $0.name == "blocks.0.att.key.weight" }?.step == "PreserveRecipe.refitProjection")
+        let a = try readAll(dir.file("default.safetensors")), b = try readAll(dir.file("file.safetensors"))
+        #expect(a.count == b.count && a.allSatisfy { b[$0.key]?.values == $0.value.values })
+
+        let tiny = try TinyRWKV6.write(in: dir)      // 32 rows: no tokenizer reads ASCII into it
+        let fallback = try Upgrade.run(input: tiny, output: dir.file("tiny.safetensors"), options: quickOptions(.preserve))
+        #expect(fallback.calibration?.hasPrefix("Gaussian stand-in (the built-in text needs a byte-level or World vocabulary, the model has 32 rows") == true)
+        #expect(fallback.tensors.first { $0.name == "blocks.0.att.key.weight" }?.step == "copy")
+        #expect(BuiltInCalibrationText.tokens(vocabularySize: 65536).map { $0.count > 2000 && $0.count < 4096 } == true)
     }
 }

@@ -10,20 +10,23 @@ import RWKVModel
     @Test func tablesCoverTheRWKV7SchemaExactly() {
         let rows = Set(ArchitectureSchema.rwkv7.tensors.map(\.name))
         #expect(Set(RecipeTable.paper.keys) == rows)
-        var calibrated = UpgradeOptions()
-        calibrated.calibrationText = "t"
-        #expect(Set(RecipeTable.preserve(UpgradeOptions()).keys) == rows)
-        #expect(Set(RecipeTable.preserve(calibrated).keys) == rows)
+        var ablated = UpgradeOptions()
+        ablated.ablations = Set(PreserveMapping.allCases)
+        for options in [UpgradeOptions(), ablated] {
+            #expect(Set(RecipeTable.preserve(options, refit: false).keys) == rows)
+            #expect(Set(RecipeTable.preserve(options, refit: true).keys) == rows)
+        }
     }
 
     /// Each tensor computed alone, in a fresh context: nothing a step needs comes from work an
     /// earlier tensor's step left behind, so an undeclared read cannot hide behind the cache.
-    @Test(arguments: [(UpgradeRecipeName.paper, false), (.preserve, false), (.preserve, true)])
-    func everyStepReadsOnlyWhatItDeclares(recipe: UpgradeRecipeName, calibrated: Bool) throws {
+    @Test(arguments: [(UpgradeRecipeName.paper, false, false), (.preserve, false, false), (.preserve, true, false), (.preserve, true, true)])
+    func everyStepReadsOnlyWhatItDeclares(recipe: UpgradeRecipeName, calibrated: Bool, ablated: Bool) throws {
         let input = upgradeFixtures + "/models/rwkv6-tiny-fp32.pth"
         let source = try Checkpoint.open(input)
         var options = quickOptions(recipe)
-        if calibrated { options.calibrationText = upgradeFixtures + "/text/english.txt" }
+        if recipe == .preserve { options.calibration = calibrated ? .file(upgradeFixtures + "/text/english.txt") : .standIn }
+        if ablated { options.ablations = Set(PreserveMapping.allCases) }
         let plan = try UpgradePlan(source: RWKVConfig.detect(source), options: options, path: input)
         for tensor in plan.tensors {
             #expect(throws: Never.self, "\(tensor.name)") { _ = try UpgradeContext(source: source, plan: plan).compute(tensor) }

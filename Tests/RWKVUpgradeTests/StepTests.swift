@@ -201,10 +201,9 @@ import RWKVFormats
         let u = Matrix(rows: 1, cols: 2, values: [3, 3])
         let r = Matrix(rows: 1, cols: 2, values: [1, 1]), k = Matrix(rows: 1, cols: 2, values: [1, 1])
         let v = Matrix(rows: 1, cols: 2, values: [1, -1])
-        let decay = Matrix(rows: 1, cols: 2, values: [0.5, 0.5])
         let e = PreserveRecipe.bonusMissingInside(timeFirst: u, meanDecay: [0.5, 0.5], compensateShift: false)
-        let scale = PreserveRecipe.bonusOutsideScale(missing: e, lnXWeight: [2, 2], r6: r, k6: k, v6: v, decay6: decay,
-                                                     timeFirst: u, r7: r, k7: k, v7: v)
+        let readout = Matrix(rows: 1, cols: 2, values: [6, -6])       // RWKV-6's y = (Σ r·u·k)·v
+        let scale = PreserveRecipe.bonusOutsideScale(missing: e, lnXWeight: [2, 2], readout6: readout, r7: r, k7: k, v7: v)
         // y = (Σ r·u·k)·v = 6·[1, -1]: mean 0, σ = √(36 + 64e-5).
         #expect(abs(Double(scale[0]) - 2 / (36 + 64e-5).squareRoot()) < 1e-6)
     }

@@ -137,6 +137,7 @@ def main(argv=None):
     ap.add_argument("--eval-at", default="", help="extra comma-separated steps to evaluate at")
     ap.add_argument("--eval-windows", type=int, default=64)
     ap.add_argument("--final-eval-windows", type=int, default=None, help="default: all of the held-out text")
+    ap.add_argument("--save-at", default="", help="comma-separated steps at which to also save OUT-stepN.pth (fp32)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
     args = ap.parse_args(argv)
@@ -155,6 +156,11 @@ def main(argv=None):
     gen = torch.Generator().manual_seed(args.data_seed)
     train = data["train"]
     eval_at = {int(s) for s in args.eval_at.split(",") if s}
+    save_at = {int(s) for s in args.save_at.split(",") if s}
+
+    def snapshot(step):
+        if step in save_at:
+            rwkv_torch.save_pth(model, f"{os.path.splitext(args.out)[0]}-step{step}.pth", dtype=torch.float32)
     log = {"args": vars(args), "arch": model.arch, "config": model.cfg,
            "params": sum(p.numel() for p in model.parameters()),
            "unigram_heldout_loss": unigram_loss(train, data["heldout"]), "evals": []}
@@ -173,6 +179,7 @@ def main(argv=None):
     total = args.steps or 10 ** 9
     t0 = time.time()
     record(0, t0)
+    snapshot(0)
     t_train = time.time()  # the time budget counts training steps, not the first evaluation
     step = 0
     while step < total:
@@ -198,6 +205,7 @@ def main(argv=None):
         step += 1
         if step % args.eval_every == 0 or step in eval_at or step == total:
             record(step, t0)
+        snapshot(step)
     if step % args.eval_every and step not in eval_at:
         record(step, t0)
     final_windows = heldout_windows(data["heldout"], args.ctx, args.final_eval_windows or 10 ** 9)
