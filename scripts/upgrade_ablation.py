@@ -6,8 +6,8 @@
 Standard library only (no venv): the release builds of rwkv-upgrade and rwkv-verify do the work.
 Upgrades V6 (default fixtures/models/rwkv6-trained-bf16.pth) with `paper`, with `preserve` on the
 Gaussian stand-in, on its built-in text (the default), on 16 KB of the training split, and with
-the default minus one mapping at a time (`--ablate`), plus two alternatives (a0/v0 at -3 instead
-of -5, the decay-shift compensation on). Each RWKV-7 is compared with the RWKV-6 by
+the default minus one mapping at a time (`--ablate`), plus three alternatives (no gate
+refinement, a0/v0 at -3 instead of -5, the decay-shift compensation on). Each RWKV-7 is compared with the RWKV-6 by
 `rwkv-verify --text` on the held-out split (.corpus/heldout.txt, from scripts/train/corpus.py):
 llama-perplexity's chunks (--chunk 256, second half of each scored), mean KL(v6 || v7) per token,
 top-1 agreement, and ln(PPL v7 / PPL v6). Writes DIR/ablation.json and DIR/ablation.md.
@@ -33,6 +33,7 @@ VARIANTS = [
     ("default − iclr/value residual off", ["--ablate", "switched-off"]),
     ("default − token-shift LoRA mean", ["--ablate", "token-shift"]),
     ("default − projection refit", ["--ablate", "refit"]),
+    ("default without the gate refinement", ["--gate-refine", "0"]),
     ("default, a0 = v0 = −3", ["--off-bias=-3"]),
     ("default, decay-shift compensation", ["--shift-compensation", "on"]),
 ]

@@ -35,7 +35,8 @@ public enum PreserveMapping: String, Codable, CaseIterable, Sendable {
     case switchedOff = "switched-off"
     /// Token-shift LoRA's mean folded into the lerps → time_maa as it is.
     case tokenShift = "token-shift"
-    /// With calibration, receptance, key and value refitted → copied.
+    /// With calibration, receptance, key, value and ffn.value refitted and the gate refined →
+    /// copied, scaled per channel, and the gate left on its singular vectors.
     case refit
 }
 
@@ -63,6 +64,9 @@ public struct UpgradeOptions: Codable, Sendable {
     /// Spreads (standard deviation over the fit batch) of the gate units' inputs to try; the
     /// best fit is kept (see PreserveRecipe.gateFit).
     public var gateUnitSpreads: [Float] = [0.5, 1, 2, 4, 8]
+    /// With real activations, gradient steps that move the gate's units off the singular vectors
+    /// (`PreserveRecipe.refineGate`; docs/upgrade.md: 30 steps took KL 0.244 → 0.222 on the trained fixture, 100 to 0.222).
+    public var gateRefineSteps = 30
     /// Tokens in the batch the `preserve` fits run over.
     public var fitTokens = 4096
     /// The text the RWKV-6 model is run over; the `preserve` fits then use the inputs its layers
@@ -101,8 +105,8 @@ public struct UpgradePlan: Sendable {
     /// What the fits run over: the options' choice, the recipe's default when none was made; the
     /// built-in text falls back to the stand-in for a vocabulary it cannot be tokenised for.
     public let calibration: CalibrationSource
-    /// `preserve` with real activations: receptance, key and value are refitted for the static
-    /// lerps (a refit on the Gaussian stand-in made things worse, docs/upgrade.md).
+    /// `preserve` with real activations: receptance, key, value and ffn.value are refitted and
+    /// the gate refined (each made things worse on the Gaussian stand-in, docs/upgrade.md).
     public let refitsProjections: Bool
     public let tensors: [UpgradedTensor]
 

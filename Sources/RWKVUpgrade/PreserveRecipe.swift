@@ -256,7 +256,7 @@ public enum PreserveRecipe {
     /// gate whose pre-activations are small, where silu is nearly linear too), a larger one lets
     /// sigmoid's curvature stand in for silu's.
     public static func gateFit(gate: Matrix, v6Input: Matrix, v7Input: Matrix, rank: Int,
-                               spreads: [Float] = [0.5, 1, 2, 4, 8]) throws -> GateFit {
+                               spreads: [Float] = [0.5, 1, 2, 4, 8], refineSteps: Int = 0) throws -> GateFit {
         let c = gate.cols
         let linearUnits = max(0, min(rank - 1, min(gate.rows, gate.cols)))
         let svd = try TruncatedSVD(gate.transposed(), rank: linearUnits)
@@ -292,6 +292,55 @@ public enum PreserveRecipe {
             }
         }
         guard let best else { throw RWKVError(nil, "internal error: no gate spread to try") }
+        return try refineGate(best, v7Input: v7Input, target: target, steps: refineSteps, constantUnit: linearUnits < rank ? rank - 1 : nil)
+    }
+
+    /// The gate's error over the batch for the units g1, with g2 the least-squares solution
+    /// (ridge 1e-6, as in `gateFit`): (fit, ‖σ(X·g1)·g2 - T‖ / ‖T‖, σ(X·g1)).
+    private static func gateError(_ g1: Matrix, v7Input x: Matrix, target: Matrix) throws -> (GateFit, Matrix) {
+        let preact = x.multiplied(by: g1)
+        let features = Matrix(rows: preact.rows, cols: preact.cols, values: preact.values.map { 1 / (1 + exp(-$0)) })
+        let g2 = try ridgeLeastSquares(features: features, targets: target, relativeRidge: 1e-6)
+        let fitted = features.multiplied(by: g2)
+        var err = 0.0
+        for i in 0..<target.values.count { let d = Double(fitted.values[i] - target.values[i]); err += d * d }
+        let norm = target.frobeniusNorm
+        return (GateFit(g1: g1, g2: g2, relativeError: norm > 0 ? err.squareRoot() / norm : 0), features)
+    }
+
+    /// Moves g1 off the singular vectors: `steps` steps of gradient descent on the batch error,
+    /// g2 re-solved by least squares at every point (variable projection: with g2 optimal, the
+    /// error's gradient in g1 is Xᵀ·((R·g2ᵀ)⊙σ'(X·g1)), R the residual). Each step moves g1 by a
+    /// fraction of its norm, grown after a step that lowers the error and halved (the step
+    /// retried) after one that does not, so the error never rises. The constant unit stays zero.
+    static func refineGate(_ start: GateFit, v7Input x: Matrix, target: Matrix, steps: Int, constantUnit: Int?) throws -> GateFit {
+        guard steps > 0 else { return start }
+        var (best, features) = try gateError(start.g1, v7Input: x, target: target)
+        var rate = 0.02
+        var tries = 0
+        let xt = x.transposed()
+        while tries < 3 * steps && rate > 1e-6 {
+            tries += 1
+            var residual = features.multiplied(by: best.g2)
+            for i in 0..<residual.values.count { residual.values[i] -= target.values[i] }
+            var back = residual.multiplied(by: best.g2.transposed())        // N×D
+            for i in 0..<back.values.count { back.values[i] *= features.values[i] * (1 - features.values[i]) }
+            var gradient = xt.multiplied(by: back)                          // C×D
+            if let unit = constantUnit { for i in 0..<gradient.rows { gradient[i, unit] = 0 } }
+            let gradientNorm = gradient.frobeniusNorm
+            guard gradientNorm > 0 else { break }
+            let scale = Float(rate * best.g1.frobeniusNorm / gradientNorm)
+            var g1 = best.g1
+            for i in 0..<g1.values.count { g1.values[i] -= scale * gradient.values[i] }
+            let (trial, trialFeatures) = try gateError(g1, v7Input: x, target: target)
+            if trial.relativeError < best.relativeError {
+                best = trial
+                features = trialFeatures
+                rate *= 1.5
+            } else {
+                rate *= 0.5
+            }
+        }
         return best
     }
 
@@ -364,5 +413,24 @@ public enum PreserveRecipe {
             }
             return Float(den > 0 ? num / den : plain / Double(max(rho.rows, 1)))
         }
+    }
+
+    /// With recorded activations, the FFN receptance gate is folded by refitting the value
+    /// matrix instead of by one factor per channel: V' = argmin Σ ‖V'·h - σ(ρ)⊙(V·h)‖² + λ‖V' -
+    /// diag(s)·V‖² over the batch (h = relu(xk·Kfᵀ)², s = `channelMixReceptanceScale`), so that
+    /// gate values correlated with the hidden units are kept. The ridge pulls towards the
+    /// per-channel fold, worth `priorTokens` tokens (default 2·F, F the FFN width, as the time
+    /// mix's refits). value, the result: C×F.
+    public static func channelMixRefit(receptance: Matrix, key: Matrix, value: Matrix, keyInput: Matrix, receptanceInput: Matrix,
+                                       scale: [Float], priorTokens: Double? = nil) throws -> Matrix {
+        let rho = receptanceInput.multiplied(by: receptance.transposed())
+        let k = keyInput.multiplied(by: key.transposed())
+        let hidden = Matrix(rows: k.rows, cols: k.cols, values: k.values.map { let r = max($0, 0); return r * r })
+        var target = hidden.multiplied(by: value.transposed())            // N×C
+        for i in 0..<target.values.count { target.values[i] *= 1 / (1 + exp(-rho.values[i])) }
+        let tokens = Double(max(hidden.rows, 1))
+        let relativeRidge = (priorTokens ?? 2 * Double(value.cols)) / tokens
+        return try ridgeLeastSquares(features: hidden, targets: target, relativeRidge: relativeRidge,
+                                     prior: value.scalingRows(scale).transposed()).transposed()
     }
 }

@@ -48,7 +48,8 @@ enum UpgradeStep: Equatable, Sendable {
     /// Time-mix receptance: refitted (with calibration) or copied, rows × the bonus's receptance scale.
     case bonusReceptance(refit: Bool)
     case refitProjection(TokenShiftLerp)
-    case channelMixFold
+    /// ffn.value with the FFN receptance folded in: refitted (with calibration) or scaled per channel.
+    case channelMixFold(refit: Bool)
 
     /// As the `--json` report prints it.
     var name: String {
@@ -77,7 +78,8 @@ enum UpgradeStep: Equatable, Sendable {
         case .bonusReceptance(let refit):
             return (refit ? "PreserveRecipe.refitProjection" : "copy") + ", rows × PreserveRecipe.bonus receptance scale"
         case .refitProjection: return "PreserveRecipe.refitProjection"
-        case .channelMixFold: return "rows × PreserveRecipe.channelMixReceptanceScale, PaperRecipe.widenedColumns(±1e-3)"
+        case .channelMixFold(let refit):
+            return (refit ? "PreserveRecipe.channelMixRefit" : "rows × PreserveRecipe.channelMixReceptanceScale") + ", PaperRecipe.widenedColumns(±1e-3)"
         }
     }
 
@@ -160,8 +162,7 @@ enum UpgradeStep: Equatable, Sendable {
         case .refitProjection(let lerp): return try ctx.refitted(layer(), lerp, source(tensor.row))
         case .channelMixFold:
             var random = ctx.random(name)
-            let scaled = try source(tensor.row).scalingRows(ctx.channelMixReceptanceScale(layer()))
-            return PaperRecipe.widenedColumns(scaled, to: shape[1], bound: 1e-3, random: &random)
+            return try PaperRecipe.widenedColumns(ctx.channelMixFoldedValue(layer()), to: shape[1], bound: 1e-3, random: &random)
         }
     }
 }
@@ -215,7 +216,7 @@ enum RecipeTable {
             "att.output.weight": .copy,
             "att.ln_x.weight": .copy, "att.ln_x.bias": .copy,
             "ffn.x_k": .staticLerp("ffn.time_maa_k"), "ffn.key.weight": .widenedRows,
-            "ffn.value.weight": ablations.contains(.ffnFold) ? .widenedColumns : .channelMixFold,
+            "ffn.value.weight": ablations.contains(.ffnFold) ? .widenedColumns : .channelMixFold(refit: refit),
             "ln_out.weight": .copy, "ln_out.bias": .copy,
             "head.weight": .copy,
         ]

@@ -83,6 +83,9 @@ struct V6ToV7: ParsableCommand {
     @Option(name: .customLong("gate-spread"), help: ArgumentHelp("preserve: gate unit input spread.", visibility: .hidden))
     var gateSpread: Float?
 
+    @Option(name: .customLong("gate-refine"), help: ArgumentHelp("preserve: gradient steps on the gate fit.", visibility: .hidden))
+    var gateRefine: Int?
+
     @OptionGroup var adapters: AdapterArguments
 
     func run() throws {
@@ -108,6 +111,7 @@ struct V6ToV7: ParsableCommand {
             if noCalibrate && calibrate != nil { throw RWKVError(nil, "give --calibrate FILE or --no-calibrate, not both") }
             options.calibration = noCalibrate ? .standIn : calibrate.map(CalibrationSource.file)
             if let gateSpread { options.gateUnitSpreads = [gateSpread] }
+            if let gateRefine { options.gateRefineSteps = gateRefine }
             let bar = ProgressBar(total: 1, label: "upgrading")
             defer { bar.finish() }
             let report = try Upgrade.run(input: input, output: output, options: options,

@@ -16,7 +16,8 @@ import RWKVModel
         .switchedOff: ["att.a0", "att.v0", "att.k_a"],
         .tokenShift: ["att.x_r", "att.x_w", "att.x_k", "att.x_v", "att.x_g", "att.w0", "att.w2", "att.r_k", "att.g1", "att.g2",
                       "att.receptance.weight", "att.key.weight", "att.value.weight"],
-        .refit: ["att.receptance.weight", "att.key.weight", "att.value.weight", "att.r_k"],   // the bonus scale sees RWKV-7's r, k, v
+        // The bonus scale sees RWKV-7's r, k, v.
+        .refit: ["att.receptance.weight", "att.key.weight", "att.value.weight", "att.r_k", "att.g1", "att.g2", "ffn.value.weight"],
     ]
 
     @Test(arguments: PreserveMapping.allCases)
