@@ -4,7 +4,9 @@
 #
 #   scripts/upgrade-quality.sh [V6.pth] [extra rwkv-upgrade options...]
 #
-# For each recipe (paper, preserve, preserve --calibrate) the fixture RWKV-6 model is upgraded to a bf16 .pth; the
+# For each recipe (paper; preserve on the Gaussian stand-in, --no-calibrate; preserve as it runs by
+# default, calibrated on its built-in text; preserve --calibrate on 4 KB of fixtures/README.md)
+# the fixture RWKV-6 model is upgraded to a bf16 .pth; the
 # official `rwkv` package then computes RWKV-6 logits (plain) and RWKV-7 logits (RWKV_V7_ON=1,
 # loading our file) on the fixture's held-out token sequence and on a longer held-out text, and
 # scripts/upgrade_quality.py reports KL(v6 || v7), top-1 agreement and next-token loss, with a
@@ -18,14 +20,14 @@ V6=${1:-fixtures/models/rwkv6-tiny-fp32.pth}
 [ $# -gt 0 ] && shift
 HELDOUT=fixtures/expected/rwkv6-tiny-fp32.heldout.logits.safetensors
 
-swift build --product rwkv-upgrade >/dev/null
-UPGRADE=.build/debug/rwkv-upgrade
+swift build -c release --product rwkv-upgrade >/dev/null
+UPGRADE=.build/release/rwkv-upgrade
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT INT TERM
 
-for recipe in paper preserve; do
-    "$UPGRADE" v6-to-v7 "$V6" "$TMP/$recipe.pth" --recipe "$recipe" "$@" --json > "$TMP/$recipe.json"
-done
+"$UPGRADE" v6-to-v7 "$V6" "$TMP/paper.pth" --recipe paper "$@" --json > "$TMP/paper.json"
+"$UPGRADE" v6-to-v7 "$V6" "$TMP/preserve.pth" --no-calibrate "$@" --json > "$TMP/preserve.json"
+"$UPGRADE" v6-to-v7 "$V6" "$TMP/default.pth" "$@" --json > "$TMP/default.json"
 # preserve fitted on real activations: the RWKV-6 model run over 4 KB of fixtures/README.md
 # (disjoint from both held-out texts below).
 head -c 4096 fixtures/README.md > "$TMP/calibration.txt"
@@ -44,10 +46,11 @@ EOF
 for tokens in "$HELDOUT" "$TMP/long.txt"; do
     echo "== $(basename "$tokens")"
     "$PYTHON" scripts/upgrade_quality.py report --v6 "$V6" --tokens "$tokens" \
-        --model "paper=$TMP/paper.pth" --model "preserve=$TMP/preserve.pth" \
-        --model "preserve --calibrate=$TMP/calibrated.pth" --fresh
+        --model "paper=$TMP/paper.pth" --model "preserve --no-calibrate=$TMP/preserve.pth" \
+        --model "preserve (built-in text)=$TMP/default.pth" --model "preserve --calibrate=$TMP/calibrated.pth" --fresh
 done
 
 echo "== what each remaining mismatch costs alone ($(basename "$HELDOUT"))"
 "$PYTHON" scripts/upgrade_quality.py ablate --v6 "$V6" --tokens "$HELDOUT" \
-    --model "paper=$TMP/paper.pth" --model "preserve=$TMP/preserve.pth" --model "preserve --calibrate=$TMP/calibrated.pth"
+    --model "paper=$TMP/paper.pth" --model "preserve --no-calibrate=$TMP/preserve.pth" \
+    --model "preserve (built-in text)=$TMP/default.pth" --model "preserve --calibrate=$TMP/calibrated.pth"

@@ -14,8 +14,9 @@
 #
 # Settings (environment): STEPS (300), LR (5e-4), JOBS (2 trainings at once, 1 thread each), all
 # under nice -n 10. ABLATIONS=1 trains, instead of the starts above, the default with one
-# `preserve` mapping put back at a time (--ablate ...) and with a0 = v0 = -3, against the default
-# (docs/upgrade.md, "Ablations"). A 3 x 128 start takes about 4 minutes of one core for 300 steps.
+# `preserve` mapping put back at a time (--ablate ...) and with a0 = v0 = -3 (compare with the
+# default's curve from the run without ABLATIONS: same file, same batches, same curve; docs/upgrade.md,
+# "Which mapping matters"). A 3 x 128 start takes about 4 minutes of one core for 300 steps.
 set -eu
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
@@ -41,7 +42,6 @@ $name=$OUT/$file.pth"
 STARTS=""
 EXTRA=""
 if [ "${ABLATIONS:-0}" = 1 ]; then
-    upgrade "preserve (default)" default
     for m in decay bonus gate ffn-fold switched-off token-shift refit; do upgrade "default --ablate $m" "ablate-$m" --ablate "$m"; done
     upgrade "default, a0 = v0 = -3" off-bias-3 --off-bias=-3
     EXTRA=--no-fresh

@@ -13,9 +13,9 @@ left out with --no-fresh) and "RWKV-6 (control)" (the RWKV-6 file). Then:
      package loads and runs each file, the same two numbers from the official `rwkv` package
      on 16 held-out windows of 128 bytes (results.json only);
   2. every start is trained by train.py with identical settings and the same batches in the same
-     order (same --data-seed), a fp32 checkpoint saved at each --eval-at step (a run whose log is
-     already in DIR with the same start and settings is reused, so an interrupted experiment
-     resumes);
+     order (same --data-seed), a fp32 checkpoint saved at each --eval-at step (a run already in
+     DIR from the same start file, by SHA-256, and the same settings is reused, so an interrupted
+     experiment resumes);
   3. each saved checkpoint's held-out loss (mean NLL, nats/byte) by `rwkv-verify --text` on the
      same chunks, and the mean of a0 (in-context learning rate bias) and v0 (value-residual bias,
      blocks >= 1): do the switched-off mechanisms move?
@@ -37,6 +37,7 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+import corpus  # noqa: E402
 import official  # noqa: E402
 import rwkv_torch  # noqa: E402
 import train  # noqa: E402
@@ -131,17 +132,21 @@ def main():
 
     # 2. identical continued training, --jobs at a time (separate processes, one thread each)
     procs = []
+    settings = [args.steps, args.lr, args.lr_final, args.warmup, args.batch, args.ctx, args.eval_at]
     for i, name in enumerate(starts):
         out = os.path.join(args.out, f"run{i}.pth")
         done = os.path.splitext(out)[0] + ".log.json"
-        if os.path.exists(done):  # a finished run of the same start and settings is reused (resume)
-            with open(done) as fh:
-                prev = json.load(fh)["args"]
-            if (prev["init"], prev["steps"], prev["lr"], prev["batch"], prev["ctx"], prev["eval_at"], prev.get("save_at")) == \
-                    (starts[name], args.steps, args.lr, args.batch, args.ctx, args.eval_at, args.eval_at):
-                print(f"{name}: reusing {done}", flush=True)
-                procs.append((name, out, subprocess.Popen(["true"])))
-                continue
+        stamp = {"init_sha256": corpus.sha256(starts[name]), "settings": settings}
+        # A finished run of the same start file (by content) and settings is reused, so an
+        # interrupted experiment resumes; a start whose file changed is trained again.
+        if os.path.exists(done) and os.path.exists(out + ".stamp.json"):
+            with open(out + ".stamp.json") as fh:
+                if json.load(fh) == stamp:
+                    print(f"{name}: reusing {done}", flush=True)
+                    procs.append((name, out, subprocess.Popen(["true"])))
+                    continue
+        with open(out + ".stamp.json", "w") as fh:
+            json.dump(stamp, fh)
         cmd = [sys.executable, os.path.join(HERE, "train.py"), "--init", starts[name], "--steps", str(args.steps),
                "--lr", str(args.lr), "--lr-final", str(args.lr_final), "--warmup", str(args.warmup),
                "--batch", str(args.batch), "--ctx", str(args.ctx), "--eval-every", str(10 ** 9),
