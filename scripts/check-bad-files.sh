@@ -84,6 +84,12 @@ expect() {   # expect LABEL WANT_EXIT -- command...: exit status and, for 2, one
 expect "--type q9_k" 2 -- "$bin/rwkv-convert" safetensors-to-native "$model" "$scratch/x.gguf" --type q9_k
 expect "--threads 0" 2 -- "$bin/rwkv-convert" safetensors-to-native "$model" "$scratch/x.gguf" --threads 0
 expect "--recipe x" 2 -- "$bin/rwkv-upgrade" v6-to-v7 "$model" "$scratch/x.pth" --recipe x
+v6=fixtures/models/rwkv6-tiny-bf16.pth
+expect "--calibrate with --no-calibrate" 2 -- "$bin/rwkv-upgrade" v6-to-v7 "$v6" "$scratch/x.pth" --calibrate README.md --no-calibrate
+expect "--ablate x" 2 -- "$bin/rwkv-upgrade" v6-to-v7 "$v6" "$scratch/x.pth" --ablate x
+expect "paper --calibrate" 2 -- "$bin/rwkv-upgrade" v6-to-v7 "$v6" "$scratch/x.pth" --recipe paper --calibrate README.md
+expect "--no-calibrate" 0 -- "$bin/rwkv-upgrade" v6-to-v7 "$v6" "$scratch/x.pth" --no-calibrate
+rm -f "$scratch/x.pth"
 expect "rwkv-verify --bogus" 2 -- "$bin/rwkv-verify" "$model" --bogus
 expect "--help" 0 -- "$bin/rwkv-convert" --help
 # (Not /dev/null itself: a build with the bug, run as root, would replace the system's /dev/null.

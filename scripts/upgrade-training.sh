@@ -13,8 +13,8 @@
 # curves.png}.
 #
 # Settings (environment): STEPS (300), LR (5e-4), JOBS (2 trainings at once, 1 thread each), all
-# under nice -n 10. ABLATIONS=1 trains, instead of the starts above, the default with one
-# `preserve` mapping put back at a time (--ablate ...) and with a0 = v0 = -3 (compare with the
+# under nice -n 10. ABLATIONS=1 trains, instead of the starts above, the default with one of the
+# four mappings worth most put back (--ablate ...) and with a0 = v0 = -3 (compare with the
 # default's curve from the run without ABLATIONS: same file, same batches, same curve; docs/upgrade.md,
 # "Which mapping matters"). A 3 x 128 start takes about 4 minutes of one core for 300 steps.
 set -eu
@@ -42,15 +42,15 @@ $name=$OUT/$file.pth"
 STARTS=""
 EXTRA=""
 if [ "${ABLATIONS:-0}" = 1 ]; then
-    for m in decay bonus gate ffn-fold switched-off token-shift refit; do upgrade "default --ablate $m" "ablate-$m" --ablate "$m"; done
-    upgrade "default, a0 = v0 = -3" off-bias-3 --off-bias=-3
+    for m in gate switched-off ffn-fold refit; do upgrade "default --ablate $m" "ablate-$m" --ablate "$m"; done
+    upgrade "default, a0 and v0 at -3" off-bias-3 --off-bias=-3
     EXTRA=--no-fresh
 else
     upgrade "paper" paper --recipe paper
     upgrade "preserve, stand-in" preserve-standin --no-calibrate
     upgrade "preserve (default)" default
 fi
-# one --start argument per line of $STARTS (names hold spaces)
+# one --start argument per line of $STARTS (names hold spaces, never "=")
 OLDIFS=$IFS; IFS='
 '
 for s in $STARTS; do set -- "$@" --start "$s"; done
