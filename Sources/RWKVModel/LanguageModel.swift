@@ -37,6 +37,8 @@ public protocol RWKVLanguageModel: AnyObject {
     func forward(_ tokens: [Int], state: inout RWKVState, mode: ForwardMode, positions: LogitPositions) throws -> Logits
     /// Sees the input of every weight-matrix product (nil: none, the default).
     var matmulObserver: MatmulObserver? { get set }
+    /// Sees each block's LayerNorm outputs (nil: none, the default).
+    var layerInputObserver: LayerInputObserver? { get set }
 }
 
 /// Sees the input rows of each weight-matrix product of a forward pass just before it runs: the

@@ -67,6 +67,8 @@ public final class RWKV7Model: LayerStack {
     var head: Linear { weights.head }
     private var cachedWorkspace: Workspace?
     public var matmulObserver: MatmulObserver?
+    /// Sees each block's LayerNorm outputs (nil: none, the default).
+    public var layerInputObserver: LayerInputObserver?
 
     /// The decay's scale: w = exp(-0.606531 · sigmoid(·)), the literal the official code uses (≈ e^-0.5).
     static let decayScale: Float = 0.606531
@@ -98,6 +100,7 @@ public final class RWKV7Model: LayerStack {
         for (l, L) in weights.layers.enumerated() {
             // Time mix: token-shifted interpolations, then every projection as one GEMM over the block.
             Kernels.normalize(x, rows: T, width: C, L.ln1, eps: Kernels.layerNormEpsilon, into: xn)
+            layerInputObserver?.observe(layer: l, part: .timeMix, input: xn, rows: T, width: C)
             Kernels.tokenShift(xn, rows: T, width: C, previous: state.timeMix(l), into: shift)
             for (i, mix) in L.lerps.enumerated() {
                 Kernels.lerp(xn, shift, mix: mix.base, rows: T, width: C, into: work.mixes[i].base)
@@ -140,6 +143,7 @@ public final class RWKV7Model: LayerStack {
 
             // Channel mix: relu(lerp · Kᵀ)² · Vᵀ.
             Kernels.normalize(x, rows: T, width: C, L.ln2, eps: Kernels.layerNormEpsilon, into: xn)
+            layerInputObserver?.observe(layer: l, part: .channelMix, input: xn, rows: T, width: C)
             Kernels.tokenShift(xn, rows: T, width: C, previous: state.channelMix(l), into: shift)
             Kernels.lerp(xn, shift, mix: L.ffnLerp.base, rows: T, width: C, into: xr)
             observe(ffn + "key.weight", L.ffnKey, xr, rows: T)

@@ -2,19 +2,20 @@ import Foundation
 import RWKVFormats
 import RWKVModel
 
-/// `--calibrate TEXT` through RWKVModel's RWKV-6 forward pass: a `LayerInputObserver` records
+/// `--calibrate TEXT` through RWKVModel's RWKV-6 forward pass (and, for a second calibration pass,
+/// the RWKV-7 of the first pass's tensors): a `LayerInputObserver` records
 /// the LayerNorm outputs the blocks see over the text (the sequence-mode pass the official
 /// logits are checked against, ForwardTests). Memory is bounded: one pass records the inputs of
 /// as many consecutive blocks as fit in its record budget; a block outside them is recorded
 /// by another pass. The model itself is held in f32 (4 bytes a parameter), as rwkv-verify does.
 final class CalibrationRun {
-    private let model: RWKV6Model
+    private let model: RWKVLanguageModel
     private let tokens: [Int]
     private let blocksPerPass: Int
     private var recorded: [Int: (timeMix: MixInputs, channelMix: MixInputs)] = [:]
 
     /// - Parameter recordBudget: bytes of recorded inputs one pass may hold (default 512 MiB).
-    init(tokens: [Int], model: RWKV6Model, recordBudget: Int = 512 << 20) throws {
+    init(tokens: [Int], model: RWKVLanguageModel, recordBudget: Int = 512 << 20) throws {
         self.model = model
         self.tokens = tokens
         let perBlock = 2 * tokens.count * model.config.embeddingSize * MemoryLayout<Float>.size

@@ -88,9 +88,25 @@ final class UpgradeContext: @unchecked Sendable {
     private var currentLayer: Int?
     private(set) var layerReports: [Int: UpgradeLayerReport] = [:]
 
-    init(source: TensorSource, plan: UpgradePlan) {
+    /// - Parameter rwkv7Stream: another calibration pass's RWKV-7 over the same text: the fits'
+    ///   RWKV-7 side then reads the inputs that model's blocks see, not the RWKV-6's (the RWKV-6
+    ///   model and its recorded inputs are taken over from `previous`).
+    init(source: TensorSource, plan: UpgradePlan, previous: UpgradeContext? = nil, rwkv7Stream: CalibrationRun? = nil) {
         weights = V6Weights(source: source, config: plan.source)
         self.plan = plan
+        model = previous?.model
+        calibration = previous?.calibration
+        calibrationTokenIDs = previous?.calibrationTokenIDs
+        self.rwkv7Stream = rwkv7Stream
+    }
+
+    /// The RWKV-7 side's inputs of block `layer`: the RWKV-6's, or with `rwkv7Stream` that model's.
+    private func rwkv7TimeMixInputs(_ layer: Int) throws -> MixInputs {
+        try rwkv7Stream?.inputs(layer).timeMix ?? timeMixInputs(layer)
+    }
+
+    private func rwkv7ChannelMixInputs(_ layer: Int) throws -> MixInputs {
+        try rwkv7Stream?.inputs(layer).channelMix ?? channelMixInputs(layer)
     }
 
     func compute(_ tensor: UpgradedTensor) throws -> Matrix {
@@ -169,6 +185,7 @@ final class UpgradeContext: @unchecked Sendable {
 
     private var calibration: CalibrationRun?
     private var model: RWKV6Model?
+    private let rwkv7Stream: CalibrationRun?
 
     /// RWKVModel's RWKV-6 forward pass over the checkpoint (in f32, loaded once): the calibration
     /// pass and the bonus fit's time mix run through it.
@@ -178,8 +195,9 @@ final class UpgradeContext: @unchecked Sendable {
         model = loaded
         return loaded
     }
-    /// Tokens of the calibration text the fits ran over (nil until it is read).
-    private(set) var calibrationTokens: Int?
+    /// The calibration text's tokens the fits ran over (nil until it is read).
+    private(set) var calibrationTokenIDs: [Int]?
+    var calibrationTokens: Int? { calibrationTokenIDs?.count }
 
     private func fitInputs(_ layer: Int, norm: String) throws -> MixInputs {
         let b = "blocks.\(layer)."
@@ -201,7 +219,7 @@ final class UpgradeContext: @unchecked Sendable {
                 tokens = Array(tokens.prefix(options.fitTokens))
                 guard tokens.count >= 16 else { throw RWKVError(text, "calibration text gives \(tokens.count) tokens; at least 16 are needed") }
                 calibration = try CalibrationRun(tokens: tokens, model: rwkv6())
-                calibrationTokens = tokens.count
+                calibrationTokenIDs = tokens
             }
             guard let run = calibration else { throw RWKVError(nil, "internal error: no calibration run") }
             let inputs = try run.inputs(layer)
@@ -238,7 +256,7 @@ final class UpgradeContext: @unchecked Sendable {
         try remember(layer, \.mixed[lerp]) {
             let inputs = try timeMixInputs(layer)
             let maa = try weights.vector("blocks.\(layer)." + lerp.timeMaa)
-            return try (inputs.lerp(maa, plus: tokenShiftLoRA(layer)[lerp.rawValue]), inputs.lerp(timeMixLerp(layer, lerp)))
+            return try (inputs.lerp(maa, plus: tokenShiftLoRA(layer)[lerp.rawValue]), rwkv7TimeMixInputs(layer).lerp(timeMixLerp(layer, lerp)))
         }
     }
 
@@ -327,10 +345,10 @@ final class UpgradeContext: @unchecked Sendable {
         let ffn = "blocks.\(layer).ffn."
         let value = try weights.matrix(ffn + "value.weight"), scale = try channelMixReceptanceScale(layer)
         guard plan.refitsProjections else { return value.scalingRows(scale) }
-        let inputs = try channelMixInputs(layer)
+        let inputs = try channelMixInputs(layer), maaK = try weights.vector(ffn + "time_maa_k")
         return try PreserveRecipe.channelMixRefit(
             receptance: weights.matrix(ffn + "receptance.weight"), key: weights.matrix(ffn + "key.weight"), value: value,
-            keyInput: inputs.lerp(weights.vector(ffn + "time_maa_k")), receptanceInput: inputs.lerp(weights.vector(ffn + "time_maa_r")),
-            scale: scale)
+            keyInput: inputs.lerp(maaK), receptanceInput: inputs.lerp(weights.vector(ffn + "time_maa_r")),
+            rwkv7KeyInput: rwkv7ChannelMixInputs(layer).lerp(maaK), scale: scale)
     }
 }

@@ -67,6 +67,10 @@ public struct UpgradeOptions: Codable, Sendable {
     /// With real activations, gradient steps that move the gate's units off the singular vectors
     /// (`PreserveRecipe.refineGate`; docs/upgrade.md: 30 steps took KL 0.244 → 0.222 on the trained fixture, 100 to 0.222).
     public var gateRefineSteps = 30
+    /// With real activations: passes over the calibration text. From the second on, the fits'
+    /// RWKV-7 side reads the inputs the previous pass's RWKV-7 sees in each block, so that what
+    /// earlier blocks miss is fitted for instead of passed on (experimental, docs/upgrade.md).
+    public var calibrationPasses = 1
     /// Tokens in the batch the `preserve` fits run over.
     public var fitTokens = 4096
     /// The text the RWKV-6 model is run over; the `preserve` fits then use the inputs its layers
@@ -136,6 +140,9 @@ public struct UpgradePlan: Sendable {
         }
         if options.recipe != .preserve, !options.ablations.isEmpty {
             throw RWKVError(nil, "--ablate only applies to --recipe preserve")
+        }
+        guard (1...8).contains(options.calibrationPasses) else {
+            throw RWKVError(nil, "calibration passes \(options.calibrationPasses) out of range (1...8)")
         }
         guard options.fitTokens >= 16, options.fitTokens <= 1 << 20 else {
             throw RWKVError(nil, "fit batch of \(options.fitTokens) tokens is out of range (16...1048576)")

@@ -421,16 +421,18 @@ public enum PreserveRecipe {
     /// gate values correlated with the hidden units are kept. The ridge pulls towards the
     /// per-channel fold, worth `priorTokens` tokens (default 2·F, F the FFN width, as the time
     /// mix's refits). value, the result: C×F.
+    /// `rwkv7KeyInput`: the key input RWKV-7 will see (the features), when it differs from RWKV-6's.
     public static func channelMixRefit(receptance: Matrix, key: Matrix, value: Matrix, keyInput: Matrix, receptanceInput: Matrix,
-                                       scale: [Float], priorTokens: Double? = nil) throws -> Matrix {
+                                       rwkv7KeyInput: Matrix? = nil, scale: [Float], priorTokens: Double? = nil) throws -> Matrix {
+        func squaredReLU(_ m: Matrix) -> Matrix { Matrix(rows: m.rows, cols: m.cols, values: m.values.map { let r = max($0, 0); return r * r }) }
         let rho = receptanceInput.multiplied(by: receptance.transposed())
-        let k = keyInput.multiplied(by: key.transposed())
-        let hidden = Matrix(rows: k.rows, cols: k.cols, values: k.values.map { let r = max($0, 0); return r * r })
+        let hidden = squaredReLU(keyInput.multiplied(by: key.transposed()))
         var target = hidden.multiplied(by: value.transposed())            // N×C
         for i in 0..<target.values.count { target.values[i] *= 1 / (1 + exp(-rho.values[i])) }
+        let features = rwkv7KeyInput.map { squaredReLU($0.multiplied(by: key.transposed())) } ?? hidden
         let tokens = Double(max(hidden.rows, 1))
         let relativeRidge = (priorTokens ?? 2 * Double(value.cols)) / tokens
-        return try ridgeLeastSquares(features: hidden, targets: target, relativeRidge: relativeRidge,
+        return try ridgeLeastSquares(features: features, targets: target, relativeRidge: relativeRidge,
                                      prior: value.scalingRows(scale).transposed()).transposed()
     }
 }

@@ -32,7 +32,10 @@ public enum Upgrade {
         let source = try options.adapters.merged(into: try Checkpoint.open(input))
         let config = try RWKVConfig.detect(source)
         let plan = try UpgradePlan(source: config, options: options, path: input)
-        let context = UpgradeContext(source: source, plan: plan)
+        var context = UpgradeContext(source: source, plan: plan)
+        if plan.refitsProjections {
+            for _ in 1..<max(options.calibrationPasses, 1) { context = try nextCalibrationPass(after: context, source: source, plan: plan) }
+        }
         let infos = plan.tensors.map { TensorInfo(name: $0.name, dtype: dtype, shape: $0.shape) }
         let byName = Dictionary(uniqueKeysWithValues: plan.tensors.map { ($0.name, $0) })
         var index = 0
@@ -55,6 +58,24 @@ public enum Upgrade {
                              calibrationTokens: context.calibrationTokens,
                              layers: context.layerReports.values.sorted { $0.layer < $1.layer },
                              bytesWritten: size, seconds: Date().timeIntervalSince(started))
+    }
+}
+
+extension Upgrade {
+    /// Computes every tensor with `context` into memory (f32), runs that RWKV-7 over the
+    /// calibration text recording its blocks' inputs, and returns a context whose fits read them
+    /// on the RWKV-7 side. Memory: the RWKV-7 twice in f32 while its model is built.
+    static func nextCalibrationPass(after context: UpgradeContext, source: TensorSource, plan: UpgradePlan) throws -> UpgradeContext {
+        var tensors: [String: [Float]] = [:]
+        for tensor in plan.tensors { tensors[tensor.name] = try context.compute(tensor).values }
+        guard let tokens = context.calibrationTokenIDs else { throw RWKVError(nil, "internal error: a calibration pass without text") }
+        let loader = try WeightLoader(path: "calibration pass", config: plan.target) { name in
+            guard let values = tensors[name] else { throw RWKVError(nil, "internal error: the calibration pass made no \(name)") }
+            return values
+        }
+        let model = try RWKV7Model(loader)
+        tensors = [:]
+        return UpgradeContext(source: source, plan: plan, previous: context, rwkv7Stream: try CalibrationRun(tokens: tokens, model: model))
     }
 }
 

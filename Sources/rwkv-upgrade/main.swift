@@ -86,6 +86,9 @@ struct V6ToV7: ParsableCommand {
     @Option(name: .customLong("gate-refine"), help: ArgumentHelp("preserve: gradient steps on the gate fit.", visibility: .hidden))
     var gateRefine: Int?
 
+    @Option(name: .customLong("calibration-passes"), help: ArgumentHelp("preserve: passes over the calibration text.", visibility: .hidden))
+    var calibrationPasses: Int?
+
     @OptionGroup var adapters: AdapterArguments
 
     func run() throws {
@@ -112,6 +115,7 @@ struct V6ToV7: ParsableCommand {
             options.calibration = noCalibrate ? .standIn : calibrate.map(CalibrationSource.file)
             if let gateSpread { options.gateUnitSpreads = [gateSpread] }
             if let gateRefine { options.gateRefineSteps = gateRefine }
+            if let calibrationPasses { options.calibrationPasses = calibrationPasses }
             let bar = ProgressBar(total: 1, label: "upgrading")
             defer { bar.finish() }
             let report = try Upgrade.run(input: input, output: output, options: options,

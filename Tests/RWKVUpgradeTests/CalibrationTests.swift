@@ -94,4 +94,28 @@ import RWKVModel
         #expect(fallback.tensors.first { $0.name == "blocks.0.att.key.weight" }?.step == "copy")
         #expect(BuiltInCalibrationText.tokens(vocabularySize: 65536).map { $0.count > 2000 && $0.count < 4096 } == true)
     }
+
+    /// A second calibration pass fits the RWKV-7 side on the inputs the first pass's RWKV-7 sees:
+    /// the fitted tensors of block 1 (whose inputs block 0's upgrade changed) move, copied ones
+    /// do not, and block 0's time-mix inputs are the same embedding in both models, so its
+    /// receptance refit stays (up to the bf16 embedding being the same: exactly).
+    @Test func aSecondPassFitsOnTheUpgradedModelsInputs() throws {
+        let dir = try UpgradeScratch()
+        let input = upgradeFixtures + "/models/rwkv6-tiny-fp32.pth"
+        var options = quickOptions(.preserve)
+        _ = try Upgrade.run(input: input, output: dir.file("one.safetensors"), options: options, dtype: .f32)
+        options.calibrationPasses = 2
+        _ = try Upgrade.run(input: input, output: dir.file("two.safetensors"), options: options, dtype: .f32)
+        let one = try readAll(dir.file("one.safetensors")), two = try readAll(dir.file("two.safetensors"))
+        #expect(one["emb.weight"]?.values == two["emb.weight"]?.values)
+        #expect(one["blocks.1.att.ln_x.weight"]?.values == two["blocks.1.att.ln_x.weight"]?.values)
+        #expect(one["blocks.0.att.key.weight"]?.values == two["blocks.0.att.key.weight"]?.values)
+        for name in ["blocks.1.att.key.weight", "blocks.1.att.g1", "blocks.1.att.w0", "blocks.1.ffn.value.weight"] {
+            #expect(one[name]?.values != two[name]?.values, "\(name)")
+        }
+        options.calibrationPasses = 0
+        #expect(throws: RWKVError(nil, "calibration passes 0 out of range (1...8)")) {
+            try Upgrade.run(input: input, output: dir.file("x.pth"), options: options)
+        }
+    }
 }
