@@ -14,6 +14,7 @@ top-1 agreement, and ln(PPL v7 / PPL v6). Writes DIR/ablation.json and DIR/ablat
 """
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -71,8 +72,8 @@ def main():
                                          "--chunk", "256", "--chunks", str(args.chunks), "--json"],
                                         check=True, capture_output=True, env=env).stdout)
         row = {"variant": name, "flags": flags, "file": path, "kl": cmp["meanKLD"], "kl_uncertainty": cmp["meanKLDUncertainty"],
-               "top1": cmp["sameTop"], "ln_ppl_ratio": cmp["logPerplexityRatio"], "nll_v7": __import__("math").log(cmp["perplexity"]),
-               "nll_v6": __import__("math").log(cmp["referencePerplexity"]), "scored_tokens": cmp["text"]["scoredTokens"],
+               "top1": cmp["sameTop"], "ln_ppl_ratio": cmp["logPerplexityRatio"], "nll_v7": math.log(cmp["perplexity"]),
+               "nll_v6": math.log(cmp["referencePerplexity"]), "scored_tokens": cmp["text"]["scoredTokens"],
                "calibration": report.get("calibration"), "calibration_tokens": report.get("calibrationTokens")}
         rows.append(row)
         print(f"{i:2d} {name:40s} KL {row['kl']:.4f} ± {row['kl_uncertainty']:.4f}  top-1 {row['top1']:.3f}  "

@@ -270,42 +270,32 @@ public enum PreserveRecipe {
         let z = v6Input.multiplied(by: gate.transposed())
         let target = Matrix(rows: z.rows, cols: z.cols, values: z.values.map { $0 / (1 + exp(-$0)) })
         let targetNorm = target.frobeniusNorm
-        var best: GateFit?
+        var best: (fit: GateFit, features: Matrix)?
         for spread in spreads {
             var g1 = Matrix(zeros: c, rank)
             for j in 0..<linearUnits {
                 let alpha = unitSpread[j] > 1e-12 ? spread / unitSpread[j] : 1
                 for i in 0..<c { g1[i, j] = svd.u[i, j] * alpha }
             }
-            let preact = v7Input.multiplied(by: g1)
-            let features = Matrix(rows: preact.rows, cols: preact.cols, values: preact.values.map { 1 / (1 + exp(-$0)) })
-            let g2 = try ridgeLeastSquares(features: features, targets: target, relativeRidge: 1e-6)
-            let fitted = features.multiplied(by: g2)
-            var err = 0.0
-            for i in 0..<target.values.count {
-                let d = Double(fitted.values[i] - target.values[i])
-                err += d * d
-            }
-            let relative = targetNorm > 0 ? err.squareRoot() / targetNorm : 0
-            if best == nil || relative < best!.relativeError {
-                best = GateFit(g1: g1, g2: g2, relativeError: relative)
-            }
+            let trial = try gateError(g1, v7Input: v7Input, target: target, targetNorm: targetNorm)
+            if best == nil || trial.fit.relativeError < best!.fit.relativeError { best = trial }
         }
         guard let best else { throw RWKVError(nil, "internal error: no gate spread to try") }
-        return try refineGate(best, v7Input: v7Input, target: target, steps: refineSteps, constantUnit: linearUnits < rank ? rank - 1 : nil)
+        return try refineGate(best.fit, features: best.features, v7Input: v7Input, target: target, targetNorm: targetNorm,
+                              steps: refineSteps, constantUnit: linearUnits < rank ? rank - 1 : nil)
     }
 
     /// The gate's error over the batch for the units g1, with g2 the least-squares solution
-    /// (ridge 1e-6, as in `gateFit`): (fit, ‖σ(X·g1)·g2 - T‖ / ‖T‖, σ(X·g1)).
-    private static func gateError(_ g1: Matrix, v7Input x: Matrix, target: Matrix) throws -> (GateFit, Matrix) {
+    /// (ridge 1e-6 of the mean feature energy): the fit, its relative error ‖σ(X·g1)·g2 - T‖ / ‖T‖,
+    /// and the features σ(X·g1).
+    private static func gateError(_ g1: Matrix, v7Input x: Matrix, target: Matrix, targetNorm: Double) throws -> (fit: GateFit, features: Matrix) {
         let preact = x.multiplied(by: g1)
         let features = Matrix(rows: preact.rows, cols: preact.cols, values: preact.values.map { 1 / (1 + exp(-$0)) })
         let g2 = try ridgeLeastSquares(features: features, targets: target, relativeRidge: 1e-6)
         let fitted = features.multiplied(by: g2)
         var err = 0.0
         for i in 0..<target.values.count { let d = Double(fitted.values[i] - target.values[i]); err += d * d }
-        let norm = target.frobeniusNorm
-        return (GateFit(g1: g1, g2: g2, relativeError: norm > 0 ? err.squareRoot() / norm : 0), features)
+        return (GateFit(g1: g1, g2: g2, relativeError: targetNorm > 0 ? err.squareRoot() / targetNorm : 0), features)
     }
 
     /// Moves g1 off the singular vectors: `steps` steps of gradient descent on the batch error,
@@ -313,9 +303,11 @@ public enum PreserveRecipe {
     /// error's gradient in g1 is Xᵀ·((R·g2ᵀ)⊙σ'(X·g1)), R the residual). Each step moves g1 by a
     /// fraction of its norm, grown after a step that lowers the error and halved (the step
     /// retried) after one that does not, so the error never rises. The constant unit stays zero.
-    static func refineGate(_ start: GateFit, v7Input x: Matrix, target: Matrix, steps: Int, constantUnit: Int?) throws -> GateFit {
+    /// `features`: σ(X·g1) of `start`.
+    static func refineGate(_ start: GateFit, features startFeatures: Matrix, v7Input x: Matrix, target: Matrix, targetNorm: Double,
+                           steps: Int, constantUnit: Int?) throws -> GateFit {
         guard steps > 0 else { return start }
-        var (best, features) = try gateError(start.g1, v7Input: x, target: target)
+        var best = start, features = startFeatures
         var rate = 0.02
         var tries = 0
         let xt = x.transposed()
@@ -332,7 +324,7 @@ public enum PreserveRecipe {
             let scale = Float(rate * best.g1.frobeniusNorm / gradientNorm)
             var g1 = best.g1
             for i in 0..<g1.values.count { g1.values[i] -= scale * gradient.values[i] }
-            let (trial, trialFeatures) = try gateError(g1, v7Input: x, target: target)
+            let (trial, trialFeatures) = try gateError(g1, v7Input: x, target: target, targetNorm: targetNorm)
             if trial.relativeError < best.relativeError {
                 best = trial
                 features = trialFeatures

@@ -34,7 +34,8 @@ public enum Upgrade {
         let plan = try UpgradePlan(source: config, options: options, path: input)
         var context = UpgradeContext(source: source, plan: plan)
         if plan.refitsProjections {
-            for _ in 1..<max(options.calibrationPasses, 1) { context = try nextCalibrationPass(after: context, source: source, plan: plan) }
+            // 1...8, checked by the plan.
+            for _ in 1..<options.calibrationPasses { context = try nextCalibrationPass(after: context, source: source, plan: plan) }
         }
         let infos = plan.tensors.map { TensorInfo(name: $0.name, dtype: dtype, shape: $0.shape) }
         let byName = Dictionary(uniqueKeysWithValues: plan.tensors.map { ($0.name, $0) })

@@ -208,13 +208,18 @@ import RWKVFormats
         #expect(abs(Double(scale[0]) - 2 / (36 + 64e-5).squareRoot()) < 1e-6)
     }
 
+    /// A 16×16 gate of Gaussian entries / `scale` and 400 standard-normal inputs, from one stream.
+    static func randomGate(seed: UInt64, stream: String, scale: Double) -> (gate: Matrix, inputs: Matrix) {
+        var g = SeededRandom(seed: seed, stream: stream)
+        let c = 16, n = 400
+        let gate = Matrix(rows: c, cols: c, values: (0..<(c * c)).map { _ in Float(g.gaussian() / scale) })
+        return (gate, Matrix(rows: n, cols: c, values: (0..<(n * c)).map { _ in Float(g.gaussian()) }))
+    }
+
     /// The refinement only ever lowers the batch error and keeps the constant unit at zero. (On
     /// this random gate it gains 1 %; on the trained fixture's gates 10-30 %, docs/upgrade.md.)
     @Test func gateRefinementLowersTheError() throws {
-        var g = SeededRandom(seed: 5, stream: "gate refine")
-        let c = 16, n = 400
-        let gate = Matrix(rows: c, cols: c, values: (0..<(c * c)).map { _ in Float(g.gaussian() / 2) })
-        let x = Matrix(rows: n, cols: c, values: (0..<(n * c)).map { _ in Float(g.gaussian()) })
+        let (gate, x) = Self.randomGate(seed: 5, stream: "gate refine", scale: 2)
         let plain = try PreserveRecipe.gateFit(gate: gate, v6Input: x, v7Input: x, rank: 8)
         let refined = try PreserveRecipe.gateFit(gate: gate, v6Input: x, v7Input: x, rank: 8, refineSteps: 30)
         #expect(refined.relativeError < plain.relativeError - 1e-3)
@@ -237,10 +242,8 @@ import RWKVFormats
     }
 
     @Test func gateFitBeatsThePaperFactorsOnTheSameInputs() throws {
-        var g = SeededRandom(seed: 4, stream: "gate")
         let c = 16, n = 400
-        let gate = Matrix(rows: c, cols: c, values: (0..<(c * c)).map { _ in Float(g.gaussian() / 4) })
-        let x = Matrix(rows: n, cols: c, values: (0..<(n * c)).map { _ in Float(g.gaussian()) })
+        let (gate, x) = Self.randomGate(seed: 4, stream: "gate", scale: 4)
         let fit = try PreserveRecipe.gateFit(gate: gate, v6Input: x, v7Input: x, rank: 8)
         #expect(fit.g1.rows == c && fit.g1.cols == 8 && fit.g2.rows == 8 && fit.g2.cols == c)
         #expect(fit.g1.column(7).allSatisfy { $0 == 0 })              // the constant unit
