@@ -46,6 +46,9 @@ let package = Package(
             "RWKVUpgrade", "RWKVModel", "RWKVCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "rwkv-verify", dependencies: [
             "RWKVVerify", "RWKVConvert", "RWKVCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // Not a product: the upgrade's experiment settings, for the measuring scripts only.
+        .executableTarget(name: "upgrade-lab", dependencies: [
+            "RWKVUpgrade", "RWKVModel", "RWKVCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .testTarget(name: "RWKVFormatsTests", dependencies: ["RWKVFormats"]),
         .testTarget(name: "RWKVModelTests", dependencies: ["RWKVModel"]),

@@ -17,11 +17,16 @@ public final class ProgressBar: @unchecked Sendable {
     private let start = Date()
 
     /// - Parameter total: units of work (e.g. bytes); `label` prefixes the line.
-    public init(total: Int, label: String, enabled: Bool = ProgressBar.stderrIsTerminal) {
+    /// - Parameter showsTimeLeft: add the time left, estimated from the pace so far (for work
+    ///   whose units cost about the same each, as the upgrade's blocks).
+    public init(total: Int, label: String, enabled: Bool = ProgressBar.stderrIsTerminal, showsTimeLeft: Bool = false) {
         self.total = max(total, 1)
         self.label = label
         self.enabled = enabled
+        self.showsTimeLeft = showsTimeLeft
     }
+
+    private let showsTimeLeft: Bool
 
     public static var stderrIsTerminal: Bool { isatty(STDERR_FILENO) == 1 }
 
@@ -67,8 +72,18 @@ public final class ProgressBar: @unchecked Sendable {
         let filled = Int(fraction * Double(width))
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
         var s = "\(label) [\(bar)] \(String(format: "%3d", Int(fraction * 100)))%"
+        if showsTimeLeft, let left = Self.timeLeft(done: done, total: total, elapsed: Date().timeIntervalSince(start)) {
+            s += "  " + left + " left"
+        }
         if !detail.isEmpty { s += "  " + detail }
         return s.count > columns ? String(s.prefix(columns)) : s
+    }
+
+    /// "3m05s" from the pace so far; nil before the first unit is done.
+    static func timeLeft(done: Int, total: Int, elapsed: Double) -> String? {
+        guard done > 0, done < total, elapsed > 0 else { return nil }
+        let seconds = Int((elapsed / Double(done) * Double(total - done)).rounded())
+        return seconds >= 60 ? String(format: "%dm%02ds", seconds / 60, seconds % 60) : "\(seconds)s"
     }
 
     private func draw() {

@@ -80,6 +80,9 @@ struct Linear: @unchecked Sendable {
 /// each spins (sched_yield) for about 0.1 s before going to sleep. A program that links it but
 /// does no matrix work (rwkv-convert) would lose a core to that spin at start.
 public enum OpenBLAS {
+    /// The threads OpenBLAS's matrix products use from now on (`--threads`).
+    public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+
     /// Ends OpenBLAS's worker threads now; it starts them again on its next threaded call. Looked
     /// up by name because only the pthreads build of the library has the function.
     public static func stopIdleThreads() {

@@ -102,6 +102,8 @@ protocol LayerStack: RWKVLanguageModel {
     func workspace(rows: Int) -> Workspace
     /// Runs every layer over the residual rows `work.x[0..<rows]`, updating the state.
     func runLayers(rows: Int, work: Workspace, state: StatePointers)
+    /// The block's index when the model holds one block only (`init(block:of:)`), else nil.
+    var blockIndex: Int? { get }
 }
 
 extension LayerStack {

@@ -8,6 +8,8 @@ import RWKVFormats
 /// The weights of an RWKV-6 model in f32, as the forward pass uses them.
 public struct RWKV6Weights: @unchecked Sendable {
     struct Layer {
+        /// The block's index in the checkpoint (its tensor names, what observers are told).
+        let index: Int
         let ln1, ln2, lnX: NormWeights
         /// time_maa_x, and the base lerps time_maa_w, _k, _v, _r, _g (the order of the LoRA's five outputs).
         let maaX: FloatBuffer
@@ -40,29 +42,47 @@ public struct RWKV6Weights: @unchecked Sendable {
         config = c
         path = loader.path
         embedding = try normalizedEmbedding(loader, roundTo: Self.embeddingRounding(loader))
-        let C = c.embeddingSize, Dm = c.tokenShiftRank
-        layers = try (0..<c.layerCount).map { i in
-            let att = "blocks.\(i).att.", ffn = "blocks.\(i).ffn."
-            let w2 = try loader.tensor(att + "time_maa_w2")
-            return Layer(
-                ln1: try loader.norm("blocks.\(i).ln1"), ln2: try loader.norm("blocks.\(i).ln2"),
-                lnX: try loader.norm(att + "ln_x"),
-                maaX: try loader.tensor(att + "time_maa_x"),
-                maa: try ["time_maa_w", "time_maa_k", "time_maa_v", "time_maa_r", "time_maa_g"].map { try loader.tensor(att + $0) },
-                maaW1: try loader.matrix(att + "time_maa_w1"),
-                maaW2: (0..<5).map { Linear(inputs: Dm, outputs: C, layout: .inputsByOutputs, weights: w2, offset: $0 * Dm * C) },
-                decay: try loader.tensor(att + "time_decay"),
-                decayW1: try loader.matrix(att + "time_decay_w1"), decayW2: try loader.matrix(att + "time_decay_w2"),
-                first: try loader.tensor(att + "time_faaaa"),
-                receptance: try loader.matrix(att + "receptance.weight"), key: try loader.matrix(att + "key.weight"),
-                value: try loader.matrix(att + "value.weight"), gate: try loader.matrix(att + "gate.weight"),
-                output: try loader.matrix(att + "output.weight"),
-                ffnMaaK: try loader.tensor(ffn + "time_maa_k"), ffnMaaR: try loader.tensor(ffn + "time_maa_r"),
-                ffnKey: try loader.matrix(ffn + "key.weight"), ffnReceptance: try loader.matrix(ffn + "receptance.weight"),
-                ffnValue: try loader.matrix(ffn + "value.weight"))
-        }
+        layers = try (0..<c.layerCount).map { try Self.layer($0, loader) }
         outputNorm = try loader.norm("ln_out")
         head = try loader.matrix("head.weight")
+    }
+
+    /// One block `i` (a model of that block alone: no embedding or head, state for one block).
+    /// `rwkv-upgrade` runs a checkpoint this way, a block in memory at a time.
+    public init(block i: Int, of loader: WeightLoader) throws {
+        let c = loader.config
+        guard c.version == .v6 else { throw RWKVError(loader.path, "not an RWKV-6 model") }
+        guard i >= 0, i < c.layerCount else { throw RWKVError(loader.path, "no block \(i) in a \(c.layerCount)-block model") }
+        config = c.oneBlock
+        path = loader.path
+        embedding = FloatBuffer(count: 0)
+        layers = [try Self.layer(i, loader)]
+        outputNorm = NormWeights(weight: FloatBuffer(count: 0), bias: FloatBuffer(count: 0))
+        head = Linear(inputs: 0, outputs: 0, layout: .outputsByInputs, weights: FloatBuffer(count: 0))
+    }
+
+    static func layer(_ i: Int, _ loader: WeightLoader) throws -> Layer {
+        let c = loader.config
+        let C = c.embeddingSize, Dm = c.tokenShiftRank
+        let att = "blocks.\(i).att.", ffn = "blocks.\(i).ffn."
+        let w2 = try loader.tensor(att + "time_maa_w2")
+        return Layer(
+            index: i,
+            ln1: try loader.norm("blocks.\(i).ln1"), ln2: try loader.norm("blocks.\(i).ln2"),
+            lnX: try loader.norm(att + "ln_x"),
+            maaX: try loader.tensor(att + "time_maa_x"),
+            maa: try ["time_maa_w", "time_maa_k", "time_maa_v", "time_maa_r", "time_maa_g"].map { try loader.tensor(att + $0) },
+            maaW1: try loader.matrix(att + "time_maa_w1"),
+            maaW2: (0..<5).map { Linear(inputs: Dm, outputs: C, layout: .inputsByOutputs, weights: w2, offset: $0 * Dm * C) },
+            decay: try loader.tensor(att + "time_decay"),
+            decayW1: try loader.matrix(att + "time_decay_w1"), decayW2: try loader.matrix(att + "time_decay_w2"),
+            first: try loader.tensor(att + "time_faaaa"),
+            receptance: try loader.matrix(att + "receptance.weight"), key: try loader.matrix(att + "key.weight"),
+            value: try loader.matrix(att + "value.weight"), gate: try loader.matrix(att + "gate.weight"),
+            output: try loader.matrix(att + "output.weight"),
+            ffnMaaK: try loader.tensor(ffn + "time_maa_k"), ffnMaaR: try loader.tensor(ffn + "time_maa_r"),
+            ffnKey: try loader.matrix(ffn + "key.weight"), ffnReceptance: try loader.matrix(ffn + "receptance.weight"),
+            ffnValue: try loader.matrix(ffn + "value.weight"))
     }
 
     /// The official package applies ln0 to the embedding before widening anything to fp32
@@ -112,11 +132,12 @@ public final class RWKV6Model: LayerStack {
         let x = work.x.base, xn = work.xn.base, shift = work.shift.base, y = work.y.base, g = work.g.base
         let xk = work.mixes[2].base, xr = work.mixes[4].base
 
-        for (l, L) in weights.layers.enumerated() {
+        for (slot, L) in weights.layers.enumerated() {
+            let l = L.index
             let att = "blocks.\(l).att.", ffn = "blocks.\(l).ffn."
             Kernels.normalize(x, rows: T, width: C, L.ln1, eps: Kernels.layerNormEpsilon, into: xn)
             layerInputObserver?.observe(layer: l, part: .timeMix, input: xn, rows: T, width: C)
-            timeMixReadout(L, layer: l, rows: T, work: work, state: state)
+            timeMixReadout(L, slot: slot, rows: T, work: work, state: state)
             layerInputObserver?.observe(layer: l, part: .timeMixReadout, input: y, rows: T, width: C)
             Kernels.normalize(y, rows: T, width: C, groups: config.headCount, L.lnX, eps: Kernels.groupNormEpsilon, into: y)
             Kernels.multiply(y, by: g, count: T * C)
@@ -126,7 +147,7 @@ public final class RWKV6Model: LayerStack {
             // Channel mix: sigmoid(xr · Rᵀ) ⊙ (relu(xk · Kᵀ)² · Vᵀ).
             Kernels.normalize(x, rows: T, width: C, L.ln2, eps: Kernels.layerNormEpsilon, into: xn)
             layerInputObserver?.observe(layer: l, part: .channelMix, input: xn, rows: T, width: C)
-            Kernels.tokenShift(xn, rows: T, width: C, previous: state.channelMix(l), into: shift)
+            Kernels.tokenShift(xn, rows: T, width: C, previous: state.channelMix(slot), into: shift)
             Kernels.lerp(xn, shift, mix: L.ffnMaaK.base, rows: T, width: C, into: xk)
             Kernels.lerp(xn, shift, mix: L.ffnMaaR.base, rows: T, width: C, into: xr)
             observe(ffn + "receptance.weight", L.ffnReceptance, xr, rows: T)
@@ -144,7 +165,7 @@ public final class RWKV6Model: LayerStack {
 
     /// Block `l`'s time mix from its LayerNorm outputs (work.xn) up to the WKV readout before
     /// GroupNorm (work.y), with the silu gate in work.g.
-    private func timeMixReadout(_ L: RWKV6Weights.Layer, layer l: Int, rows T: Int, work: Workspace, state: StatePointers) {
+    private func timeMixReadout(_ L: RWKV6Weights.Layer, slot: Int, rows T: Int, work: Workspace, state: StatePointers) {
         let C = config.embeddingSize, Dm = config.tokenShiftRank
         let xn = work.xn.base, shift = work.shift.base
         let r = work.r.base, k = work.k.base, v = work.v.base, w = work.w.base, g = work.g.base
@@ -153,9 +174,9 @@ public final class RWKV6Model: LayerStack {
         let xxx = work.mixes[0].base
         let xw = work.mixes[1].base, xk = work.mixes[2].base, xv = work.mixes[3].base
         let xr = work.mixes[4].base, xg = work.mixes[5].base
-        Kernels.tokenShift(xn, rows: T, width: C, previous: state.timeMix(l), into: shift)
+        Kernels.tokenShift(xn, rows: T, width: C, previous: state.timeMix(slot), into: shift)
         Kernels.lerp(xn, shift, mix: L.maaX.base, rows: T, width: C, into: xxx)
-        let att = "blocks.\(l).att."
+        let att = "blocks.\(L.index).att."
         observe(att + "time_maa_w1", L.maaW1, xxx, rows: T)
         L.maaW1.apply(xxx, rows: T, to: lora)
         Kernels.applyTanh(lora, count: T * 5 * Dm)
@@ -188,7 +209,7 @@ public final class RWKV6Model: LayerStack {
         for t in 0..<T {
             for c in 0..<C { w[t * C + c] = expf(-expf(decay[c] + w[t * C + c])) }
         }
-        recurrence(L, layer: l, rows: T, work: work, state: state)
+        recurrence(L, slot: slot, rows: T, work: work, state: state)
     }
 
     /// Block `layer`'s time mix run over a sequence of its LayerNorm outputs (`inputs`, one row of
@@ -196,7 +217,7 @@ public final class RWKV6Model: LayerStack {
     /// `rwkv-upgrade` fits RWKV-7's bonus to the spread GroupNorm divides these by.
     public func timeMixReadout(layer: Int, inputs: [Float]) throws -> [Float] {
         let C = config.embeddingSize
-        guard layer >= 0, layer < config.layerCount, inputs.count % C == 0 else {
+        guard let slot = weights.layers.firstIndex(where: { $0.index == layer }), inputs.count % C == 0 else {
             throw RWKVError(path, "internal error: no time mix of block \(layer) over \(inputs.count) values")
         }
         let T = inputs.count / C, block = Self.sequenceBlockSize
@@ -207,7 +228,7 @@ public final class RWKV6Model: LayerStack {
             while start < T {
                 let rows = min(block, T - start)
                 inputs.withUnsafeBufferPointer { work.xn.base.update(from: $0.baseAddress! + start * C, count: rows * C) }
-                timeMixReadout(weights.layers[layer], layer: layer, rows: rows, work: work, state: ptrs)
+                timeMixReadout(weights.layers[slot], slot: slot, rows: rows, work: work, state: ptrs)
                 out.withUnsafeMutableBufferPointer { ($0.baseAddress! + start * C).update(from: work.y.base, count: rows * C) }
                 start += rows
             }
@@ -217,11 +238,11 @@ public final class RWKV6Model: LayerStack {
 
     /// Per token and head, with S[i][j] (key i, value j):
     /// y_j = Σ_i r_i (u_i k_i v_j + S_ij);  S_ij ← k_i v_j + w_i S_ij.
-    private func recurrence(_ L: RWKV6Weights.Layer, layer: Int, rows T: Int, work: Workspace, state: StatePointers) {
+    private func recurrence(_ L: RWKV6Weights.Layer, slot: Int, rows T: Int, work: Workspace, state: StatePointers) {
         let C = config.embeddingSize, N = config.headSize
         let r = work.r.base, k = work.k.base, v = work.v.base, w = work.w.base, y = work.y.base
         let u = L.first.base
-        let matrices = state.matrices(layer)
+        let matrices = state.matrices(slot)
         for t in 0..<T {
             for h in 0..<config.headCount {
                 let o = t * C + h * N

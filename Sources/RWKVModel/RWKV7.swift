@@ -8,6 +8,8 @@ import RWKVFormats
 /// The weights of an RWKV-7 model in f32, as the forward pass uses them.
 public struct RWKV7Weights: @unchecked Sendable {
     struct Layer {
+        /// The block's index in the checkpoint (its tensor names, what observers are told).
+        let index: Int
         let ln1, ln2, lnX: NormWeights
         /// x_r, x_w, x_k, x_v, x_a, x_g.
         let lerps: [FloatBuffer]
@@ -34,25 +36,41 @@ public struct RWKV7Weights: @unchecked Sendable {
         config = c
         path = loader.path
         embedding = try normalizedEmbedding(loader, roundTo: nil)
-        layers = try (0..<c.layerCount).map { i in
-            let att = "blocks.\(i).att.", ffn = "blocks.\(i).ffn."
-            return Layer(
-                ln1: try loader.norm("blocks.\(i).ln1"), ln2: try loader.norm("blocks.\(i).ln2"),
-                lnX: try loader.norm(att + "ln_x"),
-                lerps: try ["x_r", "x_w", "x_k", "x_v", "x_a", "x_g"].map { try loader.tensor(att + $0) },
-                w0: try loader.tensor(att + "w0"), a0: try loader.tensor(att + "a0"),
-                kK: try loader.tensor(att + "k_k"), kA: try loader.tensor(att + "k_a"), rK: try loader.tensor(att + "r_k"),
-                w1: try loader.matrix(att + "w1"), w2: try loader.matrix(att + "w2"),
-                a1: try loader.matrix(att + "a1"), a2: try loader.matrix(att + "a2"),
-                g1: try loader.matrix(att + "g1"), g2: try loader.matrix(att + "g2"),
-                valueResidual: i == 0 ? nil : (try loader.tensor(att + "v0"), try loader.matrix(att + "v1"), try loader.matrix(att + "v2")),
-                receptance: try loader.matrix(att + "receptance.weight"), key: try loader.matrix(att + "key.weight"),
-                value: try loader.matrix(att + "value.weight"), output: try loader.matrix(att + "output.weight"),
-                ffnLerp: try loader.tensor(ffn + "x_k"),
-                ffnKey: try loader.matrix(ffn + "key.weight"), ffnValue: try loader.matrix(ffn + "value.weight"))
-        }
+        layers = try (0..<c.layerCount).map { try Self.layer($0, loader) }
         outputNorm = try loader.norm("ln_out")
         head = try loader.matrix("head.weight")
+    }
+
+    /// One block `i` (a model of that block alone: no embedding or head, state for one block).
+    public init(block i: Int, of loader: WeightLoader) throws {
+        let c = loader.config
+        guard c.version == .v7 else { throw RWKVError(loader.path, "not an RWKV-7 model") }
+        guard i >= 0, i < c.layerCount else { throw RWKVError(loader.path, "no block \(i) in a \(c.layerCount)-block model") }
+        config = c.oneBlock
+        path = loader.path
+        embedding = FloatBuffer(count: 0)
+        layers = [try Self.layer(i, loader)]
+        outputNorm = NormWeights(weight: FloatBuffer(count: 0), bias: FloatBuffer(count: 0))
+        head = Linear(inputs: 0, outputs: 0, layout: .outputsByInputs, weights: FloatBuffer(count: 0))
+    }
+
+    static func layer(_ i: Int, _ loader: WeightLoader) throws -> Layer {
+        let att = "blocks.\(i).att.", ffn = "blocks.\(i).ffn."
+        return Layer(
+            index: i,
+            ln1: try loader.norm("blocks.\(i).ln1"), ln2: try loader.norm("blocks.\(i).ln2"),
+            lnX: try loader.norm(att + "ln_x"),
+            lerps: try ["x_r", "x_w", "x_k", "x_v", "x_a", "x_g"].map { try loader.tensor(att + $0) },
+            w0: try loader.tensor(att + "w0"), a0: try loader.tensor(att + "a0"),
+            kK: try loader.tensor(att + "k_k"), kA: try loader.tensor(att + "k_a"), rK: try loader.tensor(att + "r_k"),
+            w1: try loader.matrix(att + "w1"), w2: try loader.matrix(att + "w2"),
+            a1: try loader.matrix(att + "a1"), a2: try loader.matrix(att + "a2"),
+            g1: try loader.matrix(att + "g1"), g2: try loader.matrix(att + "g2"),
+            valueResidual: i == 0 ? nil : (try loader.tensor(att + "v0"), try loader.matrix(att + "v1"), try loader.matrix(att + "v2")),
+            receptance: try loader.matrix(att + "receptance.weight"), key: try loader.matrix(att + "key.weight"),
+            value: try loader.matrix(att + "value.weight"), output: try loader.matrix(att + "output.weight"),
+            ffnLerp: try loader.tensor(ffn + "x_k"),
+            ffnKey: try loader.matrix(ffn + "key.weight"), ffnValue: try loader.matrix(ffn + "value.weight"))
     }
 }
 
@@ -97,11 +115,12 @@ public final class RWKV7Model: LayerStack {
         let xr = work.mixes[0].base, xw = work.mixes[1].base, xk = work.mixes[2].base
         let xv = work.mixes[3].base, xa = work.mixes[4].base, xg = work.mixes[5].base
 
-        for (l, L) in weights.layers.enumerated() {
+        for (slot, L) in weights.layers.enumerated() {
+            let l = L.index
             // Time mix: token-shifted interpolations, then every projection as one GEMM over the block.
             Kernels.normalize(x, rows: T, width: C, L.ln1, eps: Kernels.layerNormEpsilon, into: xn)
             layerInputObserver?.observe(layer: l, part: .timeMix, input: xn, rows: T, width: C)
-            Kernels.tokenShift(xn, rows: T, width: C, previous: state.timeMix(l), into: shift)
+            Kernels.tokenShift(xn, rows: T, width: C, previous: state.timeMix(slot), into: shift)
             for (i, mix) in L.lerps.enumerated() {
                 Kernels.lerp(xn, shift, mix: mix.base, rows: T, width: C, into: work.mixes[i].base)
             }
@@ -133,7 +152,7 @@ public final class RWKV7Model: LayerStack {
                 vr.v2.apply(lora, rows: T, to: work.vGate.base)
             }
             prepareKeysAndValues(L, rows: T, work: work)
-            recurrence(layer: l, rows: T, work: work, state: state)
+            recurrence(slot: slot, rows: T, work: work, state: state)
 
             Kernels.normalize(y, rows: T, width: C, groups: config.headCount, L.lnX, eps: Kernels.groupNormEpsilon, into: y)
             addBonus(L, rows: T, work: work)
@@ -144,7 +163,7 @@ public final class RWKV7Model: LayerStack {
             // Channel mix: relu(lerp · Kᵀ)² · Vᵀ.
             Kernels.normalize(x, rows: T, width: C, L.ln2, eps: Kernels.layerNormEpsilon, into: xn)
             layerInputObserver?.observe(layer: l, part: .channelMix, input: xn, rows: T, width: C)
-            Kernels.tokenShift(xn, rows: T, width: C, previous: state.channelMix(l), into: shift)
+            Kernels.tokenShift(xn, rows: T, width: C, previous: state.channelMix(slot), into: shift)
             Kernels.lerp(xn, shift, mix: L.ffnLerp.base, rows: T, width: C, into: xr)
             observe(ffn + "key.weight", L.ffnKey, xr, rows: T)
             L.ffnKey.apply(xr, rows: T, to: work.ffn.base)
@@ -192,11 +211,11 @@ public final class RWKV7Model: LayerStack {
 
     /// Per token and head, with S[i][j] (value i, key j):
     /// S ← S·diag(w) + (S·(-kk)) (kk·a)ᵀ + v kᵀ;  y = S r.
-    private func recurrence(layer: Int, rows T: Int, work: Workspace, state: StatePointers) {
+    private func recurrence(slot: Int, rows T: Int, work: Workspace, state: StatePointers) {
         let C = config.embeddingSize, N = config.headSize
         let r = work.r.base, k = work.k.base, v = work.v.base, w = work.w.base, b = work.a.base
         let kk = work.kk.base, y = work.y.base
-        let matrices = state.matrices(layer)
+        let matrices = state.matrices(slot)
         for t in 0..<T {
             for h in 0..<config.headCount {
                 let o = t * C + h * N

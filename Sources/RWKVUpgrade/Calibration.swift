@@ -2,66 +2,107 @@ import Foundation
 import RWKVFormats
 import RWKVModel
 
-/// `--calibrate TEXT` through RWKVModel's RWKV-6 forward pass (and, for a second calibration pass,
-/// the RWKV-7 of the first pass's tensors): a `LayerInputObserver` records
-/// the LayerNorm outputs the blocks see over the text (the sequence-mode pass the official
-/// logits are checked against, ForwardTests). Memory is bounded: one pass records the inputs of
-/// as many consecutive blocks as fit in its record budget; a block outside them is recorded
-/// by another pass. The model itself is held in f32 (4 bytes a parameter), as rwkv-verify does.
-final class CalibrationRun {
-    private let model: RWKVLanguageModel
-    private let tokens: [Int]
-    private let blocksPerPass: Int
-    private var recorded: [Int: (timeMix: MixInputs, channelMix: MixInputs)] = [:]
+/// The calibration text run through both models a block at a time, alongside the upgrade.
+///
+/// RWKV-6 side: block i of the checkpoint is loaded alone (`RWKV6Model(block:of:)`), run over the
+/// text's residual stream, its LayerNorm outputs recorded, and dropped. RWKV-7 side: the upgraded
+/// model's own stream. Block i's fits read the inputs the upgraded blocks 0..<i really produce
+/// (not the RWKV-6's), so what earlier blocks miss is fitted for instead of passed on; its
+/// channel-mix fits read what block i's own upgraded time mix produces.
+///
+/// Memory: two N×C residual streams (plus RWKV-7's N×C block-0 values), one block of each model
+/// in f32, and the current block's recorded inputs; nothing grows with depth.
+final class CalibrationStream {
+    let tokens: [Int]
+    private let source: WeightLoader
+    private var rwkv6: ResidualStream
+    private var rwkv7: ResidualStream?
+    /// The RWKV-6 block last run, with its recorded inputs.
+    private var current: (layer: Int, model: RWKV6Model, timeMix: MixInputs, channelMix: MixInputs)?
 
-    /// - Parameter recordBudget: bytes of recorded inputs one pass may hold (default 512 MiB).
-    init(tokens: [Int], model: RWKVLanguageModel, recordBudget: Int = 512 << 20) throws {
-        self.model = model
+    init(tokens: [Int], source: WeightLoader) throws {
         self.tokens = tokens
-        let perBlock = 2 * tokens.count * model.config.embeddingSize * MemoryLayout<Float>.size
-        blocksPerPass = max(1, recordBudget / max(perBlock, 1))
+        self.source = source
+        rwkv6 = try ResidualStream(tokens: tokens, loader: source)
     }
 
-    /// The time-mix and channel-mix inputs of block `layer`, as token sequences.
-    func inputs(_ layer: Int) throws -> (timeMix: MixInputs, channelMix: MixInputs) {
-        if let inputs = recorded[layer] { return inputs }
-        guard layer >= 0, layer < model.config.layerCount else { throw RWKVError(nil, "internal error: no block \(layer) to calibrate") }
-        let recorder = Recorder(blocks: layer..<min(layer + blocksPerPass, model.config.layerCount), width: model.config.embeddingSize)
+    /// Block `layer` of the RWKV-6: its time-mix and channel-mix inputs over the text, and the
+    /// block's model (the bonus fit runs its time mix again). Blocks come in order; blocks
+    /// skipped over are run without recording.
+    func rwkv6Block(_ layer: Int) throws -> (model: RWKV6Model, timeMix: MixInputs, channelMix: MixInputs) {
+        if let current, current.layer == layer { return (current.model, current.timeMix, current.channelMix) }
+        guard layer >= rwkv6.nextBlock else {
+            throw RWKVError(nil, "internal error: calibration of block \(layer) asked for at block \(rwkv6.nextBlock)")
+        }
+        current = nil
+        while rwkv6.nextBlock < layer { try RWKV6Model(block: rwkv6.nextBlock, of: source).run(&rwkv6) }
+        let model = try RWKV6Model(block: layer, of: source)
+        let recorder = BlockInputRecorder(width: rwkv6.width)
         model.layerInputObserver = recorder
-        defer { model.layerInputObserver = nil }
-        var state = model.makeState()
-        _ = try model.forward(tokens, state: &state, mode: .sequence, positions: .last)
-        recorded = [:]
-        for block in recorder.blocks {
-            let c = model.config.embeddingSize
-            func sequence(_ values: [Float]) -> MixInputs { MixInputs(sequence: Matrix(rows: values.count / c, cols: c, values: values)) }
-            recorded[block] = (sequence(recorder.timeMix[block - recorder.blocks.lowerBound]),
-                               sequence(recorder.channelMix[block - recorder.blocks.lowerBound]))
-        }
-        guard let inputs = recorded[layer], inputs.timeMix.count == tokens.count, inputs.channelMix.count == tokens.count else {
-            throw RWKVError(nil, "internal error: the forward pass did not show block \(layer)'s \(tokens.count) inputs")
-        }
-        return inputs
+        try model.run(&rwkv6)
+        model.layerInputObserver = nil
+        let inputs = try recorder.inputs(tokens: tokens.count, layer: layer)
+        current = (layer, model, inputs.timeMix, inputs.channelMix)
+        return (model, inputs.timeMix, inputs.channelMix)
     }
 
-    private final class Recorder: LayerInputObserver {
-        let blocks: Range<Int>
-        var timeMix: [[Float]], channelMix: [[Float]]
-
-        init(blocks: Range<Int>, width: Int) {
-            self.blocks = blocks
-            timeMix = Array(repeating: [], count: blocks.count)
-            channelMix = timeMix
+    /// The upgraded model's residual stream before block `layer` (built from its embedding and
+    /// ln0 the first time).
+    func rwkv7Stream(before layer: Int, embedding: () throws -> WeightLoader) throws -> ResidualStream {
+        if rwkv7 == nil { rwkv7 = try ResidualStream(tokens: tokens, loader: embedding()) }
+        guard let rwkv7, rwkv7.nextBlock == layer else {
+            throw RWKVError(nil, "internal error: the upgraded model's stream is not at block \(layer)")
         }
+        return rwkv7
+    }
 
-        func observe(layer: Int, part: BlockPart, input: UnsafePointer<Float>, rows: Int, width: Int) {
-            guard blocks.contains(layer) else { return }
-            let rows = UnsafeBufferPointer(start: input, count: rows * width)
-            switch part {
-            case .timeMix: timeMix[layer - blocks.lowerBound].append(contentsOf: rows)
-            case .channelMix: channelMix[layer - blocks.lowerBound].append(contentsOf: rows)
-            case .timeMixReadout: break
-            }
+    /// Runs the upgraded block `layer` (a model of that block alone) over the RWKV-7 stream,
+    /// returning its inputs.
+    @discardableResult
+    func advanceRWKV7(_ block: RWKV7Model) throws -> (timeMix: MixInputs, channelMix: MixInputs) {
+        guard var stream = rwkv7, let layer = block.blockIndex else { throw RWKVError(nil, "internal error: no upgraded stream to advance") }
+        let recorder = BlockInputRecorder(width: stream.width)
+        block.layerInputObserver = recorder
+        rwkv7 = nil           // one copy of the stream while it runs
+        try block.run(&stream)
+        block.layerInputObserver = nil
+        rwkv7 = stream
+        return try recorder.inputs(tokens: tokens.count, layer: layer)
+    }
+
+    /// Runs block `layer` on a copy of the upgraded stream and returns its inputs, leaving the
+    /// stream where it was (the channel-mix input of a block whose FFN is not fitted yet).
+    func peekRWKV7(_ block: RWKV7Model) throws -> (timeMix: MixInputs, channelMix: MixInputs) {
+        guard var stream = rwkv7, let layer = block.blockIndex else { throw RWKVError(nil, "internal error: no upgraded stream") }
+        let recorder = BlockInputRecorder(width: stream.width)
+        block.layerInputObserver = recorder
+        defer { block.layerInputObserver = nil }
+        try block.run(&stream)
+        return try recorder.inputs(tokens: tokens.count, layer: layer)
+    }
+}
+
+/// Records a one-block model's LayerNorm outputs (time mix ln1, channel mix ln2).
+private final class BlockInputRecorder: LayerInputObserver {
+    let width: Int
+    var timeMix: [Float] = [], channelMix: [Float] = []
+
+    init(width: Int) { self.width = width }
+
+    func observe(layer: Int, part: BlockPart, input: UnsafePointer<Float>, rows: Int, width: Int) {
+        let rows = UnsafeBufferPointer(start: input, count: rows * width)
+        switch part {
+        case .timeMix: timeMix.append(contentsOf: rows)
+        case .channelMix: channelMix.append(contentsOf: rows)
+        case .timeMixReadout: break
         }
+    }
+
+    func inputs(tokens: Int, layer: Int) throws -> (timeMix: MixInputs, channelMix: MixInputs) {
+        guard timeMix.count == tokens * width, channelMix.count == tokens * width else {
+            throw RWKVError(nil, "internal error: the forward pass did not show block \(layer)'s \(tokens) inputs")
+        }
+        func sequence(_ values: [Float]) -> MixInputs { MixInputs(sequence: Matrix(rows: tokens, cols: width, values: values)) }
+        return (sequence(timeMix), sequence(channelMix))
     }
 }

@@ -54,6 +54,9 @@ public struct UpgradeLayerReport: Codable, Sendable {
     public var bonusOutsideScale: [Float]?
     /// preserve: mean of the FFN receptance factors folded into ffn.value.
     public var channelMixReceptanceScaleMean: Double?
+    /// preserve: fits that did not run as asked, and what was done instead (a rank-deficient
+    /// calibration batch raises a ridge; a batch without signal keeps the starting value).
+    public var fitNotes: [String: String]?
 
     init(layer: Int) { self.layer = layer }
 }
@@ -75,6 +78,14 @@ struct LayerFits {
     var bonus: (rk: Matrix, receptanceRowScale: [Float])?
     var preserveGate: PreserveRecipe.GateFit?
     var channelMixReceptanceScale: [Float]?
+    var refits: [TokenShiftLerp: Matrix] = [:]
+    /// The RWKV-6 block alone in f32 (the bonus fit runs its time mix).
+    var rwkv6Block: RWKV6Model?
+    /// With calibration: the inputs the upgraded model's block sees.
+    var rwkv7TimeMixInputs: MixInputs?
+    var rwkv7ChannelMixInputs: MixInputs?
+    /// The block's RWKV-7 tensors computed so far (the upgraded block is run from them).
+    var outputs: [String: Matrix] = [:]
 
     init(layer: Int) { self.layer = layer }
 }
@@ -88,35 +99,102 @@ final class UpgradeContext: @unchecked Sendable {
     private var currentLayer: Int?
     private(set) var layerReports: [Int: UpgradeLayerReport] = [:]
 
-    /// - Parameter rwkv7Stream: another calibration pass's RWKV-7 over the same text: the fits'
-    ///   RWKV-7 side then reads the inputs that model's blocks see, not the RWKV-6's (the RWKV-6
-    ///   model and its recorded inputs are taken over from `previous`).
-    init(source: TensorSource, plan: UpgradePlan, previous: UpgradeContext? = nil, rwkv7Stream: CalibrationRun? = nil) {
+    /// With calibration: the text through both models, a block at a time.
+    private let stream: CalibrationStream?
+    /// The block before the current one, kept until the upgraded stream has run it.
+    private var finished: LayerFits?
+    private let byName: [String: UpgradedTensor]
+
+    init(source: TensorSource, plan: UpgradePlan) throws {
         weights = V6Weights(source: source, config: plan.source)
         self.plan = plan
-        model = previous?.model
-        calibration = previous?.calibration
-        calibrationTokenIDs = previous?.calibrationTokenIDs
-        self.rwkv7Stream = rwkv7Stream
+        byName = Dictionary(plan.tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        stream = try plan.calibrationTokens.map {
+            try CalibrationStream(tokens: $0, source: WeightLoader(source: source, nonFiniteAdvice: V6Weights.nonFiniteAdvice))
+        }
     }
 
-    /// The RWKV-7 side's inputs of block `layer`: the RWKV-6's, or with `rwkv7Stream` that model's.
+    /// The RWKV-7 side's time-mix inputs of block `layer`: what the upgraded blocks before it
+    /// produce, normalised by the block's own upgraded ln1 (or the RWKV-6's inputs).
     private func rwkv7TimeMixInputs(_ layer: Int) throws -> MixInputs {
-        try rwkv7Stream?.inputs(layer).timeMix ?? timeMixInputs(layer)
+        guard let stream, options.fitsOnUpgradedInputs else { return try timeMixInputs(layer) }
+        return try remember(layer, \.rwkv7TimeMixInputs) {
+            let upgraded = try upgradedStream(before: layer, stream)
+            let w = try output("blocks.\(layer).ln1.weight"), b = try output("blocks.\(layer).ln1.bias")
+            return MixInputs(sequence: Matrix(rows: upgraded.count, cols: upgraded.width,
+                                              values: upgraded.layerNorm(weight: w.values, bias: b.values)))
+        }
     }
 
+    /// The RWKV-7 side's channel-mix inputs of block `layer`: its upgraded time mix run over the
+    /// upgraded stream (its FFN, not fitted yet, does not change them).
     private func rwkv7ChannelMixInputs(_ layer: Int) throws -> MixInputs {
-        try rwkv7Stream?.inputs(layer).channelMix ?? channelMixInputs(layer)
+        guard let stream, options.fitsOnUpgradedInputs else { return try channelMixInputs(layer) }
+        return try remember(layer, \.rwkv7ChannelMixInputs) {
+            _ = try upgradedStream(before: layer, stream)
+            let value = "blocks.\(layer).ffn.value.weight"
+            let block = try upgradedBlock(layer) { name in
+                name == value ? [Float](repeating: 0, count: self.plan.target.embeddingSize * self.plan.target.ffnSize)
+                              : try self.output(name).values
+            }
+            return try stream.peekRWKV7(block).channelMix
+        }
+    }
+
+    /// The upgraded stream before block `layer`, after running the finished block before it.
+    private func upgradedStream(before layer: Int, _ stream: CalibrationStream) throws -> ResidualStream {
+        if layer > 0, let done = finished, done.layer == layer - 1 {
+            let block = try upgradedBlock(done.layer) { name in
+                guard let m = done.outputs[name] else { throw RWKVError(nil, "internal error: block \(done.layer) has no \(name)") }
+                return m.values
+            }
+            finished = nil
+            try stream.advanceRWKV7(block)
+        }
+        return try stream.rwkv7Stream(before: layer) {
+            try WeightLoader(path: "upgraded model", config: plan.target) { name in try self.computeAside(name).values }
+        }
+    }
+
+    /// A model of the upgraded block `layer` alone, its tensors from `values`.
+    private func upgradedBlock(_ layer: Int, _ values: @escaping (String) throws -> [Float]) throws -> RWKV7Model {
+        try RWKV7Model(block: layer, of: WeightLoader(path: "upgraded model", config: plan.target, fetch: values))
+    }
+
+    /// Output tensor `name` of the current block, computed now if it was not yet.
+    private func output(_ name: String) throws -> Matrix {
+        if let m = fits?.outputs[name] { return m }
+        guard let tensor = byName[name], tensor.layer == currentLayer else {
+            throw RWKVError(nil, "internal error: \(name) asked for while computing block \(currentLayer.map(String.init) ?? "none")")
+        }
+        return try computeInBlock(tensor)
+    }
+
+    /// A tensor outside the blocks (the upgraded embedding), computed without touching the block's state.
+    private func computeAside(_ name: String) throws -> Matrix {
+        if let layer = currentLayer, name.hasPrefix("blocks.\(layer).") { return try output(name) }
+        guard let tensor = byName[name], tensor.layer == nil else { throw RWKVError(nil, "internal error: no upgraded \(name) to compute aside") }
+        let saved = weights.allowed
+        weights.allowed = (tensor.step, Set(tensor.sources))
+        defer { weights.allowed = saved }
+        return try tensor.recipeStep.compute(self, tensor)
     }
 
     func compute(_ tensor: UpgradedTensor) throws -> Matrix {
         if tensor.layer != currentLayer {
+            finished = stream != nil ? fits : nil
             fits = tensor.layer.map(LayerFits.init)
             weights.dropCache()
             currentLayer = tensor.layer
         }
+        if let m = fits?.outputs[tensor.name] { return m }
+        return try computeInBlock(tensor)
+    }
+
+    private func computeInBlock(_ tensor: UpgradedTensor) throws -> Matrix {
+        let saved = weights.allowed
         weights.allowed = (tensor.step, Set(tensor.sources))
-        defer { weights.allowed = nil }
+        defer { weights.allowed = saved }
         let m = try tensor.recipeStep.compute(self, tensor)
         guard m.values.count == tensor.shape.reduce(1, *) else {
             throw RWKVError(nil, "internal error: \(tensor.name) computed \(m.values.count) values for shape \(tensor.shape)")
@@ -124,6 +202,8 @@ final class UpgradeContext: @unchecked Sendable {
         if let bad = m.values.firstIndex(where: { !$0.isFinite }) {
             throw RWKVError(weights.source.path, "upgrade produced a non-finite value for \(tensor.name) at element \(bad) (step \(tensor.step))")
         }
+        // With calibration the upgraded block is run from its tensors; otherwise nothing is kept.
+        if stream != nil, tensor.layer != nil { fits?.outputs[tensor.name] = m }
         return m
     }
 
@@ -183,48 +263,21 @@ final class UpgradeContext: @unchecked Sendable {
         try remember(layer, \.channelMixInputs) { try fitInputs(layer, norm: "ln2") }
     }
 
-    private var calibration: CalibrationRun?
-    private var model: RWKV6Model?
-    private let rwkv7Stream: CalibrationRun?
-
-    /// RWKVModel's RWKV-6 forward pass over the checkpoint (in f32, loaded once): the calibration
-    /// pass and the bonus fit's time mix run through it.
-    func rwkv6() throws -> RWKV6Model {
-        if let model { return model }
-        let loaded = try RWKV6Model(WeightLoader(source: weights.source, nonFiniteAdvice: V6Weights.nonFiniteAdvice))
-        model = loaded
-        return loaded
+    /// Block `layer` of the RWKV-6 alone in f32: the calibration stream's, or loaded for the
+    /// stand-in (the bonus fit runs its time mix).
+    func rwkv6Block(_ layer: Int) throws -> RWKV6Model {
+        if let stream { return try stream.rwkv6Block(layer).model }
+        return try remember(layer, \.rwkv6Block) {
+            try RWKV6Model(block: layer, of: WeightLoader(source: weights.source, nonFiniteAdvice: V6Weights.nonFiniteAdvice))
+        }
     }
-    /// The calibration text's tokens the fits ran over (nil until it is read).
-    private(set) var calibrationTokenIDs: [Int]?
-    var calibrationTokens: Int? { calibrationTokenIDs?.count }
 
     private func fitInputs(_ layer: Int, norm: String) throws -> MixInputs {
-        let b = "blocks.\(layer)."
-        if plan.calibration != .standIn {
-            if calibration == nil {
-                var tokens: [Int], text = BuiltInCalibrationText.name
-                if case .file(let path) = plan.calibration {
-                    // A World token is at most a few dozen bytes: 128 bytes a token bounds what is read.
-                    let file = try InputFile(path)
-                    let bytes = try file.read(at: 0, count: min(file.size, options.fitTokens * 128), what: "calibration text")
-                    tokens = try TextTokenizer.forModel(vocabularySize: plan.source.vocabSize).encode(bytes, path: path)
-                    text = path
-                } else {
-                    guard let builtIn = BuiltInCalibrationText.tokens(vocabularySize: plan.source.vocabSize) else {
-                        throw RWKVError(nil, "internal error: the built-in calibration text does not fit this vocabulary")
-                    }
-                    tokens = builtIn
-                }
-                tokens = Array(tokens.prefix(options.fitTokens))
-                guard tokens.count >= 16 else { throw RWKVError(text, "calibration text gives \(tokens.count) tokens; at least 16 are needed") }
-                calibration = try CalibrationRun(tokens: tokens, model: rwkv6())
-                calibrationTokenIDs = tokens
-            }
-            guard let run = calibration else { throw RWKVError(nil, "internal error: no calibration run") }
-            let inputs = try run.inputs(layer)
-            return norm == "ln1" ? inputs.timeMix : inputs.channelMix
+        if let stream {
+            let block = try stream.rwkv6Block(layer)
+            return norm == "ln1" ? block.timeMix : block.channelMix
         }
+        let b = "blocks.\(layer)."
         var random = SeededRandom(seed: 0, stream: "fit batch " + b + norm)
         return try MixInputs.gaussianProxy(lnWeight: weights.vector(b + norm + ".weight"), lnBias: weights.vector(b + norm + ".bias"),
                                            count: options.fitTokens, random: &random)
@@ -263,8 +316,18 @@ final class UpgradeContext: @unchecked Sendable {
     /// With calibration: receptance, key or value refitted for the static lerp; else unchanged.
     func refitted(_ layer: Int, _ lerp: TokenShiftLerp, _ matrix: Matrix) throws -> Matrix {
         guard plan.refitsProjections else { return matrix }
-        let (v6Input, v7Input) = try mixedTimeMixInputs(layer, lerp)
-        return try PreserveRecipe.refitProjection(matrix, v6Input: v6Input, v7Input: v7Input)
+        return try remember(layer, \.refits[lerp]) {
+            let (v6Input, v7Input) = try mixedTimeMixInputs(layer, lerp)
+            let fit = try PreserveRecipe.refitProjection(matrix, v6Input: v6Input, v7Input: v7Input)
+            note(layer, "att.\(lerp) refit", fit)
+            return fit.coefficients
+        }
+    }
+
+    /// Records what a fit did other than asked (`RidgeSolution.note`) in the layer's report.
+    private func note(_ layer: Int, _ fit: String, _ solution: RidgeSolution) {
+        guard let text = solution.note else { return }
+        report(layer) { $0.fitNotes = ($0.fitNotes ?? [:]).merging([fit: text]) { $1 } }
     }
 
     // MARK: preserve: decay, bonus, gate, channel mix
@@ -296,7 +359,7 @@ final class UpgradeContext: @unchecked Sendable {
             let missing = PreserveRecipe.bonusMissingInside(timeFirst: u, meanDecay: fit.meanDecay, compensateShift: options.compensateDecayShift)
             // RWKV-6's time mix over the fit batch (RWKVModel's), and RWKV-7's r, k, v.
             let inputs = try timeMixInputs(layer)
-            let readout = try rwkv6().timeMixReadout(layer: layer, inputs: inputs.current.values)
+            let readout = try rwkv6Block(layer).timeMixReadout(layer: layer, inputs: inputs.current.values)
             let (_, xr7) = try mixedTimeMixInputs(layer, .r)
             let (_, xk7) = try mixedTimeMixInputs(layer, .k)
             let (_, xv7) = try mixedTimeMixInputs(layer, .v)
@@ -322,6 +385,7 @@ final class UpgradeContext: @unchecked Sendable {
                                                  // On the stand-in a refined gate fits the noise (KL 1.14 → 1.16 on the trained fixture).
                                                  refineSteps: plan.refitsProjections ? options.gateRefineSteps : 0)
             report(layer) { $0.gateRelativeError = fit.relativeError }
+            note(layer, "gate", fit.ridge)
             return fit
         }
     }
@@ -346,9 +410,11 @@ final class UpgradeContext: @unchecked Sendable {
         let value = try weights.matrix(ffn + "value.weight"), scale = try channelMixReceptanceScale(layer)
         guard plan.refitsProjections else { return value.scalingRows(scale) }
         let inputs = try channelMixInputs(layer), maaK = try weights.vector(ffn + "time_maa_k")
-        return try PreserveRecipe.channelMixRefit(
+        let fit = try PreserveRecipe.channelMixRefit(
             receptance: weights.matrix(ffn + "receptance.weight"), key: weights.matrix(ffn + "key.weight"), value: value,
             keyInput: inputs.lerp(maaK), receptanceInput: inputs.lerp(weights.vector(ffn + "time_maa_r")),
             rwkv7KeyInput: rwkv7ChannelMixInputs(layer).lerp(maaK), scale: scale)
+        note(layer, "ffn.value refit", fit)
+        return fit.coefficients
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import RWKVConvert
 import RWKVFormats
 import RWKVModel
 
@@ -67,10 +68,9 @@ public struct UpgradeOptions: Codable, Sendable {
     /// With real activations, gradient steps that move the gate's units off the singular vectors
     /// (`PreserveRecipe.refineGate`; docs/upgrade.md: 30 steps took KL 0.244 → 0.222 on the trained fixture, 100 to 0.222).
     public var gateRefineSteps = 30
-    /// With real activations: passes over the calibration text. From the second on, the fits'
-    /// RWKV-7 side reads the inputs the previous pass's RWKV-7 sees in each block, so that what
-    /// earlier blocks miss is fitted for instead of passed on (experimental, docs/upgrade.md).
-    public var calibrationPasses = 1
+    /// With real activations: the fits' RWKV-7 side reads the inputs the upgraded blocks before
+    /// it produce (`CalibrationStream`); false (experiments only): the RWKV-6's inputs.
+    public var fitsOnUpgradedInputs = true
     /// Tokens in the batch the `preserve` fits run over.
     public var fitTokens = 4096
     /// The text the RWKV-6 model is run over; the `preserve` fits then use the inputs its layers
@@ -107,8 +107,15 @@ public struct UpgradePlan: Sendable {
     public let target: RWKVConfig
     public let options: UpgradeOptions
     /// What the fits run over: the options' choice, the recipe's default when none was made; the
-    /// built-in text falls back to the stand-in for a vocabulary it cannot be tokenised for.
+    /// text falls back to the stand-in for a vocabulary it cannot be tokenised for, or when it
+    /// gives too few tokens (`calibrationFallback` says why).
     public let calibration: CalibrationSource
+    /// The text's tokens the fits run over (the first `fitTokens`); nil on the stand-in.
+    public let calibrationTokens: [Int]?
+    /// Why the stand-in replaced the text asked for (nil when it did not).
+    public let calibrationFallback: String?
+    /// Fewer tokens than this and the text says too little to fit on: the stand-in is used.
+    public static let minimumCalibrationTokens = 16
     /// `preserve` with real activations: receptance, key, value and ffn.value are refitted and
     /// the gate refined (each made things worse on the Gaussian stand-in, docs/upgrade.md).
     public let refitsProjections: Bool
@@ -141,9 +148,6 @@ public struct UpgradePlan: Sendable {
         if options.recipe != .preserve, !options.ablations.isEmpty {
             throw RWKVError(nil, "--ablate only applies to --recipe preserve")
         }
-        guard (1...8).contains(options.calibrationPasses) else {
-            throw RWKVError(nil, "calibration passes \(options.calibrationPasses) out of range (1...8)")
-        }
         guard options.fitTokens >= 16, options.fitTokens <= 1 << 20 else {
             throw RWKVError(nil, "fit batch of \(options.fitTokens) tokens is out of range (16...1048576)")
         }
@@ -153,7 +157,7 @@ public struct UpgradePlan: Sendable {
         self.source = source
         self.target = target
         self.options = options
-        calibration = Self.calibration(options, vocabularySize: source.vocabSize)
+        (calibration, calibrationTokens, calibrationFallback) = try Self.calibration(options, vocabularySize: source.vocabSize)
         refitsProjections = calibration != .standIn && !options.ablations.contains(.refit)
         let table = RecipeTable.of(options, refit: refitsProjections)
         var tensors: [UpgradedTensor] = []
@@ -167,11 +171,27 @@ public struct UpgradePlan: Sendable {
         self.tensors = tensors
     }
 
-    static func calibration(_ options: UpgradeOptions, vocabularySize: Int) -> CalibrationSource {
-        guard options.recipe == .preserve else { return .standIn }
-        let choice = options.calibration ?? .builtIn
-        if choice == .builtIn, BuiltInCalibrationText.tokens(vocabularySize: vocabularySize) == nil { return .standIn }
-        return choice
+    static func calibration(_ options: UpgradeOptions, vocabularySize: Int) throws -> (CalibrationSource, [Int]?, String?) {
+        guard options.recipe == .preserve else { return (.standIn, nil, nil) }
+        let tokens: [Int]
+        switch options.calibration ?? .builtIn {
+        case .standIn: return (.standIn, nil, nil)
+        case .builtIn:
+            guard let builtIn = BuiltInCalibrationText.tokens(vocabularySize: vocabularySize) else {
+                return (.standIn, nil, "the built-in text needs a byte-level or World vocabulary, the model has \(vocabularySize) rows; give --calibrate FILE")
+            }
+            tokens = builtIn
+        case .file(let path):
+            // A World token is at most a few dozen bytes: 128 bytes a token bounds what is read.
+            let file = try InputFile(path)
+            let bytes = try file.read(at: 0, count: min(file.size, options.fitTokens * 128), what: "calibration text")
+            tokens = try TextTokenizer.forModel(vocabularySize: vocabularySize).encode(bytes, path: path)
+        }
+        let batch = Array(tokens.prefix(options.fitTokens))
+        guard batch.count >= minimumCalibrationTokens else {
+            return (.standIn, nil, "the calibration text gives \(batch.count) tokens, at least \(minimumCalibrationTokens) are needed")
+        }
+        return (options.calibration ?? .builtIn, batch, nil)
     }
 
     /// The checkpoint name of RWKV-6 row `row` in block `layer`, checked against the RWKV-6 schema.

@@ -244,6 +244,8 @@ public enum PreserveRecipe {
         public let g2: Matrix
         /// ‖σ(X·g1)·g2 - silu(X6·Gᵀ)‖ / ‖silu(X6·Gᵀ)‖ over the fitting batch.
         public let relativeError: Double
+        /// The solve that gave g2.
+        public let ridge: RidgeSolution
     }
 
     /// The gate: RWKV-6 silu(xg6·Gᵀ) (G stored (out, in)) by RWKV-7 sigmoid(xg7·g1)·g2.
@@ -291,11 +293,13 @@ public enum PreserveRecipe {
     private static func gateError(_ g1: Matrix, v7Input x: Matrix, target: Matrix, targetNorm: Double) throws -> (fit: GateFit, features: Matrix) {
         let preact = x.multiplied(by: g1)
         let features = Matrix(rows: preact.rows, cols: preact.cols, values: preact.values.map { 1 / (1 + exp(-$0)) })
-        let g2 = try ridgeLeastSquares(features: features, targets: target, relativeRidge: 1e-6)
+        let solve = try ridgeLeastSquares(features: features, targets: target, relativeRidge: 1e-6)
+        let g2 = solve.coefficients
         let fitted = features.multiplied(by: g2)
         var err = 0.0
         for i in 0..<target.values.count { let d = Double(fitted.values[i] - target.values[i]); err += d * d }
-        return (GateFit(g1: g1, g2: g2, relativeError: targetNorm > 0 ? err.squareRoot() / targetNorm : 0), features)
+        return (GateFit(g1: g1, g2: g2, relativeError: targetNorm > 0 ? err.squareRoot() / targetNorm : 0,
+                        ridge: solve), features)
     }
 
     /// Moves g1 off the singular vectors: `steps` steps of gradient descent on the batch error,
@@ -343,7 +347,7 @@ public enum PreserveRecipe {
     /// average feature energy (default 2·C); measured on the fixture with 330 and 4000
     /// calibration tokens, 2·C was best or near-best in both (docs/upgrade.md).
     /// W: out×in, X6 and X7: N×in.
-    public static func refitProjection(_ w: Matrix, v6Input: Matrix, v7Input: Matrix, priorTokens: Double? = nil) throws -> Matrix {
+    public static func refitProjection(_ w: Matrix, v6Input: Matrix, v7Input: Matrix, priorTokens: Double? = nil) throws -> RidgeSolution {
         let wt = w.transposed()
         let tokens = Double(max(v7Input.rows, 1))
         let relativeRidge = (priorTokens ?? 2 * Double(w.cols)) / tokens       // λ = P·(trace/k)/N
@@ -351,36 +355,84 @@ public enum PreserveRecipe {
                                      prior: wt).transposed()
     }
 
-    /// argmin_B ‖F·B - T‖² + λ‖B - P‖², λ = relativeRidge · trace(FᵀF)/k, P = 0 unless given,
-    /// solved by Cholesky in Double (LAPACK dposv). F: N×k, T: N×m, P: k×m → B: k×m.
-    public static func ridgeLeastSquares(features f: Matrix, targets t: Matrix, relativeRidge: Double, prior: Matrix? = nil) throws -> Matrix {
+    /// The smallest ridge any solve uses, relative to the mean feature energy: far above the
+    /// rounding of a Gram matrix accumulated in Double (about n·1e-16 of its trace), so the
+    /// regularised system is positive definite whatever the batch.
+    static let minimumRelativeRidge = 1e-9
+
+    /// argmin_B ‖F·B - T‖² + λ‖B - P‖², λ = relativeRidge · trace(FᵀF)/k, P = 0 unless given.
+    /// F: N×k, T: N×m, P: k×m → B: k×m.
+    ///
+    /// Never fails on finite input. The Gram matrix is accumulated in Double (dsyrk), so it is
+    /// positive semi-definite up to rounding and the ridge makes it definite: a rank-deficient
+    /// batch (a repeated token, dead channels, fewer tokens than unknowns) still solves. Should
+    /// Cholesky (dposv) still fail, the ridge is raised a hundredfold at a time and the result
+    /// says by how much. Features with no energy at all leave B = P. With more unknowns than
+    /// samples (k > N) the same minimiser is solved in its N×N dual form, B = P + Fᵀ(FFᵀ + λI)⁻¹(T - FP).
+    public static func ridgeLeastSquares(features f: Matrix, targets t: Matrix, relativeRidge: Double,
+                                         prior: Matrix? = nil) throws -> RidgeSolution {
         let k = f.cols, m = t.cols, n = f.rows
-        let ft = f.transposed()
-        let gram = ft.multiplied(by: f)            // k×k
-        var rhs = ft.multiplied(by: t)             // k×m
-        var a = gram.values.map(Double.init)
-        let trace = (0..<k).reduce(0.0) { $0 + a[$1 * k + $1] }
-        let lambda = max(relativeRidge * trace / Double(max(k, 1)), 1e-30)
-        for i in 0..<k { a[i * k + i] += lambda }
-        if let prior {
-            for i in 0..<rhs.values.count { rhs.values[i] += Float(lambda) * prior.values[i] }
-        }
-        // LAPACK dposv (Cholesky): A is symmetric, so its row-major layout is its column-major
-        // one; the right-hand sides go in column-major, one column per output.
-        var b = [Double](repeating: 0, count: k * m)
-        for i in 0..<k { for col in 0..<m { b[col * k + i] = Double(rhs[i, col]) } }
-        var uplo = Int8(UInt8(ascii: "L"))
-        var order = Int32(k), columns = Int32(m), lda = Int32(k), ldb = Int32(k), info: Int32 = 0
-        guard a.allSatisfy(\.isFinite) else {
+        precondition(t.rows == n && prior.map { $0.rows == k && $0.cols == m } ?? true)
+        guard f.values.allSatisfy(\.isFinite), t.values.allSatisfy(\.isFinite) else {
             throw RWKVError(nil, "least-squares fit of \(k) unknowns on \(n) samples has non-finite values")
         }
-        dposv_(&uplo, &order, &columns, &a, &lda, &b, &ldb, &info, 1)
-        guard info == 0 else {
-            throw RWKVError(nil, "least-squares fit of \(k) unknowns on \(n) samples is singular (LAPACK dposv info \(info))")
+        let fd = f.values.map(Double.init)
+        // The residual the ridge-regularised correction Δ = B - P must explain: R = T - F·P (N×m).
+        var residual = t.values.map(Double.init)
+        if let prior, n > 0, k > 0, m > 0 {
+            let pd = prior.values.map(Double.init)
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(m), Int32(k), -1, fd, Int32(k),
+                        pd, Int32(m), 1, &residual, Int32(m))
         }
-        var out = Matrix(zeros: k, m)
-        for i in 0..<k { for col in 0..<m { out[i, col] = Float(b[col * k + i]) } }
-        return out
+        let dual = k > n
+        let size = dual ? n : k
+        // Gram (upper triangle, row-major = LAPACK's lower, column-major): FᵀF, or FFᵀ in the dual form.
+        var gram = [Double](repeating: 0, count: size * size)
+        if size > 0 {
+            cblas_dsyrk(CblasRowMajor, CblasUpper, dual ? CblasNoTrans : CblasTrans, Int32(size), Int32(dual ? k : n), 1,
+                        fd, Int32(k), 0, &gram, Int32(size))
+        }
+        let trace = (0..<size).reduce(0.0) { $0 + gram[$1 * size + $1] }
+        let keep = prior ?? Matrix(zeros: k, m)
+        guard trace > 0, trace.isFinite, m > 0 else {
+            return RidgeSolution(coefficients: keep, relativeRidge: relativeRidge, requestedRidge: relativeRidge, hasSignal: false)
+        }
+        // Right-hand sides, column-major: Fᵀ·R (k×m), or R itself (N×m) in the dual form.
+        var rhs = [Double](repeating: 0, count: size * m)
+        if dual {
+            for i in 0..<n { for col in 0..<m { rhs[col * n + i] = residual[i * m + col] } }
+        } else {
+            // (Fᵀ·R)ᵀ = Rᵀ·F, m×k row-major, is Fᵀ·R in column-major.
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(k), Int32(n), 1, residual, Int32(m),
+                        fd, Int32(k), 0, &rhs, Int32(k))
+        }
+        var used = max(relativeRidge, minimumRelativeRidge)
+        var solution: [Double]?
+        for _ in 0..<12 {
+            var a = gram, b = rhs
+            let lambda = used * trace / Double(k)
+            for i in 0..<size { a[i * size + i] += lambda }
+            var uplo = Int8(UInt8(ascii: "L"))
+            var order = Int32(size), columns = Int32(m), lda = Int32(size), ldb = Int32(size), info: Int32 = 0
+            dposv_(&uplo, &order, &columns, &a, &lda, &b, &ldb, &info, 1)
+            if info == 0 { solution = b; break }
+            used *= 100
+        }
+        guard let solution else {
+            throw RWKVError(nil, "least-squares fit of \(k) unknowns on \(n) samples stays singular at ridge \(used) (LAPACK dposv)")
+        }
+        // Δ: the solution itself (k×m, column-major), or Fᵀ·A in the dual form.
+        var out = keep
+        if dual {
+            // Δᵀ = Aᵀ·F: m×k row-major, A column-major n×m read as Aᵀ row-major m×n.
+            var delta = [Double](repeating: 0, count: m * k)
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(k), Int32(n), 1, solution, Int32(n),
+                        fd, Int32(k), 0, &delta, Int32(k))
+            for i in 0..<k { for col in 0..<m { out.values[i * m + col] += Float(delta[col * k + i]) } }
+        } else {
+            for i in 0..<k { for col in 0..<m { out.values[i * m + col] += Float(solution[col * k + i]) } }
+        }
+        return RidgeSolution(coefficients: out, relativeRidge: used, requestedRidge: relativeRidge, hasSignal: true)
     }
 
     /// RWKV-7's channel mix has no receptance gate: RWKV-6's sigmoid(xr·Rfᵀ) (per output channel)
@@ -415,7 +467,7 @@ public enum PreserveRecipe {
     /// mix's refits). value, the result: C×F.
     /// `rwkv7KeyInput`: the key input RWKV-7 will see (the features), when it differs from RWKV-6's.
     public static func channelMixRefit(receptance: Matrix, key: Matrix, value: Matrix, keyInput: Matrix, receptanceInput: Matrix,
-                                       rwkv7KeyInput: Matrix? = nil, scale: [Float], priorTokens: Double? = nil) throws -> Matrix {
+                                       rwkv7KeyInput: Matrix? = nil, scale: [Float], priorTokens: Double? = nil) throws -> RidgeSolution {
         func squaredReLU(_ m: Matrix) -> Matrix { Matrix(rows: m.rows, cols: m.cols, values: m.values.map { let r = max($0, 0); return r * r }) }
         let rho = receptanceInput.multiplied(by: receptance.transposed())
         let hidden = squaredReLU(keyInput.multiplied(by: key.transposed()))
@@ -426,5 +478,32 @@ public enum PreserveRecipe {
         let relativeRidge = (priorTokens ?? 2 * Double(value.cols)) / tokens
         return try ridgeLeastSquares(features: features, targets: target, relativeRidge: relativeRidge,
                                      prior: value.scalingRows(scale).transposed()).transposed()
+    }
+}
+
+/// A ridge least-squares solution and how well-posed its batch was.
+public struct RidgeSolution: Sendable {
+    /// B (k×m), or its transpose after `transposed()`.
+    public let coefficients: Matrix
+    /// The ridge the solve used, relative to the mean feature energy.
+    public let relativeRidge: Double
+    /// The ridge asked for. `relativeRidge` is larger when Cholesky needed more to succeed.
+    public let requestedRidge: Double
+    /// False when every feature was zero over the batch: B is the prior (or zero).
+    public let hasSignal: Bool
+
+    /// What was done other than asked, for the report (nil: the fit ran as asked).
+    public var note: String? {
+        if !hasSignal { return "no signal in the batch, kept the starting value" }
+        if relativeRidge > max(requestedRidge, PreserveRecipe.minimumRelativeRidge) {
+            return String(format: "ridge raised from %.1e to %.1e (rank-deficient batch)", requestedRidge, relativeRidge)
+        }
+        return nil
+    }
+
+    /// The same solution with Bᵀ as coefficients (fits stated for W with W (out, in)).
+    public func transposed() -> RidgeSolution {
+        RidgeSolution(coefficients: coefficients.transposed(), relativeRidge: relativeRidge, requestedRidge: requestedRidge,
+                      hasSignal: hasSignal)
     }
 }

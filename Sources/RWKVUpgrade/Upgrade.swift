@@ -23,7 +23,8 @@ public enum Upgrade {
     ///   - dtype: .bf16 (official checkpoints) or .f32.
     ///   - sync: flush the output to disk before renaming it into place (`--sync`; see
     ///     `AtomicOutputFile`). Off by default, as for rwkv-convert.
-    ///   - progress: called before each tensor with (index, count, name).
+    ///   - progress: called before each tensor with (blocks done, blocks, what is being made):
+    ///     the blocks dominate the time and cost about the same each.
     public static func run(input: String, output: String, options: UpgradeOptions, dtype: DType = .bf16,
                            sync: Bool = false, progress: ((Int, Int, String) -> Void)? = nil) throws -> UpgradeReport {
         guard dtype == .bf16 || dtype == .f32 else { throw RWKVError(nil, "output dtype must be bf16 or fp32") }
@@ -32,17 +33,15 @@ public enum Upgrade {
         let source = try options.adapters.merged(into: try Checkpoint.open(input))
         let config = try RWKVConfig.detect(source)
         let plan = try UpgradePlan(source: config, options: options, path: input)
-        var context = UpgradeContext(source: source, plan: plan)
-        if plan.refitsProjections {
-            // 1...8, checked by the plan.
-            for _ in 1..<options.calibrationPasses { context = try nextCalibrationPass(after: context, source: source, plan: plan) }
-        }
+        let context = try UpgradeContext(source: source, plan: plan)
         let infos = plan.tensors.map { TensorInfo(name: $0.name, dtype: dtype, shape: $0.shape) }
         let byName = Dictionary(uniqueKeysWithValues: plan.tensors.map { ($0.name, $0) })
         var index = 0
         let produce: (TensorInfo) throws -> [UInt8] = { info in
             guard let tensor = byName[info.name] else { throw RWKVError(nil, "internal error: no plan for \(info.name)") }
-            progress?(index, infos.count, info.name)
+            let layer = byName[info.name]?.layer
+            progress?(layer ?? (index == 0 ? 0 : config.layerCount), config.layerCount,
+                      layer.map { "block \($0 + 1)/\(config.layerCount): \(info.name)" } ?? info.name)
             index += 1
             var overflow = 0
             return try ElementCodec.encode(context.compute(tensor).values, as: dtype, overflowCount: &overflow)
@@ -56,27 +55,9 @@ public enum Upgrade {
         }
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         return UpgradeReport(input: input, output: output, format: format, plan: plan, dtype: dtype,
-                             calibrationTokens: context.calibrationTokens,
+                             calibrationTokens: plan.calibrationTokens?.count,
                              layers: context.layerReports.values.sorted { $0.layer < $1.layer },
                              bytesWritten: size, seconds: Date().timeIntervalSince(started))
-    }
-}
-
-extension Upgrade {
-    /// Computes every tensor with `context` into memory (f32), runs that RWKV-7 over the
-    /// calibration text recording its blocks' inputs, and returns a context whose fits read them
-    /// on the RWKV-7 side. Memory: the RWKV-7 twice in f32 while its model is built.
-    static func nextCalibrationPass(after context: UpgradeContext, source: TensorSource, plan: UpgradePlan) throws -> UpgradeContext {
-        var tensors: [String: [Float]] = [:]
-        for tensor in plan.tensors { tensors[tensor.name] = try context.compute(tensor).values }
-        guard let tokens = context.calibrationTokenIDs else { throw RWKVError(nil, "internal error: a calibration pass without text") }
-        let loader = try WeightLoader(path: "calibration pass", config: plan.target) { name in
-            guard let values = tensors[name] else { throw RWKVError(nil, "internal error: the calibration pass made no \(name)") }
-            return values
-        }
-        let model = try RWKV7Model(loader)
-        tensors = [:]
-        return UpgradeContext(source: source, plan: plan, previous: context, rwkv7Stream: try CalibrationRun(tokens: tokens, model: model))
     }
 }
 
@@ -120,9 +101,7 @@ public struct UpgradeReport: Codable, Sendable {
         seed = plan.options.seed
         switch (plan.options.recipe, plan.calibration) {
         case (.paper, _): calibration = nil
-        case (_, .standIn):
-            calibration = "Gaussian stand-in" + (plan.options.calibration == nil
-                ? " (the built-in text needs a byte-level or World vocabulary, the model has \(plan.source.vocabSize) rows; give --calibrate FILE)" : "")
+        case (_, .standIn): calibration = "Gaussian stand-in" + (plan.calibrationFallback.map { " (\($0))" } ?? "")
         case (_, .builtIn): calibration = BuiltInCalibrationText.name
         case (_, .file(let path)): calibration = path
         }

@@ -67,27 +67,11 @@ struct V6ToV7: ParsableCommand {
     @Flag(help: "Flush the output to disk before moving it into place, so a power cut cannot leave it short (slower).")
     var sync = false
 
-    // preserve-recipe settings, for experiments (docs/upgrade.md explains the defaults).
-    @Option(name: .customLong("off-bias"), help: ArgumentHelp("preserve: a0 and v0 value.", visibility: .hidden))
-    var offBias: Float?
-
-    @Option(name: .customLong("shift-compensation"), help: ArgumentHelp("preserve: on|off.", visibility: .hidden))
-    var shiftCompensation: String?
-
-    @Option(name: .customLong("ablate"), help: ArgumentHelp("preserve: put a mapping back to its plain counterpart (\(PreserveMapping.allCases.map(\.rawValue).joined(separator: ", "))); repeatable.", visibility: .hidden))
-    var ablate: [String] = []
-
-    @Option(name: .customLong("fit-tokens"), help: "preserve: tokens the fits run over (the Gaussian stand-in's batch, or the first tokens of --calibrate; default 4096).")
+    @Option(name: .customLong("fit-tokens"), help: "preserve: tokens the fits run over (the Gaussian stand-in's batch, or the first tokens of the calibration text; default 4096).")
     var fitTokens: Int?
 
-    @Option(name: .customLong("gate-spread"), help: ArgumentHelp("preserve: gate unit input spread.", visibility: .hidden))
-    var gateSpread: Float?
-
-    @Option(name: .customLong("gate-refine"), help: ArgumentHelp("preserve: gradient steps on the gate fit.", visibility: .hidden))
-    var gateRefine: Int?
-
-    @Option(name: .customLong("calibration-passes"), help: ArgumentHelp("preserve: passes over the calibration text.", visibility: .hidden))
-    var calibrationPasses: Int?
+    @Option(help: "Threads for the matrix work (OpenBLAS; default: its own choice, one per core). On a busy machine 1 is often faster.")
+    var threads: Int?
 
     @OptionGroup var adapters: AdapterArguments
 
@@ -102,35 +86,19 @@ struct V6ToV7: ParsableCommand {
             options.iclrRank = iclrRank
             options.valueResidualRank = valueRank
             options.seed = seed
-            if let offBias { options.switchedOffBias = offBias }
-            if let shiftCompensation { options.compensateDecayShift = try onOff(shiftCompensation, "--shift-compensation") }
-            options.ablations = Set(try ablate.map { name in
-                guard let mapping = PreserveMapping(rawValue: name) else {
-                    throw RWKVError(nil, "--ablate takes one of \(PreserveMapping.allCases.map(\.rawValue).joined(separator: ", ")), not \(Printable.escaped(name, limit: 64))")
-                }
-                return mapping
-            })
             if let fitTokens { options.fitTokens = fitTokens }
             if noCalibrate && calibrate != nil { throw RWKVError(nil, "give --calibrate FILE or --no-calibrate, not both") }
             options.calibration = noCalibrate ? .standIn : calibrate.map(CalibrationSource.file)
-            if let gateSpread { options.gateUnitSpreads = [gateSpread] }
-            if let gateRefine { options.gateRefineSteps = gateRefine }
-            if let calibrationPasses { options.calibrationPasses = calibrationPasses }
-            let bar = ProgressBar(total: 1, label: "upgrading")
+            if let threads {
+                guard (1...1024).contains(threads) else { throw RWKVError(nil, "--threads must be between 1 and 1024") }
+                OpenBLAS.setThreads(threads)
+            }
+            let bar = ProgressBar(total: 1, label: "upgrading", showsTimeLeft: true)
             defer { bar.finish() }
             let report = try Upgrade.run(input: input, output: output, options: options,
-                                             dtype: dtype == .bf16 ? .bf16 : .f32, sync: sync,
-                                             progress: { index, count, name in bar.update(index, total: count, detail: name) })
+                                             dtype: dtype == .bf16 ? .bf16 : .f32, sync: sync, progress: bar.callback)
             bar.finish()
             print(json ? try RWKVCommandLine.json(report) : report.summary)
-        }
-    }
-
-    func onOff(_ value: String, _ flag: String) throws -> Bool {
-        switch value {
-        case "on": return true
-        case "off": return false
-        default: throw RWKVError(nil, "\(flag) takes on or off, not \(value)")
         }
     }
 }

@@ -273,7 +273,43 @@ import RWKVFormats
         let b = Matrix(rows: 2, cols: 1, values: [2, -3])
         let t = f.multiplied(by: b)
         let solved = try PreserveRecipe.ridgeLeastSquares(features: f, targets: t, relativeRidge: 1e-12)
-        #expect(maxAbsDifference(solved.values, b.values) < 1e-5)
+        #expect(maxAbsDifference(solved.coefficients.values, b.values) < 1e-5)
+        #expect(solved.note == nil)
+    }
+
+    /// More unknowns than samples: the N×N dual form gives the minimiser the k×k primal form
+    /// gives. Both are solved in Double; they differ by rounding, so 1e-4 relative to the
+    /// solution's size (the system's condition number at ridge 1e-3 is about 1e3).
+    @Test func ridgeLeastSquaresDualFormEqualsThePrimal() throws {
+        var random = SeededRandom(seed: 5, stream: "dual")
+        let n = 6, k = 9, m = 2
+        let f = Matrix(rows: n, cols: k, values: (0..<(n * k)).map { _ in Float(random.gaussian()) })
+        let t = Matrix(rows: n, cols: m, values: (0..<(n * m)).map { _ in Float(random.gaussian()) })
+        let prior = Matrix(rows: k, cols: m, values: (0..<(k * m)).map { _ in Float(random.gaussian()) })
+        let dual = try PreserveRecipe.ridgeLeastSquares(features: f, targets: t, relativeRidge: 1e-3, prior: prior)
+        // The same problem with k ≤ N rows: zero rows add nothing to ‖F·B - T‖².
+        let padded = Matrix(rows: k, cols: k, values: f.values + [Float](repeating: 0, count: (k - n) * k))
+        let paddedT = Matrix(rows: k, cols: m, values: t.values + [Float](repeating: 0, count: (k - n) * m))
+        let primal = try PreserveRecipe.ridgeLeastSquares(features: padded, targets: paddedT, relativeRidge: 1e-3, prior: prior)
+        let scale = primal.coefficients.values.map(abs).max() ?? 1
+        #expect(maxAbsDifference(dual.coefficients.values, primal.coefficients.values) < 1e-4 * scale)
+    }
+
+    /// What used to stop the upgrade on some CPUs: one repeated row (a calibration text of one
+    /// repeated byte) gives a rank-1 Gram matrix. The solve still succeeds with finite values;
+    /// features that are all zero keep the prior and say so.
+    @Test func ridgeLeastSquaresNeverFailsOnADegenerateBatch() throws {
+        let row: [Float] = (0..<64).map { 1 / (1 + exp(-Float($0 % 7) + 3)) }
+        let f = Matrix(rows: 128, cols: 64, values: Array([[Float]](repeating: row, count: 128).joined()))
+        let t = Matrix(rows: 128, cols: 3, values: (0..<384).map { Float($0 % 3) })
+        let solved = try PreserveRecipe.ridgeLeastSquares(features: f, targets: t, relativeRidge: 1e-6)
+        #expect(solved.coefficients.values.allSatisfy { $0.isFinite })
+        // The rank-1 fit reproduces the (constant per column) target's mean.
+        let fitted = f.multiplied(by: solved.coefficients)
+        #expect(maxAbsDifference(Array(fitted.row(0)), [0, 1, 2]) < 1e-3)
+        let prior = Matrix(rows: 64, cols: 3, values: (0..<192).map { Float($0) })
+        let dead = try PreserveRecipe.ridgeLeastSquares(features: Matrix(zeros: 128, 64), targets: t, relativeRidge: 1e-6, prior: prior)
+        #expect(dead.coefficients == prior && dead.note == "no signal in the batch, kept the starting value")
     }
 
     @Test func channelMixReceptanceFoldsTheGate() {
