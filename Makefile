@@ -16,11 +16,13 @@ setup:
 build: setup
 	$(SWIFT) build -c release
 
+# `swift build --build-tests` builds every target, the programs included (one `--product` per
+# call: several build only the last).
 test: setup
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
-	$(SWIFT) build --product rwkv-convert --product rwkv-upgrade --product rwkv-verify
 	scripts/check-bad-files.sh .build/debug
+	scripts/check-cross-cpu.sh .build/debug
 
 # The test suite under AddressSanitizer (C kernels included), in its own scratch path. Leak
 # checking is off here (XCTest's runner itself leaks a few objects); the fuzzers check leaks.

@@ -86,7 +86,9 @@ expect "--threads 0" 2 -- "$bin/rwkv-convert" safetensors-to-native "$model" "$s
 expect "--recipe x" 2 -- "$bin/rwkv-upgrade" v6-to-v7 "$model" "$scratch/x.pth" --recipe x
 v6=fixtures/models/rwkv6-tiny-bf16.pth
 expect "--calibrate with --no-calibrate" 2 -- "$bin/rwkv-upgrade" v6-to-v7 "$v6" "$scratch/x.pth" --calibrate README.md --no-calibrate
-expect "--ablate x" 2 -- "$bin/rwkv-upgrade" v6-to-v7 "$v6" "$scratch/x.pth" --ablate x
+expect "rwkv-upgrade --ablate (experiments only)" 2 -- "$bin/rwkv-upgrade" v6-to-v7 "$v6" "$scratch/x.pth" --ablate decay
+expect "rwkv-upgrade --threads 0" 2 -- "$bin/rwkv-upgrade" v6-to-v7 "$v6" "$scratch/x.pth" --threads 0
+expect "upgrade-lab --ablate x" 2 -- "$bin/upgrade-lab" "$v6" "$scratch/x.pth" --ablate x
 expect "paper --calibrate" 2 -- "$bin/rwkv-upgrade" v6-to-v7 "$v6" "$scratch/x.pth" --recipe paper --calibrate README.md
 expect "--no-calibrate" 0 -- "$bin/rwkv-upgrade" v6-to-v7 "$v6" "$scratch/x.pth" --no-calibrate
 rm -f "$scratch/x.pth"

@@ -41,6 +41,18 @@ final class V6Weights {
     func dropCache() { cache.removeAll() }
 }
 
+/// The parts of the upgrade the report times (`UpgradeReport.stageSeconds`).
+public enum UpgradeStage: String, Codable, CaseIterable, Sendable {
+    /// The text through the RWKV-6's blocks and the upgraded ones.
+    case calibration
+    case tokenShift = "token-shift lerps"
+    case decay
+    case bonus
+    case gate
+    case projectionRefits = "projection refits"
+    case channelMixFold = "channel-mix fold"
+}
+
 /// What the upgrade found and did in one layer, for the `--json` report.
 public struct UpgradeLayerReport: Codable, Sendable {
     public let layer: Int
@@ -137,7 +149,7 @@ final class UpgradeContext: @unchecked Sendable {
                 name == value ? [Float](repeating: 0, count: self.plan.target.embeddingSize * self.plan.target.ffnSize)
                               : try self.output(name).values
             }
-            return try stream.peekRWKV7(block).channelMix
+            return try timed(.calibration) { try stream.peekRWKV7(block).channelMix }
         }
     }
 
@@ -149,7 +161,7 @@ final class UpgradeContext: @unchecked Sendable {
                 return m.values
             }
             finished = nil
-            try stream.advanceRWKV7(block)
+            try timed(.calibration) { _ = try stream.advanceRWKV7(block) }
         }
         return try stream.rwkv7Stream(before: layer) {
             try WeightLoader(path: "upgraded model", config: plan.target) { name in try self.computeAside(name).values }
@@ -205,6 +217,25 @@ final class UpgradeContext: @unchecked Sendable {
         // With calibration the upgraded block is run from its tensors; otherwise nothing is kept.
         if stream != nil, tensor.layer != nil { fits?.outputs[tensor.name] = m }
         return m
+    }
+
+    // MARK: where the time goes
+
+    /// Seconds spent in each stage (exclusive: a stage inside another is not counted twice).
+    private(set) var stageSeconds: [UpgradeStage: Double] = [:]
+    private var stageStack: [(stage: UpgradeStage, since: Date)] = []
+
+    func timed<T>(_ stage: UpgradeStage, _ body: () throws -> T) rethrows -> T {
+        let start = Date()
+        if let top = stageStack.last { stageSeconds[top.stage, default: 0] += start.timeIntervalSince(top.since) }
+        stageStack.append((stage, start))
+        defer {
+            let end = Date()
+            let top = stageStack.removeLast()
+            stageSeconds[top.stage, default: 0] += end.timeIntervalSince(top.since)
+            if !stageStack.isEmpty { stageStack[stageStack.count - 1].since = end }
+        }
+        return try body()
     }
 
     /// The stream for a new random parameter: depends on the user's seed and the tensor's name only.
@@ -266,7 +297,7 @@ final class UpgradeContext: @unchecked Sendable {
     /// Block `layer` of the RWKV-6 alone in f32: the calibration stream's, or loaded for the
     /// stand-in (the bonus fit runs its time mix).
     func rwkv6Block(_ layer: Int) throws -> RWKV6Model {
-        if let stream { return try stream.rwkv6Block(layer).model }
+        if let stream { return try timed(.calibration) { try stream.rwkv6Block(layer).model } }
         return try remember(layer, \.rwkv6Block) {
             try RWKV6Model(block: layer, of: WeightLoader(source: weights.source, nonFiniteAdvice: V6Weights.nonFiniteAdvice))
         }
@@ -274,7 +305,7 @@ final class UpgradeContext: @unchecked Sendable {
 
     private func fitInputs(_ layer: Int, norm: String) throws -> MixInputs {
         if let stream {
-            let block = try stream.rwkv6Block(layer)
+            let block = try timed(.calibration) { try stream.rwkv6Block(layer) }
             return norm == "ln1" ? block.timeMix : block.channelMix
         }
         let b = "blocks.\(layer)."
@@ -290,8 +321,8 @@ final class UpgradeContext: @unchecked Sendable {
             let w2 = try weights.matrix(att + "time_maa_w2")        // (5·D)×C
             let d = w2.rows / 5
             let parts = (0..<5).map { i in Matrix(rows: d, cols: w2.cols, values: Array(w2.values[(i * d * w2.cols)..<((i + 1) * d * w2.cols)])) }
-            return try PreserveRecipe.tokenShiftLoRA(timeMixInputs(layer), timeMaaX: weights.vector(att + "time_maa_x"),
-                                                     w1: weights.matrix(att + "time_maa_w1"), w2: parts)
+            return try timed(.tokenShift) { try PreserveRecipe.tokenShiftLoRA(timeMixInputs(layer), timeMaaX: weights.vector(att + "time_maa_x"),
+                                                     w1: weights.matrix(att + "time_maa_w1"), w2: parts) }
         }
     }
 
@@ -318,7 +349,7 @@ final class UpgradeContext: @unchecked Sendable {
         guard plan.refitsProjections else { return matrix }
         return try remember(layer, \.refits[lerp]) {
             let (v6Input, v7Input) = try mixedTimeMixInputs(layer, lerp)
-            let fit = try PreserveRecipe.refitProjection(matrix, v6Input: v6Input, v7Input: v7Input)
+            let fit = try timed(.projectionRefits) { try PreserveRecipe.refitProjection(matrix, v6Input: v6Input, v7Input: v7Input) }
             note(layer, "att.\(lerp) refit", fit)
             return fit.coefficients
         }
@@ -342,9 +373,9 @@ final class UpgradeContext: @unchecked Sendable {
             let units = lora.kept.count
             let w1 = Matrix(rows: lora.w1.rows, cols: units, values: (0..<lora.w1.rows).flatMap { lora.w1.row($0).prefix(units) })
             let w2 = Matrix(rows: units, cols: lora.w2.cols, values: Array(lora.w2.values.prefix(units * lora.w2.cols)))
-            let fit = try PreserveRecipe.decayFit(timeDecay: weights.vector(att + "time_decay"), v6Input: v6Input,
+            let fit = try timed(.decay) { try PreserveRecipe.decayFit(timeDecay: weights.vector(att + "time_decay"), v6Input: v6Input,
                                                   v6W1: weights.matrix(att + "time_decay_w1"), v6W2: weights.matrix(att + "time_decay_w2"),
-                                                  v7Input: v7Input, w1: w1, w2: w2)
+                                                  v7Input: v7Input, w1: w1, w2: w2) }
             report(layer) { $0.decayClampedChannels = fit.clampedChannels }
             return fit
         }
@@ -359,17 +390,17 @@ final class UpgradeContext: @unchecked Sendable {
             let missing = PreserveRecipe.bonusMissingInside(timeFirst: u, meanDecay: fit.meanDecay, compensateShift: options.compensateDecayShift)
             // RWKV-6's time mix over the fit batch (RWKVModel's), and RWKV-7's r, k, v.
             let inputs = try timeMixInputs(layer)
-            let readout = try rwkv6Block(layer).timeMixReadout(layer: layer, inputs: inputs.current.values)
+            let readout = try timed(.bonus) { try rwkv6Block(layer).timeMixReadout(layer: layer, inputs: inputs.current.values) }
             let (_, xr7) = try mixedTimeMixInputs(layer, .r)
             let (_, xk7) = try mixedTimeMixInputs(layer, .k)
             let (_, xv7) = try mixedTimeMixInputs(layer, .v)
             let r = try weights.matrix(att + "receptance.weight"), k = try weights.matrix(att + "key.weight")
             let v = try weights.matrix(att + "value.weight")
-            let scale = try PreserveRecipe.bonusOutsideScale(
+            let scale = try timed(.bonus) { try PreserveRecipe.bonusOutsideScale(
                 missing: missing, lnXWeight: weights.vector(att + "ln_x.weight"),
                 readout6: Matrix(rows: inputs.count, cols: r.rows, values: readout),
                 r7: xr7.multiplied(by: refitted(layer, .r, r).transposed()).scalingColumns(rowScale),
-                k7: xk7.multiplied(by: refitted(layer, .k, k).transposed()), v7: xv7.multiplied(by: refitted(layer, .v, v).transposed()))
+                k7: xk7.multiplied(by: refitted(layer, .k, k).transposed()), v7: xv7.multiplied(by: refitted(layer, .v, v).transposed())) }
             report(layer) { $0.bonusOutsideScale = scale }
             return PreserveRecipe.bonus(timeFirst: u, meanDecay: fit.meanDecay, compensateShift: options.compensateDecayShift,
                                         outsideScale: scale)
@@ -379,11 +410,12 @@ final class UpgradeContext: @unchecked Sendable {
     func preserveGate(_ layer: Int) throws -> PreserveRecipe.GateFit {
         try remember(layer, \.preserveGate) {
             let (v6Input, v7Input) = try mixedTimeMixInputs(layer, .g)
-            let fit = try PreserveRecipe.gateFit(gate: weights.matrix("blocks.\(layer).att.gate.weight"), v6Input: v6Input,
+            let fit = try timed(.gate) { try PreserveRecipe.gateFit(gate: weights.matrix("blocks.\(layer).att.gate.weight"), v6Input: v6Input,
                                                  v7Input: v7Input, rank: plan.target.gateRank,
                                                  spreads: options.gateUnitSpreads,
                                                  // On the stand-in a refined gate fits the noise (KL 1.14 → 1.16 on the trained fixture).
-                                                 refineSteps: plan.refitsProjections ? options.gateRefineSteps : 0)
+                                                 refineSteps: plan.refitsProjections ? options.gateRefineSteps : 0,
+                                                 ridge: options.gateRidge) }
             report(layer) { $0.gateRelativeError = fit.relativeError }
             note(layer, "gate", fit.ridge)
             return fit
@@ -410,10 +442,10 @@ final class UpgradeContext: @unchecked Sendable {
         let value = try weights.matrix(ffn + "value.weight"), scale = try channelMixReceptanceScale(layer)
         guard plan.refitsProjections else { return value.scalingRows(scale) }
         let inputs = try channelMixInputs(layer), maaK = try weights.vector(ffn + "time_maa_k")
-        let fit = try PreserveRecipe.channelMixRefit(
+        let fit = try timed(.channelMixFold) { try PreserveRecipe.channelMixRefit(
             receptance: weights.matrix(ffn + "receptance.weight"), key: weights.matrix(ffn + "key.weight"), value: value,
             keyInput: inputs.lerp(maaK), receptanceInput: inputs.lerp(weights.vector(ffn + "time_maa_r")),
-            rwkv7KeyInput: rwkv7ChannelMixInputs(layer).lerp(maaK), scale: scale)
+            rwkv7KeyInput: rwkv7ChannelMixInputs(layer).lerp(maaK), scale: scale) }
         note(layer, "ffn.value refit", fit)
         return fit.coefficients
     }

@@ -75,6 +75,22 @@ public struct Matrix: Equatable, Sendable {
         return out
     }
 
+    /// selfᵀ · other without forming the transpose (OpenBLAS sgemm).
+    public func transposedTimes(_ other: Matrix) -> Matrix {
+        precondition(rows == other.rows, "cannot multiply the transpose of \(rows)x\(cols) by \(other.rows)x\(other.cols)")
+        var out = Matrix(zeros: cols, other.cols)
+        guard cols > 0, other.cols > 0, rows > 0 else { return out }
+        values.withUnsafeBufferPointer { a in
+            other.values.withUnsafeBufferPointer { b in
+                out.values.withUnsafeMutableBufferPointer { c in
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(cols), Int32(other.cols), Int32(rows),
+                                1, a.baseAddress, Int32(cols), b.baseAddress, Int32(other.cols), 0, c.baseAddress, Int32(other.cols))
+                }
+            }
+        }
+        return out
+    }
+
     /// Frobenius norm, accumulated in Double.
     public var frobeniusNorm: Double {
         values.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()

@@ -66,8 +66,10 @@ public struct UpgradeOptions: Codable, Sendable {
     /// best fit is kept (see PreserveRecipe.gateFit).
     public var gateUnitSpreads: [Float] = [0.5, 1, 2, 4, 8]
     /// With real activations, gradient steps that move the gate's units off the singular vectors
-    /// (`PreserveRecipe.refineGate`; docs/upgrade.md: 30 steps took KL 0.244 → 0.222 on the trained fixture, 100 to 0.222).
+    /// (`PreserveRecipe.refineGate`; docs/upgrade.md measures the count).
     public var gateRefineSteps = 30
+    /// The ridge of the gate's g2 solve (`PreserveRecipe.defaultGateRidge`).
+    public var gateRidge = PreserveRecipe.defaultGateRidge
     /// With real activations: the fits' RWKV-7 side reads the inputs the upgraded blocks before
     /// it produce (`CalibrationStream`); false (experiments only): the RWKV-6's inputs.
     public var fitsOnUpgradedInputs = true

@@ -253,12 +253,13 @@ public enum PreserveRecipe {
     /// given spread (standard deviation) over the batch, plus one zero column, a unit stuck at
     /// sigmoid(0) = ½ that provides a constant (silu's outputs have a non-zero mean; RWKV-7's g1
     /// has no bias). g2: the least-squares solution of sigmoid(xg7·g1)·g2 ≈ silu(xg6·Gᵀ) over the
-    /// batch (ridge 1e-6 of the mean feature energy, so it stays well-posed). Each spread in
+    /// batch (ridge `defaultGateRidge` of the mean feature energy). Each spread in
     /// `spreads` is tried and the best fit kept: a small spread keeps sigmoid linear (right for a
     /// gate whose pre-activations are small, where silu is nearly linear too), a larger one lets
     /// sigmoid's curvature stand in for silu's.
     public static func gateFit(gate: Matrix, v6Input: Matrix, v7Input: Matrix, rank: Int,
-                               spreads: [Float] = [0.5, 1, 2, 4, 8], refineSteps: Int = 0) throws -> GateFit {
+                               spreads: [Float] = [0.5, 1, 2, 4, 8], refineSteps: Int = 0,
+                               ridge: Double = defaultGateRidge) throws -> GateFit {
         let c = gate.cols
         let linearUnits = max(0, min(rank - 1, min(gate.rows, gate.cols)))
         let svd = try TruncatedSVD(gate.transposed(), rank: linearUnits)
@@ -272,34 +273,48 @@ public enum PreserveRecipe {
         let z = v6Input.multiplied(by: gate.transposed())
         let target = Matrix(rows: z.rows, cols: z.cols, values: z.values.map { $0 / (1 + exp(-$0)) })
         let targetNorm = target.frobeniusNorm
-        var best: (fit: GateFit, features: Matrix)?
+        var best: (fit: GateFit, features: Matrix, residual: Matrix)?
         for spread in spreads {
             var g1 = Matrix(zeros: c, rank)
             for j in 0..<linearUnits {
                 let alpha = unitSpread[j] > 1e-12 ? spread / unitSpread[j] : 1
                 for i in 0..<c { g1[i, j] = svd.u[i, j] * alpha }
             }
-            let trial = try gateError(g1, v7Input: v7Input, target: target, targetNorm: targetNorm)
-            if best == nil || trial.fit.relativeError < best!.fit.relativeError { best = trial }
+            let trial = try gateError(g1, v7Input: v7Input, target: target, targetNorm: targetNorm, ridge: ridge)
+            if best == nil || trial.fit.relativeError < best!.fit.relativeError * (1 - decisionMargin) { best = trial }
         }
         guard let best else { throw RWKVError(nil, "internal error: no gate spread to try") }
-        return try refineGate(best.fit, features: best.features, v7Input: v7Input, target: target, targetNorm: targetNorm,
+        return try refineGate(best, v7Input: v7Input, target: target, targetNorm: targetNorm, ridge: ridge,
                               steps: refineSteps, constantUnit: linearUnits < rank ? rank - 1 : nil)
     }
 
+    /// g2's ridge relative to the mean feature energy: large enough that g2's coefficients stay
+    /// of the size of the outputs (at 1e-6 they reached ±30 and cancelled, which bf16 rounding
+    /// of the written g2 then spoils), small enough not to bias the fit (docs/upgrade.md).
+    public static let defaultGateRidge = 1e-3
+
+    /// The gate's choices (a spread, a step) take a candidate only when it lowers the error by
+    /// this fraction: far above the 1e-7 by which OpenBLAS's kernel sets round the same sums
+    /// differently, so a near-tie does not decide differently on another CPU.
+    static let decisionMargin = 1e-4
+
     /// The gate's error over the batch for the units g1, with g2 the least-squares solution
-    /// (ridge 1e-6 of the mean feature energy): the fit, its relative error ‖σ(X·g1)·g2 - T‖ / ‖T‖,
-    /// and the features σ(X·g1).
-    private static func gateError(_ g1: Matrix, v7Input x: Matrix, target: Matrix, targetNorm: Double) throws -> (fit: GateFit, features: Matrix) {
+    /// (ridge `ridge` of the mean feature energy): the fit, its relative error ‖σ(X·g1)·g2 - T‖ / ‖T‖,
+    /// the features σ(X·g1) and the residual σ(X·g1)·g2 - T.
+    private static func gateError(_ g1: Matrix, v7Input x: Matrix, target: Matrix, targetNorm: Double,
+                                  ridge: Double) throws -> (fit: GateFit, features: Matrix, residual: Matrix) {
         let preact = x.multiplied(by: g1)
         let features = Matrix(rows: preact.rows, cols: preact.cols, values: preact.values.map { 1 / (1 + exp(-$0)) })
-        let solve = try ridgeLeastSquares(features: features, targets: target, relativeRidge: 1e-6)
+        let solve = try ridgeLeastSquares(features: features, targets: target, relativeRidge: ridge)
         let g2 = solve.coefficients
-        let fitted = features.multiplied(by: g2)
+        var residual = features.multiplied(by: g2)
         var err = 0.0
-        for i in 0..<target.values.count { let d = Double(fitted.values[i] - target.values[i]); err += d * d }
+        for i in 0..<target.values.count {
+            residual.values[i] -= target.values[i]
+            err += Double(residual.values[i]) * Double(residual.values[i])
+        }
         return (GateFit(g1: g1, g2: g2, relativeError: targetNorm > 0 ? err.squareRoot() / targetNorm : 0,
-                        ridge: solve), features)
+                        ridge: solve), features, residual)
     }
 
     /// Moves g1 off the singular vectors: `steps` steps of gradient descent on the batch error,
@@ -307,37 +322,38 @@ public enum PreserveRecipe {
     /// error's gradient in g1 is Xᵀ·((R·g2ᵀ)⊙σ'(X·g1)), R the residual). Each step moves g1 by a
     /// fraction of its norm, grown after a step that lowers the error and halved (the step
     /// retried) after one that does not, so the error never rises. The constant unit stays zero.
-    /// `features`: σ(X·g1) of `start`.
-    static func refineGate(_ start: GateFit, features startFeatures: Matrix, v7Input x: Matrix, target: Matrix, targetNorm: Double,
-                           steps: Int, constantUnit: Int?) throws -> GateFit {
-        guard steps > 0 else { return start }
-        var best = start, features = startFeatures
+    /// `start`: the fit with its features σ(X·g1) and residual. The gradient is computed once per
+    /// point: a rejected step retries from the same point with a smaller rate.
+    static func refineGate(_ start: (fit: GateFit, features: Matrix, residual: Matrix), v7Input x: Matrix, target: Matrix,
+                           targetNorm: Double, ridge: Double, steps: Int, constantUnit: Int?) throws -> GateFit {
+        guard steps > 0 else { return start.fit }
+        var best = start
         var rate = 0.02
         var tries = 0
-        let xt = x.transposed()
+        var stored: Matrix?
         while tries < 3 * steps && rate > 1e-6 {
             tries += 1
-            var residual = features.multiplied(by: best.g2)
-            for i in 0..<residual.values.count { residual.values[i] -= target.values[i] }
-            var back = residual.multiplied(by: best.g2.transposed())        // N×D
-            for i in 0..<back.values.count { back.values[i] *= features.values[i] * (1 - features.values[i]) }
-            var gradient = xt.multiplied(by: back)                          // C×D
-            if let unit = constantUnit { for i in 0..<gradient.rows { gradient[i, unit] = 0 } }
-            let gradientNorm = gradient.frobeniusNorm
-            guard gradientNorm > 0 else { break }
-            let scale = Float(rate * best.g1.frobeniusNorm / gradientNorm)
-            var g1 = best.g1
+            if stored == nil {
+                var back = best.residual.multiplied(by: best.fit.g2.transposed())       // N×D
+                for i in 0..<back.values.count { back.values[i] *= best.features.values[i] * (1 - best.features.values[i]) }
+                var g = x.transposedTimes(back)                                         // C×D
+                if let unit = constantUnit { for i in 0..<g.rows { g[i, unit] = 0 } }
+                stored = g
+            }
+            guard let gradient = stored, case let gradientNorm = gradient.frobeniusNorm, gradientNorm > 0 else { break }
+            let scale = Float(rate * best.fit.g1.frobeniusNorm / gradientNorm)
+            var g1 = best.fit.g1
             for i in 0..<g1.values.count { g1.values[i] -= scale * gradient.values[i] }
-            let (trial, trialFeatures) = try gateError(g1, v7Input: x, target: target, targetNorm: targetNorm)
-            if trial.relativeError < best.relativeError {
+            let trial = try gateError(g1, v7Input: x, target: target, targetNorm: targetNorm, ridge: ridge)
+            if trial.fit.relativeError < best.fit.relativeError * (1 - decisionMargin) {
                 best = trial
-                features = trialFeatures
+                stored = nil
                 rate *= 1.5
             } else {
                 rate *= 0.5
             }
         }
-        return best
+        return best.fit
     }
 
     /// RWKV-6's receptance, key and value see inputs mixed with the token-shift LoRA, RWKV-7's
@@ -376,13 +392,14 @@ public enum PreserveRecipe {
         guard f.values.allSatisfy(\.isFinite), t.values.allSatisfy(\.isFinite) else {
             throw RWKVError(nil, "least-squares fit of \(k) unknowns on \(n) samples has non-finite values")
         }
+        // Only the Gram matrix needs Double (its rounding decides definiteness); the products with
+        // the targets are float GEMMs, as the forward pass's.
         let fd = f.values.map(Double.init)
         // The residual the ridge-regularised correction Δ = B - P must explain: R = T - F·P (N×m).
-        var residual = t.values.map(Double.init)
+        var residual = t
         if let prior, n > 0, k > 0, m > 0 {
-            let pd = prior.values.map(Double.init)
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(m), Int32(k), -1, fd, Int32(k),
-                        pd, Int32(m), 1, &residual, Int32(m))
+            let fp = f.multiplied(by: prior)
+            for i in 0..<residual.values.count { residual.values[i] -= fp.values[i] }
         }
         let dual = k > n
         let size = dual ? n : k
@@ -397,15 +414,9 @@ public enum PreserveRecipe {
         guard trace > 0, trace.isFinite, m > 0 else {
             return RidgeSolution(coefficients: keep, relativeRidge: relativeRidge, requestedRidge: relativeRidge, hasSignal: false)
         }
-        // Right-hand sides, column-major: Fᵀ·R (k×m), or R itself (N×m) in the dual form.
-        var rhs = [Double](repeating: 0, count: size * m)
-        if dual {
-            for i in 0..<n { for col in 0..<m { rhs[col * n + i] = residual[i * m + col] } }
-        } else {
-            // (Fᵀ·R)ᵀ = Rᵀ·F, m×k row-major, is Fᵀ·R in column-major.
-            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(k), Int32(n), 1, residual, Int32(m),
-                        fd, Int32(k), 0, &rhs, Int32(k))
-        }
+        // Right-hand sides, column-major: Fᵀ·R (k×m), or R itself (N×m) in the dual form; the
+        // transpose of a row-major m×size matrix is its column-major layout.
+        let rhs = (dual ? residual : f.transposedTimes(residual)).transposed().values.map(Double.init)
         var used = max(relativeRidge, minimumRelativeRidge)
         var solution: [Double]?
         for _ in 0..<12 {
@@ -423,15 +434,9 @@ public enum PreserveRecipe {
         }
         // Δ: the solution itself (k×m, column-major), or Fᵀ·A in the dual form.
         var out = keep
-        if dual {
-            // Δᵀ = Aᵀ·F: m×k row-major, A column-major n×m read as Aᵀ row-major m×n.
-            var delta = [Double](repeating: 0, count: m * k)
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(k), Int32(n), 1, solution, Int32(n),
-                        fd, Int32(k), 0, &delta, Int32(k))
-            for i in 0..<k { for col in 0..<m { out.values[i * m + col] += Float(delta[col * k + i]) } }
-        } else {
-            for i in 0..<k { for col in 0..<m { out.values[i * m + col] += Float(solution[col * k + i]) } }
-        }
+        let solved = Matrix(rows: m, cols: size, values: solution.map { Float($0) }).transposed()     // size×m
+        let delta = dual ? f.transposedTimes(solved) : solved
+        for i in 0..<out.values.count { out.values[i] += delta.values[i] }
         return RidgeSolution(coefficients: out, relativeRidge: used, requestedRidge: relativeRidge, hasSignal: true)
     }
 

@@ -57,6 +57,7 @@ public enum Upgrade {
         return UpgradeReport(input: input, output: output, format: format, plan: plan, dtype: dtype,
                              calibrationTokens: plan.calibrationTokens?.count,
                              layers: context.layerReports.values.sorted { $0.layer < $1.layer },
+                             stageSeconds: context.stageSeconds,
                              bytesWritten: size, seconds: Date().timeIntervalSince(started))
     }
 }
@@ -91,9 +92,12 @@ public struct UpgradeReport: Codable, Sendable {
     public let layers: [UpgradeLayerReport]
     public let bytesWritten: Int
     public let seconds: Double
+    /// Seconds per stage of the fits (`UpgradeStage` names); the rest of `seconds` is reading,
+    /// copying and writing.
+    public let stageSeconds: [String: Double]
 
     init(input: String, output: String, format: Upgrade.OutputFormat, plan: UpgradePlan, dtype: DType, calibrationTokens: Int?,
-         layers: [UpgradeLayerReport], bytesWritten: Int, seconds: Double) {
+         layers: [UpgradeLayerReport], stageSeconds: [UpgradeStage: Double], bytesWritten: Int, seconds: Double) {
         self.input = input
         self.output = output
         self.format = format.rawValue
@@ -119,6 +123,7 @@ public struct UpgradeReport: Codable, Sendable {
         self.layers = layers
         self.bytesWritten = bytesWritten
         self.seconds = seconds
+        self.stageSeconds = Dictionary(uniqueKeysWithValues: stageSeconds.map { ($0.key.rawValue, $0.value) })
     }
 
     /// A few lines for people.

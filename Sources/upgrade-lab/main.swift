@@ -49,6 +49,9 @@ struct UpgradeLab: ParsableCommand {
     @Option(name: .customLong("fits-on"), help: "upgraded (default): the fits' RWKV-7 side reads the upgraded blocks' inputs; rwkv6: the RWKV-6's.")
     var fitsOn: String = "upgraded"
 
+    @Option(name: .customLong("gate-ridge"), help: "Ridge of the gate's g2 solve.")
+    var gateRidge: Double?
+
     @Option(help: "OpenBLAS threads.")
     var threads: Int?
 
@@ -78,6 +81,7 @@ struct UpgradeLab: ParsableCommand {
         guard ["upgraded", "rwkv6"].contains(fitsOn) else { throw RWKVError(nil, "--fits-on takes upgraded or rwkv6") }
         options.fitsOnUpgradedInputs = fitsOn == "upgraded"
         if let threads { OpenBLAS.setThreads(threads) }
+        if let gateRidge { options.gateRidge = gateRidge }
         let report = try Upgrade.run(input: input, output: output, options: options, dtype: .bf16)
         print(json ? try RWKVCommandLine.json(report) : report.summary)
     }
