@@ -13,8 +13,9 @@
 # curves.png}.
 #
 # Settings (environment): STEPS (300), LR (5e-4), JOBS (2 trainings at once, 1 thread each), all
-# under nice -n 10. ABLATIONS=1 trains, instead of the starts above, the default with one of the
-# four mappings worth most put back (--ablate ...) and with a0 = v0 = -3 (compare with the
+# under nice -n 10. SHORT=1 trains paper and the default only, against the RWKV-6 (deep models,
+# where each start costs minutes). ABLATIONS=1 trains, instead of the starts above, the default with one of the
+# four mappings worth most put back (upgrade-lab --ablate ...) and with a0 = v0 = -3 (compare with the
 # default's curve from the run without ABLATIONS: same file, same batches, same curve; docs/upgrade.md,
 # "Which mapping matters"). A 3 x 128 start takes about 4 minutes of one core for 300 steps.
 set -eu
@@ -28,14 +29,16 @@ JOBS=${JOBS:-2}
 "$PYTHON" -c 'import torch, rwkv, matplotlib' || {
     echo "upgrade-training: the venv needs fixtures/requirements.txt and scripts/train/requirements.txt" >&2; exit 1; }
 [ -f .corpus/train.txt ] || "$PYTHON" scripts/train/corpus.py >/dev/null
-swift build -c release --product rwkv-upgrade >/dev/null
-swift build -c release --product rwkv-verify >/dev/null
+swift build -c release >/dev/null
 mkdir -p "$OUT"
 set --
-# upgrade NAME FILE [FLAGS...]: one start, its --json report beside it
+# upgrade NAME FILE [FLAGS...]: one start, its --json report beside it (experiment flags: upgrade-lab)
 upgrade() {
     name=$1 file=$2; shift 2
-    OPENBLAS_NUM_THREADS=1 .build/release/rwkv-upgrade v6-to-v7 "$V6" "$OUT/$file.pth" --json "$@" > "$OUT/$file.json"
+    case "$*" in
+        *--ablate*|*--off-bias*) OPENBLAS_NUM_THREADS=1 .build/release/upgrade-lab "$V6" "$OUT/$file.pth" --json "$@" > "$OUT/$file.json" ;;
+        *) OPENBLAS_NUM_THREADS=1 .build/release/rwkv-upgrade v6-to-v7 "$V6" "$OUT/$file.pth" --json "$@" > "$OUT/$file.json" ;;
+    esac
     STARTS="$STARTS
 $name=$OUT/$file.pth"
 }
@@ -44,6 +47,10 @@ EXTRA=""
 if [ "${ABLATIONS:-0}" = 1 ]; then
     for m in gate switched-off ffn-fold refit; do upgrade "default --ablate $m" "ablate-$m" --ablate "$m"; done
     upgrade "default, a0 and v0 at -3" off-bias-3 --off-bias=-3
+    EXTRA=--no-fresh
+elif [ "${SHORT:-0}" = 1 ]; then
+    upgrade "paper" paper --recipe paper
+    upgrade "preserve (default)" default
     EXTRA=--no-fresh
 else
     upgrade "paper" paper --recipe paper

@@ -3,7 +3,8 @@
 
     python3 scripts/upgrade_ablation.py [V6.pth] [--out DIR] [--chunks 64]
 
-Standard library only (no venv): the release builds of rwkv-upgrade and rwkv-verify do the work.
+Standard library only (no venv): the release builds of upgrade-lab (rwkv-upgrade with its experiment
+settings) and rwkv-verify do the work.
 Upgrades V6 (default fixtures/models/rwkv6-trained-bf16.pth) with `paper`, with `preserve` on the
 Gaussian stand-in, on its built-in text (the default), on 16 KB of the training split, and with
 the default minus one mapping at a time (`--ablate`), plus three alternatives (no gate
@@ -37,6 +38,8 @@ VARIANTS = [
     ("default without the gate refinement", ["--gate-refine", "0"]),
     ("default, a0 = v0 = −3", ["--off-bias=-3"]),
     ("default, decay-shift compensation", ["--shift-compensation", "on"]),
+    ("default, fits on the RWKV-6's inputs", ["--fits-on", "rwkv6"]),
+    ("default, gate ridge 1e-6", ["--gate-ridge", "1e-6"]),
 ]
 
 
@@ -55,9 +58,10 @@ def main():
     train = os.path.join(out, "train-16k.txt")
     with open(os.path.join(corpus, "train.txt"), "rb") as src, open(train, "wb") as dst:
         dst.write(src.read(16384))
-    for product in ("rwkv-upgrade", "rwkv-verify"):
-        subprocess.run(["swift", "build", "-c", "release", "--product", product], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    upgrade, verify = (os.path.join(ROOT, ".build/release", p) for p in ("rwkv-upgrade", "rwkv-verify"))
+    # One build of everything: `--product a --product b` would build only b.
+    subprocess.run(["swift", "build", "-c", "release"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    # upgrade-lab: rwkv-upgrade v6-to-v7 with the experiment settings.
+    upgrade, verify = (os.path.join(ROOT, ".build/release", p) for p in ("upgrade-lab", "rwkv-verify"))
     # One BLAS thread: with other work on the machine, OpenBLAS's spinning threads slow a small model many times.
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     chosen = {int(i) for i in args.only.split(",")} if args.only else None
@@ -66,7 +70,7 @@ def main():
         if chosen and i not in chosen:
             continue
         path = os.path.join(out, f"variant{i}.pth")
-        cmd = [upgrade, "v6-to-v7", args.v6, path, "--json"] + [f.format(train=train) for f in flags]
+        cmd = [upgrade, args.v6, path, "--json"] + [f.format(train=train) for f in flags]
         report = json.loads(subprocess.run(cmd, check=True, capture_output=True, env=env).stdout)
         cmp = json.loads(subprocess.run([verify, path, "--against", args.v6, "--text", os.path.join(corpus, "heldout.txt"),
                                          "--chunk", "256", "--chunks", str(args.chunks), "--json"],

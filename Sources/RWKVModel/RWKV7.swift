@@ -43,15 +43,10 @@ public struct RWKV7Weights: @unchecked Sendable {
 
     /// One block `i` (a model of that block alone: no embedding or head, state for one block).
     public init(block i: Int, of loader: WeightLoader) throws {
-        let c = loader.config
-        guard c.version == .v7 else { throw RWKVError(loader.path, "not an RWKV-7 model") }
-        guard i >= 0, i < c.layerCount else { throw RWKVError(loader.path, "no block \(i) in a \(c.layerCount)-block model") }
-        config = c.oneBlock
+        config = try loader.config.oneBlock(i, of: .v7, path: loader.path)
         path = loader.path
-        embedding = FloatBuffer(count: 0)
         layers = [try Self.layer(i, loader)]
-        outputNorm = NormWeights(weight: FloatBuffer(count: 0), bias: FloatBuffer(count: 0))
-        head = Linear(inputs: 0, outputs: 0, layout: .outputsByInputs, weights: FloatBuffer(count: 0))
+        (embedding, outputNorm, head) = noEnds()
     }
 
     static func layer(_ i: Int, _ loader: WeightLoader) throws -> Layer {

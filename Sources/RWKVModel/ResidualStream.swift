@@ -62,12 +62,20 @@ public struct ResidualStream: Sendable {
 }
 
 extension RWKVConfig {
-    /// The configuration of one block run alone (`RWKV6Model(block:of:)`): its state holds one block.
-    var oneBlock: RWKVConfig {
+    /// The configuration of block `i` run alone (`RWKV6Model(block:of:)`): its state holds one block.
+    func oneBlock(_ i: Int, of version: RWKVVersion, path: String) throws -> RWKVConfig {
+        guard self.version == version else { throw RWKVError(path, "not an RWKV-\(version.rawValue) model") }
+        guard i >= 0, i < layerCount else { throw RWKVError(path, "no block \(i) in a \(layerCount)-block model") }
         var c = self
         c.layerCount = 1
         return c
     }
+}
+
+/// What a one-block model has in place of the embedding, the output norm and the head: nothing.
+func noEnds() -> (FloatBuffer, NormWeights, Linear) {
+    let empty = FloatBuffer(count: 0)
+    return (empty, NormWeights(weight: empty, bias: empty), Linear(inputs: 0, outputs: 0, layout: .outputsByInputs, weights: empty))
 }
 
 extension LayerStack {
@@ -108,6 +116,14 @@ extension LayerStack {
         stream.nextBlock += 1
     }
 }
+
+/// A model that runs one block over a residual stream (`RWKV6Model(block:of:)`, `RWKV7Model(block:of:)`).
+public protocol BlockRunner: AnyObject {
+    func run(_ stream: inout ResidualStream) throws
+}
+
+extension RWKV6Model: BlockRunner {}
+extension RWKV7Model: BlockRunner {}
 
 extension RWKV6Model {
     public var blockIndex: Int? { config.layerCount == 1 ? weights.layers.first?.index : nil }

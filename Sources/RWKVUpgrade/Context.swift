@@ -96,6 +96,9 @@ struct LayerFits {
     /// With calibration: the inputs the upgraded model's block sees.
     var rwkv7TimeMixInputs: MixInputs?
     var rwkv7ChannelMixInputs: MixInputs?
+    /// With calibration: the upgraded block's time-mix output before its output projection.
+    var rwkv7TimeMixOutput: Matrix?
+    var outputRefit: Matrix?
     /// The block's RWKV-7 tensors computed so far (the upgraded block is run from them).
     var outputs: [String: Matrix] = [:]
 
@@ -138,18 +141,73 @@ final class UpgradeContext: @unchecked Sendable {
         }
     }
 
-    /// The RWKV-7 side's channel-mix inputs of block `layer`: its upgraded time mix run over the
-    /// upgraded stream (its FFN, not fitted yet, does not change them).
+    /// The RWKV-7 side's channel-mix inputs of block `layer`: the upgraded stream plus the
+    /// block's upgraded time mix (its output projection as written), through its ln2.
     private func rwkv7ChannelMixInputs(_ layer: Int) throws -> MixInputs {
         guard let stream, options.fitsOnUpgradedInputs else { return try channelMixInputs(layer) }
         return try remember(layer, \.rwkv7ChannelMixInputs) {
+            // The output projection first: its refit runs the block, under its own declared reads.
+            let projection = try output("blocks.\(layer).att.output.weight")
+            let y = try rwkv7TimeMixOutput(layer)
+            var residual = try upgradedStream(before: layer, stream)
+            residual.add(y.multiplied(by: projection.transposed()).values)
+            let w = try output("blocks.\(layer).ln2.weight"), b = try output("blocks.\(layer).ln2.bias")
+            return MixInputs(sequence: Matrix(rows: residual.count, cols: residual.width,
+                                              values: residual.layerNorm(weight: w.values, bias: b.values)))
+        }
+    }
+
+    /// The upgraded block's time mix over the upgraded stream, up to its output projection: the
+    /// block run alone with the tensors computed so far (its output projection and FFN, not
+    /// fitted yet, do not change it: they stand in as the RWKV-6's and zero).
+    private func rwkv7TimeMixOutput(_ layer: Int) throws -> Matrix {
+        guard let stream else { throw RWKVError(nil, "internal error: no upgraded model to run without calibration") }
+        return try remember(layer, \.rwkv7TimeMixOutput) {
             _ = try upgradedStream(before: layer, stream)
-            let value = "blocks.\(layer).ffn.value.weight"
+            let c = plan.target
+            let value = "blocks.\(layer).ffn.value.weight", output = "blocks.\(layer).att.output.weight"
             let block = try upgradedBlock(layer) { name in
-                name == value ? [Float](repeating: 0, count: self.plan.target.embeddingSize * self.plan.target.ffnSize)
-                              : try self.output(name).values
+                if name == value { return [Float](repeating: 0, count: c.embeddingSize * c.ffnSize) }
+                if name == output { return try self.weights.matrix(name).values }
+                return try self.output(name).values
             }
-            return try timed(.calibration) { try stream.peekRWKV7(block).channelMix }
+            return try timed(.calibration) { try stream.peekRWKV7(block).timeMixOutput }
+        }
+    }
+
+    /// The head refitted so that the upgraded model's logits over the text match the RWKV-6's:
+    /// argmin ‖LN(x7)·H'ᵀ - LN(x6)·Hᵀ‖² + λ‖H' - H‖² with x6, x7 the two models' final residual
+    /// streams (ln_out as written): what the blocks still miss, corrected once at the end.
+    func refittedHead(_ head: Matrix) throws -> Matrix {
+        guard let stream, options.fitsOnUpgradedInputs else { return head }
+        let blocks = plan.target.layerCount
+        let upgraded = try upgradedStream(before: blocks, stream)
+        let rwkv6 = try timed(.calibration) { try stream.rwkv6Final(blocks: blocks) }
+        func normalized(_ s: ResidualStream) throws -> Matrix {
+            let w = try computeAside("ln_out.weight"), b = try computeAside("ln_out.bias")
+            return Matrix(rows: s.count, cols: s.width, values: s.layerNorm(weight: w.values, bias: b.values))
+        }
+        let fit = try timed(.projectionRefits) {
+            try PreserveRecipe.refitProjection(head, v6Input: normalized(rwkv6), v7Input: normalized(upgraded))
+        }
+        if let text = fit.note { headNote = text }
+        return fit.coefficients
+    }
+
+    /// What the head's refit did other than asked (the report's `fitNotes` has the blocks').
+    private(set) var headNote: String?
+
+    /// att.output refitted so that the upgraded time mix's output, projected, matches the
+    /// RWKV-6's: what the lerps, the state order and the bonus still miss is fitted for here,
+    /// on the upgraded model's own activations (`PreserveRecipe.refitProjection`).
+    func refittedOutput(_ layer: Int, _ matrix: Matrix) throws -> Matrix {
+        guard let stream else { return matrix }
+        return try remember(layer, \.outputRefit) {
+            let y7 = try rwkv7TimeMixOutput(layer)
+            let y6 = try timed(.calibration) { try stream.rwkv6Block(layer).inputs.timeMixOutput }
+            let fit = try timed(.projectionRefits) { try PreserveRecipe.refitProjection(matrix, v6Input: y6, v7Input: y7) }
+            note(layer, "att.output refit", fit)
+            return fit.coefficients
         }
     }
 
@@ -306,7 +364,7 @@ final class UpgradeContext: @unchecked Sendable {
     private func fitInputs(_ layer: Int, norm: String) throws -> MixInputs {
         if let stream {
             let block = try timed(.calibration) { try stream.rwkv6Block(layer) }
-            return norm == "ln1" ? block.timeMix : block.channelMix
+            return norm == "ln1" ? block.inputs.timeMix : block.inputs.channelMix
         }
         let b = "blocks.\(layer)."
         var random = SeededRandom(seed: 0, stream: "fit batch " + b + norm)

@@ -62,29 +62,24 @@ public struct Matrix: Equatable, Sendable {
     /// The matrix product self · other (OpenBLAS sgemm).
     public func multiplied(by other: Matrix) -> Matrix {
         precondition(cols == other.rows, "cannot multiply \(rows)x\(cols) by \(other.rows)x\(other.cols)")
-        var out = Matrix(zeros: rows, other.cols)
-        guard rows > 0, other.cols > 0, cols > 0 else { return out }
-        values.withUnsafeBufferPointer { a in
-            other.values.withUnsafeBufferPointer { b in
-                out.values.withUnsafeMutableBufferPointer { c in
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(other.cols), Int32(cols),
-                                1, a.baseAddress, Int32(cols), b.baseAddress, Int32(other.cols), 0, c.baseAddress, Int32(other.cols))
-                }
-            }
-        }
-        return out
+        return product(other, transposingSelf: false)
     }
 
-    /// selfᵀ · other without forming the transpose (OpenBLAS sgemm).
+    /// selfᵀ · other without forming the transpose.
     public func transposedTimes(_ other: Matrix) -> Matrix {
         precondition(rows == other.rows, "cannot multiply the transpose of \(rows)x\(cols) by \(other.rows)x\(other.cols)")
-        var out = Matrix(zeros: cols, other.cols)
-        guard cols > 0, other.cols > 0, rows > 0 else { return out }
+        return product(other, transposingSelf: true)
+    }
+
+    private func product(_ other: Matrix, transposingSelf: Bool) -> Matrix {
+        let m = transposingSelf ? cols : rows, k = transposingSelf ? rows : cols
+        var out = Matrix(zeros: m, other.cols)
+        guard m > 0, other.cols > 0, k > 0 else { return out }
         values.withUnsafeBufferPointer { a in
             other.values.withUnsafeBufferPointer { b in
                 out.values.withUnsafeMutableBufferPointer { c in
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(cols), Int32(other.cols), Int32(rows),
-                                1, a.baseAddress, Int32(cols), b.baseAddress, Int32(other.cols), 0, c.baseAddress, Int32(other.cols))
+                    cblas_sgemm(CblasRowMajor, transposingSelf ? CblasTrans : CblasNoTrans, CblasNoTrans, Int32(m), Int32(other.cols),
+                                Int32(k), 1, a.baseAddress, Int32(cols), b.baseAddress, Int32(other.cols), 0, c.baseAddress, Int32(other.cols))
                 }
             }
         }

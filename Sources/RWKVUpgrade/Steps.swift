@@ -48,6 +48,10 @@ enum UpgradeStep: Equatable, Sendable {
     /// Time-mix receptance: refitted (with calibration) or copied, rows × the bonus's receptance scale.
     case bonusReceptance(refit: Bool)
     case refitProjection(TokenShiftLerp)
+    /// att.output refitted on the upgraded time mix's own output (calibration on the upgraded model's inputs).
+    case outputRefit
+    /// The head refitted on the two models' final residual streams.
+    case headRefit
     /// ffn.value with the FFN receptance folded in: refitted (with calibration) or scaled per channel.
     case channelMixFold(refit: Bool)
 
@@ -78,6 +82,8 @@ enum UpgradeStep: Equatable, Sendable {
         case .bonusReceptance(let refit):
             return (refit ? "PreserveRecipe.refitProjection" : "copy") + ", rows × PreserveRecipe.bonus receptance scale"
         case .refitProjection: return "PreserveRecipe.refitProjection"
+        case .outputRefit: return "PreserveRecipe.refitProjection of the upgraded time mix"
+        case .headRefit: return "PreserveRecipe.refitProjection of the upgraded model's last residual"
         case .channelMixFold(let refit):
             return (refit ? "PreserveRecipe.channelMixRefit" : "rows × PreserveRecipe.channelMixReceptanceScale") + ", PaperRecipe.widenedColumns(±1e-3)"
         }
@@ -105,6 +111,9 @@ enum UpgradeStep: Equatable, Sendable {
         case .gateFit: return ["att.gate.weight", TokenShiftLerp.g.timeMaa] + tokenShiftLoRA
         case .bonusReceptance: return [target] + bonus.filter { $0 != target }
         case .refitProjection(let lerp): return [target, lerp.timeMaa] + tokenShiftLoRA
+        // The RWKV-6 block's and the upgraded block's time mix over the text.
+        case .outputRefit: return [target]
+        case .headRefit: return [target, "ln_out.weight", "ln_out.bias"]
         case .channelMixFold:
             return [target, "ffn.receptance.weight", "ffn.key.weight", "ffn.time_maa_k", "ffn.time_maa_r", "ln2.weight", "ln2.bias"]
         }
@@ -160,6 +169,8 @@ enum UpgradeStep: Equatable, Sendable {
             let l = try layer()
             return try ctx.refitted(l, .r, source(tensor.row)).scalingRows(ctx.bonus(l).receptanceRowScale)
         case .refitProjection(let lerp): return try ctx.refitted(layer(), lerp, source(tensor.row))
+        case .outputRefit: return try ctx.refittedOutput(layer(), source(tensor.row))
+        case .headRefit: return try ctx.refittedHead(source(tensor.row))
         case .channelMixFold:
             var random = ctx.random(name)
             return try PaperRecipe.widenedColumns(ctx.channelMixFoldedValue(layer()), to: shape[1], bound: 1e-3, random: &random)
@@ -213,12 +224,12 @@ enum RecipeTable {
             "att.receptance.weight": bonus ? .bonusReceptance(refit: refit) : refit ? .refitProjection(.r) : .copy,
             "att.key.weight": refit ? .refitProjection(.k) : .copy,
             "att.value.weight": refit ? .refitProjection(.v) : .copy,
-            "att.output.weight": .copy,
+            "att.output.weight": refit && options.fitsOnUpgradedInputs ? .outputRefit : .copy,
             "att.ln_x.weight": .copy, "att.ln_x.bias": .copy,
             "ffn.x_k": .staticLerp("ffn.time_maa_k"), "ffn.key.weight": .widenedRows,
             "ffn.value.weight": ablations.contains(.ffnFold) ? .widenedColumns : .channelMixFold(refit: refit),
             "ln_out.weight": .copy, "ln_out.bias": .copy,
-            "head.weight": .copy,
+            "head.weight": refit && options.fitsOnUpgradedInputs ? .headRefit : .copy,
         ]
     }
 

@@ -20,7 +20,7 @@ import RWKVModel
         _ = try whole.logits(tokens, mode: .sequence)
         let stream = try CalibrationStream(tokens: tokens, source: loader)
         for layer in 0..<config.layerCount {
-            let block = try stream.rwkv6Block(layer)
+            let block = try stream.rwkv6Block(layer).inputs
             #expect(block.timeMix.current.values == recorder.inputs[layer]?.timeMix)
             #expect(block.channelMix.current.values == recorder.inputs[layer]?.channelMix)
             // The token shift: each row's previous input is the row before, zero before the first.
@@ -128,5 +128,9 @@ import RWKVModel
                      "blocks.0.ffn.value.weight"] {
             #expect(upgraded[name]?.values != rwkv6[name]?.values, "\(name)")
         }
+        // Only on the upgraded model's own activations: att.output and the head refitted.
+        #expect(upgraded["blocks.0.att.output.weight"]?.values != rwkv6["blocks.0.att.output.weight"]?.values)
+        #expect(upgraded["head.weight"]?.values != rwkv6["head.weight"]?.values)
+        #expect(rwkv6["head.weight"]?.values == (try readAll(input))["head.weight"]?.values)
     }
 }
