@@ -283,8 +283,10 @@ import RWKVFormats
     }
 
     /// More unknowns than samples: the N×N dual form gives the minimiser the k×k primal form
-    /// gives. Both are solved in Double; they differ by rounding, so 1e-4 relative to the
-    /// solution's size (the system's condition number at ridge 1e-3 is about 1e3).
+    /// gives. They differ by rounding: the Gram matrices are Double, the products with the
+    /// targets float (6e-8), amplified by the condition number at ridge 1e-3 of the mean energy
+    /// (a few 1e3): 2e-3 relative to the solution's size (measured up to 1.1e-4 across OpenBLAS
+    /// kernel sets).
     @Test func ridgeLeastSquaresDualFormEqualsThePrimal() throws {
         var random = SeededRandom(seed: 5, stream: "dual")
         let n = 6, k = 9, m = 2
@@ -297,7 +299,7 @@ import RWKVFormats
         let paddedT = Matrix(rows: k, cols: m, values: t.values + [Float](repeating: 0, count: (k - n) * m))
         let primal = try PreserveRecipe.ridgeLeastSquares(features: padded, targets: paddedT, relativeRidge: 1e-3, prior: prior)
         let scale = primal.coefficients.values.map(abs).max() ?? 1
-        #expect(maxAbsDifference(dual.coefficients.values, primal.coefficients.values) < 1e-4 * scale)
+        #expect(maxAbsDifference(dual.coefficients.values, primal.coefficients.values) < 2e-3 * scale)
     }
 
     /// What used to stop the upgrade on some CPUs: one repeated row (a calibration text of one
