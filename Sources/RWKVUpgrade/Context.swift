@@ -473,7 +473,7 @@ final class UpgradeContext: @unchecked Sendable {
                                                  spreads: options.gateUnitSpreads,
                                                  // On the stand-in a refined gate fits the noise (KL 1.14 → 1.16 on the trained fixture).
                                                  refineSteps: plan.refitsProjections ? options.gateRefineSteps : 0,
-                                                 ridge: options.gateRidge) }
+                                                 ridge: options.gateRidge, targetRank: options.gateTargetRank) }
             report(layer) { $0.gateRelativeError = fit.relativeError }
             note(layer, "gate", fit.ridge)
             return fit

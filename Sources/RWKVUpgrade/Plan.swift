@@ -70,6 +70,8 @@ public struct UpgradeOptions: Codable, Sendable {
     public var gateRefineSteps = 30
     /// The ridge of the gate's g2 solve (`PreserveRecipe.defaultGateRidge`).
     public var gateRidge = PreserveRecipe.defaultGateRidge
+    /// Principal directions of the gate's target its search sees (nil: 2 × the gate rank).
+    public var gateTargetRank: Int?
     /// With real activations: the fits' RWKV-7 side reads the inputs the upgraded blocks before
     /// it produce (`CalibrationStream`); false (experiments only): the RWKV-6's inputs.
     public var fitsOnUpgradedInputs = true

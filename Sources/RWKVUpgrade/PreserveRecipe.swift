@@ -257,9 +257,16 @@ public enum PreserveRecipe {
     /// `spreads` is tried and the best fit kept: a small spread keeps sigmoid linear (right for a
     /// gate whose pre-activations are small, where silu is nearly linear too), a larger one lets
     /// sigmoid's curvature stand in for silu's.
+    ///
+    /// The spread search and the refinement see the target through its `targetRank` leading
+    /// principal directions (default 2·D; all C when that is not fewer): T·V_K. g2's solve is
+    /// linear in T, so on those directions the fit is the full one's exactly, and each step costs
+    /// N·D·K instead of N·D·C for the target's products; the error left in the other directions
+    /// is what the choice of g1 does not see (their share of T's energy is in the report). g2 is
+    /// solved on the full target at the end.
     public static func gateFit(gate: Matrix, v6Input: Matrix, v7Input: Matrix, rank: Int,
                                spreads: [Float] = [0.5, 1, 2, 4, 8], refineSteps: Int = 0,
-                               ridge: Double = defaultGateRidge) throws -> GateFit {
+                               ridge: Double = defaultGateRidge, targetRank: Int? = nil) throws -> GateFit {
         let c = gate.cols
         let linearUnits = max(0, min(rank - 1, min(gate.rows, gate.cols)))
         let svd = try TruncatedSVD(gate.transposed(), rank: linearUnits)
@@ -271,7 +278,10 @@ public enum PreserveRecipe {
             return Float(max(sq / Double(max(h.rows, 1)) - mean * mean, 0).squareRoot())
         }
         let z = v6Input.multiplied(by: gate.transposed())
-        let target = Matrix(rows: z.rows, cols: z.cols, values: z.values.map { $0 / (1 + exp(-$0)) })
+        let fullTarget = Matrix(rows: z.rows, cols: z.cols, values: z.values.map { $0 / (1 + exp(-$0)) })
+        let k = targetRank ?? 2 * rank
+        let directions = k < c ? try TruncatedSVD(fullTarget, rank: k).v : nil      // C×K
+        let target = directions.map { fullTarget.multiplied(by: $0) } ?? fullTarget
         let targetNorm = target.frobeniusNorm
         var best: (fit: GateFit, features: Matrix, residual: Matrix)?
         for spread in spreads {
@@ -284,8 +294,10 @@ public enum PreserveRecipe {
             if best == nil || trial.fit.relativeError < best!.fit.relativeError * (1 - decisionMargin) { best = trial }
         }
         guard let best else { throw RWKVError(nil, "internal error: no gate spread to try") }
-        return try refineGate(best, v7Input: v7Input, target: target, targetNorm: targetNorm, ridge: ridge,
-                              steps: refineSteps, constantUnit: linearUnits < rank ? rank - 1 : nil)
+        let refined = try refineGate(best, v7Input: v7Input, target: target, targetNorm: targetNorm, ridge: ridge,
+                                     steps: refineSteps, constantUnit: linearUnits < rank ? rank - 1 : nil)
+        guard directions != nil else { return refined }
+        return try gateError(refined.g1, v7Input: v7Input, target: fullTarget, targetNorm: fullTarget.frobeniusNorm, ridge: ridge).fit
     }
 
     /// g2's ridge relative to the mean feature energy: large enough that g2's coefficients stay

@@ -52,6 +52,9 @@ struct UpgradeLab: ParsableCommand {
     @Option(name: .customLong("gate-ridge"), help: "Ridge of the gate's g2 solve.")
     var gateRidge: Double?
 
+    @Option(name: .customLong("gate-target-rank"), help: "Principal directions of the gate's target its search sees (default 2 x rank).")
+    var gateTargetRank: Int?
+
     @Option(help: "OpenBLAS threads.")
     var threads: Int?
 
@@ -82,6 +85,7 @@ struct UpgradeLab: ParsableCommand {
         options.fitsOnUpgradedInputs = fitsOn == "upgraded"
         if let threads { OpenBLAS.setThreads(threads) }
         if let gateRidge { options.gateRidge = gateRidge }
+        options.gateTargetRank = gateTargetRank
         let report = try Upgrade.run(input: input, output: output, options: options, dtype: .bf16)
         print(json ? try RWKVCommandLine.json(report) : report.summary)
     }
