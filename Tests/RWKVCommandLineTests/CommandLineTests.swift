@@ -54,4 +54,15 @@ struct CommandLineTests {
         bar.advance(by: 500)
         #expect(bar.line().hasPrefix("converting [##############################] 100%"))
     }
+
+    /// rwkv-upgrade's bar: the time left from the pace so far, once a unit (a block) is done.
+    @Test func timeLeft() {
+        #expect(ProgressBar.timeLeft(done: 0, total: 24, elapsed: 30) == nil)
+        #expect(ProgressBar.timeLeft(done: 6, total: 24, elapsed: 30) == "1m30s")
+        #expect(ProgressBar.timeLeft(done: 23, total: 24, elapsed: 230) == "10s")
+        #expect(ProgressBar.timeLeft(done: 24, total: 24, elapsed: 240) == nil)
+        let bar = ProgressBar(total: 24, label: "upgrading", enabled: false, showsTimeLeft: true)
+        bar.update(0, detail: "block 1/24")
+        #expect(bar.line() == "upgrading [..............................]   0%  block 1/24")
+    }
 }
