@@ -56,7 +56,7 @@ public enum Upgrade {
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         return UpgradeReport(input: input, output: output, format: format, plan: plan, dtype: dtype,
                              calibrationTokens: plan.calibrationTokens?.count,
-                             layers: context.layerReports.values.sorted { $0.layer < $1.layer },
+                             layers: context.layerReports.values.sorted { $0.layer < $1.layer }, headFitNote: context.headNote,
                              stageSeconds: context.stageSeconds,
                              bytesWritten: size, seconds: Date().timeIntervalSince(started))
     }
@@ -90,6 +90,8 @@ public struct UpgradeReport: Codable, Sendable {
     public let tensors: [Tensor]
     public let unusedSourceTensors: [String]
     public let layers: [UpgradeLayerReport]
+    /// preserve: what the head's refit did other than asked (nil: it ran as asked, or did not run).
+    public let headFitNote: String?
     public let bytesWritten: Int
     public let seconds: Double
     /// Seconds per stage of the fits (`UpgradeStage` names); the rest of `seconds` is reading,
@@ -97,7 +99,7 @@ public struct UpgradeReport: Codable, Sendable {
     public let stageSeconds: [String: Double]
 
     init(input: String, output: String, format: Upgrade.OutputFormat, plan: UpgradePlan, dtype: DType, calibrationTokens: Int?,
-         layers: [UpgradeLayerReport], stageSeconds: [UpgradeStage: Double], bytesWritten: Int, seconds: Double) {
+         layers: [UpgradeLayerReport], headFitNote: String?, stageSeconds: [UpgradeStage: Double], bytesWritten: Int, seconds: Double) {
         self.input = input
         self.output = output
         self.format = format.rawValue
@@ -121,6 +123,7 @@ public struct UpgradeReport: Codable, Sendable {
         tensors = plan.tensors.map { Tensor(name: $0.name, shape: $0.shape, step: $0.step, sources: $0.sources) }
         unusedSourceTensors = plan.unusedSourceTensors
         self.layers = layers
+        self.headFitNote = headFitNote
         self.bytesWritten = bytesWritten
         self.seconds = seconds
         self.stageSeconds = Dictionary(uniqueKeysWithValues: stageSeconds.map { ($0.key.rawValue, $0.value) })
