@@ -126,7 +126,8 @@ public enum Converter {
 
     /// The Hugging Face folder a source reads, with or without adapters merged on top.
     static func folder(of source: TensorSource) -> HuggingFaceFolder? {
-        source as? HuggingFaceFolder ?? (source as? MergedSource)?.base as? HuggingFaceFolder
+        let base = (source as? MergedSource)?.base ?? source
+        return Checkpoint.underlying(base) as? HuggingFaceFolder
     }
 
     /// The World vocabulary file to use: `--vocab`, else a Hugging Face folder's own World
@@ -145,6 +146,7 @@ public enum Converter {
         // everything else.
         let hashing = BackgroundHash(paths: folder(of: source)?.weightFiles ?? [input])
         let config = try RWKVConfig.detect(source)
+        try config.requireGate(path: input, for: "llama.cpp's rwkv6 architecture")
         let plan = ConversionPlan(config: config, type: options.type, preset: options.preset, keepF32: options.keepF32,
                                   outputTensorType: options.outputTensorType, tokenEmbeddingType: options.tokenEmbeddingType,
                                   tensorTypes: options.tensorTypes)

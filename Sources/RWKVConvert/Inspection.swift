@@ -51,11 +51,13 @@ public struct InspectReport: Codable, Sendable {
             config = nil
             architectureError = "\(error)"
         }
-        tensors = source.tensors.map { Tensor(name: $0.name, dtype: $0.dtype.rawValue, shape: $0.shape, bytes: $0.byteCount) }
+        // The file's own tensors, also when it is read through a view (RWKV-5 as RWKV-6).
+        let stored = Checkpoint.underlying(source)
+        tensors = stored.tensors.map { Tensor(name: $0.name, dtype: $0.dtype.rawValue, shape: $0.shape, bytes: $0.byteCount) }
         totalBytes = tensors.reduce(0) { $0 + $1.bytes }
         let elements = tensors.reduce(0) { $0 + $1.shape.reduce(1, *) }
         bitsPerWeight = elements > 0 ? Double(totalBytes) * 8 / Double(elements) : nil
-        ignoredEntries = (source as? TorchArchive)?.nonTensorEntries ?? []
+        ignoredEntries = (stored as? TorchArchive)?.nonTensorEntries ?? []
         metadata = (source as? GGUFReader)?.metadata.map {
             Metadata(key: $0.key, type: Self.typeName($0.value), value: $0.value.summary())
         }
@@ -82,9 +84,11 @@ public struct InspectReport: Codable, Sendable {
         // cannot forge lines or widen every row of the table (a 200 KB name on 3,000 rows).
         var lines = ["file:    \(Printable.escaped(file, limit: 1024))", "format:  \(format)"]
         if let c = config {
-            var arch = "RWKV-\(c.version.rawValue): \(c.layerCount) layers, n_embd \(c.embeddingSize), head size \(c.headSize) (\(c.headCount) heads), vocab \(c.vocabSize), FFN \(c.ffnSize)"
+            let name = c.eagle.map { "RWKV-\($0.rawValue) (Eagle), read as RWKV-6" } ?? "RWKV-\(c.version.rawValue)"
+            var arch = "\(name): \(c.layerCount) layers, n_embd \(c.embeddingSize), head size \(c.headSize) (\(c.headCount) heads), vocab \(c.vocabSize), FFN \(c.ffnSize)"
             switch c.version {
             case .v7: arch += ", LoRA ranks decay \(c.decayRank) iclr \(c.iclrRank) value-residual \(c.valueResidualRank) gate \(c.gateRank)"
+            case .v6 where c.eagle != nil: arch += c.hasGate ? "" : ", no output gate"
             case .v6: arch += ", LoRA ranks token-shift \(c.tokenShiftRank) decay \(c.decayRank)"
             }
             lines.append("model:   \(arch)")

@@ -21,11 +21,18 @@ public struct RWKVConfig: Equatable, Sendable, Codable {
     public var gateRank: Int
     /// RWKV-6 only: time_maa_w1/w2 rank per lerp (Dm).
     public var tokenShiftRank: Int
+    /// An RWKV-5 checkpoint read as the RWKV-6 that computes the same (`EagleCheckpoint`):
+    /// its version; nil for an RWKV-6 or RWKV-7 checkpoint.
+    public var eagle: EagleVersion?
+
+    /// RWKV-5.0 has no output gate; every other RWKV-6 view has one.
+    public var hasGate: Bool { eagle != .v5_0 }
 
     public var headCount: Int { embeddingSize / headSize }
 
     public init(version: RWKVVersion, layerCount: Int, embeddingSize: Int, headSize: Int, vocabSize: Int, ffnSize: Int,
-                decayRank: Int, iclrRank: Int = 0, valueResidualRank: Int = 0, gateRank: Int = 0, tokenShiftRank: Int = 0) {
+                decayRank: Int, iclrRank: Int = 0, valueResidualRank: Int = 0, gateRank: Int = 0, tokenShiftRank: Int = 0,
+                eagle: EagleVersion? = nil) {
         self.version = version
         self.layerCount = layerCount
         self.embeddingSize = embeddingSize
@@ -37,6 +44,7 @@ public struct RWKVConfig: Equatable, Sendable, Codable {
         self.valueResidualRank = valueResidualRank
         self.gateRank = gateRank
         self.tokenShiftRank = tokenShiftRank
+        self.eagle = eagle
     }
 
     /// Reads the architecture and hyperparameters from a checkpoint's tensor shapes (each symbol
@@ -69,14 +77,15 @@ public struct RWKVConfig: Equatable, Sendable, Codable {
         guard let schema = ArchitectureSchema.all.first(where: { s in s.markers.contains { shapes["blocks.0." + $0] != nil } }) else {
             if shapes["blocks.0.att.time_first"] != nil || shapes["blocks.0.att.time_faaaa"] != nil
                 || shapes["blocks.0.att.time_mix_k"] != nil {
-                throw RWKVError(source.path, "RWKV-4/5 checkpoint: only RWKV-6 and RWKV-7 are supported")
+                // `Checkpoint.open` reads RWKV-5 as RWKV-6 (`EagleCheckpoint`); a raw one gets here.
+                throw RWKVError(source.path, "RWKV-4/5 checkpoint: open it through Checkpoint.open, which reads RWKV-5 as RWKV-6")
             }
             throw RWKVError(source.path, "not an RWKV-6 or RWKV-7 checkpoint (no blocks.0.att.x_r or blocks.0.att.time_maa_x)")
         }
         var config = RWKVConfig(version: schema.version, layerCount: layerCount, embeddingSize: 0, headSize: 0,
-                                vocabSize: 0, ffnSize: 0, decayRank: 0)
+                                vocabSize: 0, ffnSize: 0, decayRank: 0, eagle: (source as? EagleCheckpoint)?.version)
         var known: Set<Dim> = [.H]   // H = C / N
-        for row in schema.tensors {
+        for row in schema.tensors where config.holds(row) {
             for (axis, d) in row.shape.enumerated() where !known.contains(d) {
                 if case .fixed = d { continue }
                 if d == .fiveTokenShiftRanks { continue }
@@ -110,6 +119,20 @@ public struct RWKVConfig: Equatable, Sendable, Codable {
                                          + "is not part of an \(config.version == RWKVVersion.v7 ? "RWKV-7" : "RWKV-6") checkpoint")
         }
         return config
+    }
+
+    /// Refuses RWKV-5.0 where a gated RWKV-6 is needed: it has no output gate, and silu(g)
+    /// cannot be 1 for every input, so no RWKV-6 file computes it.
+    public func requireGate(path: String, for what: String) throws {
+        guard hasGate else {
+            throw RWKVError(path, "RWKV-5.0 has no output gate, so \(what) cannot compute it exactly (rwkv-convert inspect and rwkv-verify read it)")
+        }
+    }
+
+    /// Refuses an RWKV-5 (read as RWKV-6) where the RWKV-5 file itself is meant: exports keep the
+    /// checkpoint's own architecture, which they cannot write for RWKV-5.
+    public func requireNotEagle(path: String, _ advice: String) throws {
+        if let eagle { throw RWKVError(path, "RWKV-\(eagle.rawValue) checkpoint: \(advice)") }
     }
 
     /// Sets the hyperparameter a schema symbol stands for.

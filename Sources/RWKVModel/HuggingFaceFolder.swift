@@ -65,7 +65,12 @@ public final class HuggingFaceFolder: TensorSource {
         guard let schema = ArchitectureSchema.all.first(where: { s in storedOrder.contains { $0.hasPrefix(s.hfLayerPrefix) } }) else {
             throw RWKVError(path, "not an RWKV-6/RWKV-7 Hugging Face folder (no model.layers.* or rwkv.blocks.* tensors)")
         }
-        formatName = "Hugging Face folder (\(schema.version == .v7 ? "fla-hub RWKV-7" : "HF RWKV-6"), \(weightFiles.count) weight file\(weightFiles.count == 1 ? "" : "s"))"
+        // The HF RWKV-5 scheme is the RWKV-6 one with RWKV-5's own tensors (`EagleRow.hf`).
+        let eagleLeaves = schema.version == .v6
+            ? Dictionary(uniqueKeysWithValues: ArchitectureSchema.rwkv5.compactMap { r in r.hf.map { ($0, r.rwkv5[0]) } }) : [:]
+        let isEagle = storedOrder.contains { name in eagleLeaves.keys.contains { name.hasSuffix("." + $0) } }
+        formatName = "Hugging Face folder (\(schema.version == .v7 ? "fla-hub RWKV-7" : isEagle ? "HF RWKV-5" : "HF RWKV-6"), "
+            + "\(weightFiles.count) weight file\(weightFiles.count == 1 ? "" : "s"))"
         let blockRows = Dictionary(schema.tensors.filter { $0.scope == .layer || $0.scope == .firstLayer }.map { ($0.hf, $0) },
                                    uniquingKeysWith: { a, _ in a })
         let modelRows = Dictionary(schema.tensors.filter { $0.scope == .start || $0.scope == .end }.map { ($0.hf, $0) },
@@ -101,6 +106,10 @@ public final class HuggingFaceFolder: TensorSource {
                     }
                     continue
                 }
+                if isEagle, let name = eagleLeaves[leaf] {
+                    add("blocks.\(layer)." + name, info.shape)
+                    continue
+                }
                 row = blockRows[leaf]
                 if let r = row, r.scope == .firstLayer, layer != 0 { row = nil }
             } else {
@@ -121,9 +130,10 @@ public final class HuggingFaceFolder: TensorSource {
         }
         tensors = infos
         self.origins = origins
-        config = try RWKVConfig.detect(ShapeList(path: path, tensors: infos))
+        config = try RWKVConfig.detect(try EagleCheckpoint.wrappingIfRWKV5(ShapeList(path: path, tensors: infos)))
         for (key, dim) in schema.hfConfigKeys {
-            guard let value = configJSON[key] else { continue }
+            guard let value = configJSON[key], value != .null else { continue }
+            if case .integer(let n) = value, schema.hfConfigPlaceholders.contains(where: { $0.key == key && Int64($0.value) == n }) { continue }
             guard case .integer(let n) = value, n == config.size(dim) else {
                 throw RWKVError(path + "/config.json", "\(key) is \(Self.summary(value)), but the tensors say \(config.size(dim))")
             }
@@ -223,7 +233,14 @@ final class ShapeList: TensorSource {
 
 /// Opens any checkpoint the programs accept: a file (`ModelFile`) or a Hugging Face folder.
 public enum Checkpoint {
+    /// An RWKV-5 comes back as the RWKV-6 it equals (`EagleCheckpoint`).
     public static func open(_ path: String) throws -> TensorSource {
-        try ModelFormat.detect(path: path) == .huggingFaceFolder ? try HuggingFaceFolder(path: path) : try ModelFile.open(path)
+        let source = try ModelFormat.detect(path: path) == .huggingFaceFolder ? try HuggingFaceFolder(path: path) : try ModelFile.open(path)
+        return try EagleCheckpoint.wrappingIfRWKV5(source)
+    }
+
+    /// The file or folder under any views (RWKV-5 as RWKV-6, merged adapters' base is not unwrapped).
+    public static func underlying(_ source: TensorSource) -> TensorSource {
+        (source as? EagleCheckpoint)?.base ?? source
     }
 }

@@ -21,7 +21,9 @@ public struct RWKV6Weights: @unchecked Sendable {
         let decayW1, decayW2: Linear
         /// time_faaaa, the bonus u of the current token.
         let first: FloatBuffer
-        let receptance, key, value, gate, output: Linear
+        let receptance, key, value, output: Linear
+        /// nil for RWKV-5.0, which has no output gate.
+        let gate: Linear?
         let ffnMaaK, ffnMaaR: FloatBuffer
         let ffnKey, ffnReceptance, ffnValue: Linear
     }
@@ -73,8 +75,8 @@ public struct RWKV6Weights: @unchecked Sendable {
             decayW1: try loader.matrix(att + "time_decay_w1"), decayW2: try loader.matrix(att + "time_decay_w2"),
             first: try loader.tensor(att + "time_faaaa"),
             receptance: try loader.matrix(att + "receptance.weight"), key: try loader.matrix(att + "key.weight"),
-            value: try loader.matrix(att + "value.weight"), gate: try loader.matrix(att + "gate.weight"),
-            output: try loader.matrix(att + "output.weight"),
+            value: try loader.matrix(att + "value.weight"), output: try loader.matrix(att + "output.weight"),
+            gate: c.hasGate ? try loader.matrix(att + "gate.weight") : nil,
             ffnMaaK: try loader.tensor(ffn + "time_maa_k"), ffnMaaR: try loader.tensor(ffn + "time_maa_r"),
             ffnKey: try loader.matrix(ffn + "key.weight"), ffnReceptance: try loader.matrix(ffn + "receptance.weight"),
             ffnValue: try loader.matrix(ffn + "value.weight"))
@@ -192,9 +194,13 @@ public final class RWKV6Model: LayerStack {
         L.key.apply(xk, rows: T, to: k)
         observe(att + "value.weight", L.value, xv, rows: T)
         L.value.apply(xv, rows: T, to: v)
-        observe(att + "gate.weight", L.gate, xg, rows: T)
-        L.gate.apply(xg, rows: T, to: g)
-        for i in 0..<T * C { g[i] = g[i] * Kernels.sigmoid(g[i]) }   // silu
+        if let gate = L.gate {
+            observe(att + "gate.weight", gate, xg, rows: T)
+            gate.apply(xg, rows: T, to: g)
+            for i in 0..<T * C { g[i] = g[i] * Kernels.sigmoid(g[i]) }   // silu
+        } else {
+            g.update(repeating: 1, count: T * C)
+        }
         observe(att + "time_decay_w1", L.decayW1, xw, rows: T)
         L.decayW1.apply(xw, rows: T, to: lora)
         Kernels.applyTanh(lora, count: T * config.decayRank)

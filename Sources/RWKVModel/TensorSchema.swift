@@ -1,7 +1,8 @@
 import RWKVFormats
 
 /// One table per architecture says everything the code knows about a checkpoint's tensors:
-/// BlinkDL name, shape in the symbols of SPEC §2, role, and where llama.cpp's GGUF puts it.
+/// BlinkDL name, shape in symbols (C, H, N, F, V and the LoRA ranks, read from the checkpoint's
+/// shapes: docs/formats.md), role, and where llama.cpp's GGUF puts it.
 /// The shape check and hyperparameter detection (`RWKVConfig.detect`), the GGUF layout
 /// (`GGUFLayout.tensors(for:)`) and the weight loader's orientation (`WeightLoader`) are all
 /// derived from these rows, the way gguf-py's `MODEL_TENSORS` + `TENSOR_NAMES` drive its
@@ -101,6 +102,10 @@ public struct ArchitectureSchema: Sendable {
     /// A single tensor some folders store the token-shift lerps in, stacked (fla's 2025 `attn.x_x`).
     public let hfFusedLerps: String?
     public let hfConfigKeys: [(key: String, dim: Dim)]
+    /// Values published converters write into config.json whatever the model (`null` is
+    /// accepted for every key): the reader takes shapes from the tensors and does not hold
+    /// these against them.
+    public let hfConfigPlaceholders: [(key: String, value: Int)]
     /// config.json's `model_type` and `architectures` entry.
     public let hfModelType: String
     public let hfModelClass: String
@@ -112,7 +117,8 @@ public struct ArchitectureSchema: Sendable {
     public static let all = [rwkv7, rwkv6]
 
     /// Checkpoints of newer architectures llama.cpp cannot run, recognised by a tensor name
-    /// part only they have (RWKV-LM `RWKV-v7`, SPEC §10), so they are refused by name rather
+    /// part only they have (RWKV-LM `RWKV-v7`: DeepEmbed's `ffn.s_emb`, DEA's `qkv`, RWKV-8's
+    /// `ffn.enn`), so they are refused by name rather
     /// than converted without their extra tensors.
     public static let unsupportedVariants: [(marker: String, name: String)] = [
         (".ffn.s_emb", "RWKV-7a (DeepEmbed)"),
@@ -211,6 +217,7 @@ extension ArchitectureSchema {
         hfConfigKeys: [("hidden_size", .C), ("num_hidden_layers", .layers), ("head_dim", .N), ("intermediate_size", .F),
                        ("vocab_size", .V), ("decay_low_rank_dim", .decayRank), ("a_low_rank_dim", .iclrRank),
                        ("v_low_rank_dim", .valueResidualRank), ("gate_low_rank_dim", .gateRank)],
+        hfConfigPlaceholders: [],
         hfModelType: "rwkv7", hfModelClass: "RWKV7ForCausalLM")
 
     /// RWKV-6 (x060): RWKV-LM `RWKV-v6` parameter order; llama.cpp `src/models/rwkv6.cpp`.
@@ -262,10 +269,81 @@ extension ArchitectureSchema {
         ],
         markers: ["att.time_maa_x"],
         hfLayerPrefix: "rwkv.blocks.", hfTransposesLoRA: false, hfFusedLerps: nil,
-        // transformers `Rwkv6Config` / BBuf's configuration_rwkv6.py.
+        // transformers `Rwkv6Config` / BBuf's configuration_rwkv6.py. BBuf/RWKV-World-HF-Tokenizer's
+        // RWKV-5 and RWKV-6 converters write `intermediate_size` null and `vocab_size` 65536
+        // whenever the World tokenizer is used (and `num_attention_heads` 64, not read).
         hfConfigKeys: [("hidden_size", .C), ("num_hidden_layers", .layers), ("head_size", .N),
                        ("intermediate_size", .F), ("vocab_size", .V)],
+        hfConfigPlaceholders: [("vocab_size", 65536)],
         hfModelType: "rwkv6", hfModelClass: "Rwkv6ForCausalLM")
+}
+
+// MARK: - RWKV-5 ("Eagle"), read as the RWKV-6 that computes the same
+
+/// RWKV-5 versions as the official `rwkv` package (0.8.32, `rwkv/model.py`) tells them apart:
+/// `att.ln_x` means 5 (without it the file is RWKV-4), `att.gate.weight` 5.1, and a 2-D
+/// `att.time_decay` whose second dimension is above 1 means 5.2.
+public enum EagleVersion: String, Codable, Sendable, CaseIterable {
+    case v5_0 = "5.0", v5_1 = "5.1", v5_2 = "5.2"
+}
+
+/// How an RWKV-6 tensor is made from an RWKV-5 checkpoint. An RWKV-5 block is an RWKV-6 block
+/// whose token-shift and decay LoRAs add nothing (docs/formats.md, "RWKV-5").
+public enum EagleRule: Sendable, Hashable {
+    /// `time_maa` = 1 − `time_mix`: RWKV-5 mixes x·μ + x₋₁·(1 − μ), RWKV-6 x + (x₋₁ − x)·maa.
+    case oneMinus
+    /// A value per head (5.0, 5.1: [H]) or per channel (5.2: [H, N]), given to every channel.
+    case perChannel
+    /// The bonus u: `time_faaaa` as stored, `time_first` (older files) as exp(time_first); per
+    /// head or per channel as `perChannel`.
+    case bonus
+    /// A LoRA's first factor (x @ W1): zero, so tanh(x @ W1) = 0 and the LoRA adds nothing.
+    case zero
+    /// A LoRA's second factor: zero in the view; `rwkv-upgrade v5-to-v6` draws it as RWKV-LM's
+    /// init does (uniform ±0.01), so the LoRA learns once W1 moves (W1's gradient goes through it).
+    case secondFactor
+    /// A lerp only the zero LoRAs read (`time_maa_x`, `time_maa_w`): RWKV-LM's RWKV-6 init,
+    /// 1 − (c/C)^(1 − l/L).
+    case trainerLerp
+}
+
+public struct EagleRow: Sendable {
+    /// The RWKV-6 tensor, block-relative.
+    public let rwkv6: String
+    /// The RWKV-5 tensor it is made from (BlinkDL names, the first one the block holds), if any.
+    public let rwkv5: [String]
+    /// That tensor's name in the HF RWKV-5 scheme (BBuf/RWKV-World-HF-Tokenizer
+    /// `convert_rwkv5_checkpoint_to_hf.py`), block-relative.
+    public let hf: String?
+    public let rule: EagleRule
+}
+
+extension ArchitectureSchema {
+    /// The RWKV-6 tensors an RWKV-5 lacks or holds under another name or shape. Every other
+    /// RWKV-6 tensor is in an RWKV-5 checkpoint under the same name and shape (and HF name).
+    public static let rwkv5: [EagleRow] = [
+        EagleRow(rwkv6: "att.time_maa_x", rwkv5: [], hf: nil, rule: .trainerLerp),
+        EagleRow(rwkv6: "att.time_maa_w", rwkv5: [], hf: nil, rule: .trainerLerp),
+        EagleRow(rwkv6: "att.time_maa_k", rwkv5: ["att.time_mix_k"], hf: "attention.time_mix_key", rule: .oneMinus),
+        EagleRow(rwkv6: "att.time_maa_v", rwkv5: ["att.time_mix_v"], hf: "attention.time_mix_value", rule: .oneMinus),
+        EagleRow(rwkv6: "att.time_maa_r", rwkv5: ["att.time_mix_r"], hf: "attention.time_mix_receptance", rule: .oneMinus),
+        // 5.0 has no gate: its time_maa_g is never read (zero).
+        EagleRow(rwkv6: "att.time_maa_g", rwkv5: ["att.time_mix_g"], hf: "attention.time_mix_gate", rule: .oneMinus),
+        EagleRow(rwkv6: "att.time_decay", rwkv5: ["att.time_decay"], hf: "attention.time_decay", rule: .perChannel),
+        EagleRow(rwkv6: "att.time_maa_w1", rwkv5: [], hf: nil, rule: .zero),
+        EagleRow(rwkv6: "att.time_maa_w2", rwkv5: [], hf: nil, rule: .secondFactor),
+        EagleRow(rwkv6: "att.time_decay_w1", rwkv5: [], hf: nil, rule: .zero),
+        EagleRow(rwkv6: "att.time_decay_w2", rwkv5: [], hf: nil, rule: .secondFactor),
+        EagleRow(rwkv6: "att.time_faaaa", rwkv5: ["att.time_faaaa", "att.time_first"], hf: "attention.time_faaaa", rule: .bonus),
+        EagleRow(rwkv6: "ffn.time_maa_k", rwkv5: ["ffn.time_mix_k"], hf: "feed_forward.time_mix_key", rule: .oneMinus),
+        EagleRow(rwkv6: "ffn.time_maa_r", rwkv5: ["ffn.time_mix_r"], hf: "feed_forward.time_mix_receptance", rule: .oneMinus),
+    ]
+
+    /// RWKV-LM's RWKV-6 LoRA ranks for a width (`RWKV-v6/src/model.py`: D_MIX_LORA 32 and
+    /// D_DECAY_LORA 64, doubled at n_embd 4096), the ranks an RWKV-5 is read with.
+    public static func rwkv6TrainerRanks(embedding c: Int) -> (tokenShift: Int, decay: Int) {
+        c == 4096 ? (64, 128) : (32, 64)
+    }
 }
 
 // MARK: - Names and sizes
@@ -289,6 +367,9 @@ extension TensorSpec {
 
     /// Whether block `layer` holds this tensor.
     public func isPresent(inLayer layer: Int) -> Bool { scope == .layer || layer == 0 }
+
+    /// The time mix's output gate (RWKV-6 `att.gate.weight`), which RWKV-5.0 lacks.
+    var isTimeMixGate: Bool { name == "att.gate.weight" }
 }
 
 extension RWKVConfig {
@@ -315,13 +396,16 @@ extension RWKVConfig {
 
     public func shape(_ dims: [Dim]) -> [Int] { dims.map(size) }
 
+    /// Whether checkpoints of this configuration have the row's tensor (all but RWKV-5.0's gate).
+    func holds(_ row: TensorSpec) -> Bool { hasGate || !row.isTimeMixGate }
+
     /// Every tensor of this configuration with its BlinkDL name, schema row and block (0 outside
     /// blocks), in checkpoint order.
     public var checkpointTensors: [(name: String, spec: TensorSpec, layer: Int)] {
         let rows = schema.tensors
         var out = rows.filter { $0.scope == .start }.map { ($0.name, $0, 0) }
         for layer in 0..<layerCount {
-            for row in rows where (row.scope == .layer || row.scope == .firstLayer) && row.isPresent(inLayer: layer) {
+            for row in rows where (row.scope == .layer || row.scope == .firstLayer) && row.isPresent(inLayer: layer) && holds(row) {
                 out.append((row.checkpointName(layer: layer), row, layer))
             }
         }

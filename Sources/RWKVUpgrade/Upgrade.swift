@@ -25,13 +25,17 @@ public enum Upgrade {
     ///     `AtomicOutputFile`). Off by default, as for rwkv-convert.
     ///   - progress: called before each tensor with (blocks done, blocks, what is being made):
     ///     the blocks dominate the time and cost about the same each.
+    ///   - fromEagle: the input must be an RWKV-5 (`v5-to-v7`, read as the RWKV-6 it equals), else an RWKV-6.
     public static func run(input: String, output: String, options: UpgradeOptions, dtype: DType = .bf16,
-                           sync: Bool = false, progress: ((Int, Int, String) -> Void)? = nil) throws -> UpgradeReport {
+                           sync: Bool = false, fromEagle: Bool = false,
+                           progress: ((Int, Int, String) -> Void)? = nil) throws -> UpgradeReport {
         guard dtype == .bf16 || dtype == .f32 else { throw RWKVError(nil, "output dtype must be bf16 or fp32") }
         let format = try OutputFormat(path: output)
         let started = Date()
         let source = try options.adapters.merged(into: try Checkpoint.open(input))
         let config = try RWKVConfig.detect(source)
+        try requireSource(config, eagle: fromEagle, path: input)
+        try config.requireGate(path: input, for: "an RWKV-7 (whose gate LoRA is fitted to it)")
         let plan = try UpgradePlan(source: config, options: options, path: input)
         let context = try UpgradeContext(source: source, plan: plan)
         let infos = plan.tensors.map { TensorInfo(name: $0.name, dtype: dtype, shape: $0.shape) }
@@ -46,19 +50,34 @@ public enum Upgrade {
             var overflow = 0
             return try ElementCodec.encode(context.compute(tensor).values, as: dtype, overflowCount: &overflow)
         }
-        let metadata = ["format": "pt", "rwkv-upgrade": "v6-to-v7 recipe=\(options.recipe.rawValue) seed=\(options.seed)"]
-        switch format {
-        case .safetensors:
-            try SafetensorsWriter.write(to: output, tensors: infos, metadata: metadata, inputs: [input], durable: sync, data: produce)
-        case .pth:
-            try TorchWriter.write(to: output, tensors: infos, inputs: [input], durable: sync, data: produce)
-        }
-        let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+        let size = try write(format, to: output, tensors: infos, input: input, sync: sync, data: produce,
+                             note: "\(config.eagle == nil ? "v6" : "v5")-to-v7 recipe=\(options.recipe.rawValue) seed=\(options.seed)")
         return UpgradeReport(input: input, output: output, format: format, plan: plan, dtype: dtype,
                              calibrationTokens: plan.calibrationTokens?.count,
                              layers: context.layerReports.values.sorted { $0.layer < $1.layer }, headFitNote: context.headNote,
                              stageSeconds: context.stageSeconds,
                              bytesWritten: size, seconds: Date().timeIntervalSince(started))
+    }
+
+    /// Writes the tensors `data` makes in `format`, never over `input`; returns the bytes written.
+    static func write(_ format: OutputFormat, to output: String, tensors: [TensorInfo], input: String, sync: Bool,
+                      data: (TensorInfo) throws -> [UInt8], note: String) throws -> Int {
+        switch format {
+        case .safetensors:
+            try SafetensorsWriter.write(to: output, tensors: tensors, metadata: ["format": "pt", "rwkv-upgrade": note],
+                                        inputs: [input], durable: sync, data: data)
+        case .pth:
+            try TorchWriter.write(to: output, tensors: tensors, inputs: [input], durable: sync, data: data)
+        }
+        return (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+    }
+
+    /// The subcommand names the input's architecture: an RWKV-5 given to v6-to-v7 (or the other
+    /// way round) is refused rather than upgraded under the wrong name.
+    static func requireSource(_ config: RWKVConfig, eagle: Bool, path: String) throws {
+        guard config.version == .v6 else { throw RWKVError(path, "is an RWKV-\(config.version.rawValue) checkpoint; the upgrade reads RWKV-\(eagle ? 5 : 6)") }
+        if eagle, config.eagle == nil { throw RWKVError(path, "is an RWKV-6 checkpoint, not RWKV-5: use v6-to-v7") }
+        if !eagle, let v = config.eagle { throw RWKVError(path, "is an RWKV-\(v.rawValue) checkpoint, not RWKV-6: use v5-to-v7 (or v5-to-v6)") }
     }
 }
 
@@ -131,7 +150,7 @@ public struct UpgradeReport: Codable, Sendable {
 
     /// A few lines for people.
     public var summary: String {
-        var lines = ["upgraded \(Printable.escaped(input, limit: 1024)) (RWKV-6, \(source.layerCount)×\(source.embeddingSize)) -> \(Printable.escaped(output, limit: 1024))",
+        var lines = ["upgraded \(Printable.escaped(input, limit: 1024)) (RWKV-\(source.eagle?.rawValue ?? "6"), \(source.layerCount)×\(source.embeddingSize)) -> \(Printable.escaped(output, limit: 1024))",
                      "recipe \(recipe.rawValue), seed \(seed), \(dtype), \(tensors.count) tensors, \(formatBytes(bytesWritten)), \(String(format: "%.1f", seconds)) s",
                      calibration.map { "calibration: " + Printable.escaped($0, limit: 1024) + (calibrationTokens.map { ", \($0) tokens" } ?? "") }
                          ?? "calibration: none (paper)",

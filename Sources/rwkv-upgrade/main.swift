@@ -8,8 +8,8 @@ import RWKVUpgrade
 struct RWKVUpgradeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rwkv-upgrade",
-        abstract: "Build RWKV-7 checkpoints from RWKV-6 ones, ready for continued training.",
-        subcommands: [V6ToV7.self])
+        abstract: "Build newer-architecture checkpoints from older trained ones, ready for continued training.",
+        subcommands: [V6ToV7.self, V5ToV6.self, V5ToV7.self])
 }
 
 enum RecipeArgument: String, ExpressibleByArgument, CaseIterable {
@@ -20,12 +20,9 @@ enum DTypeArgument: String, ExpressibleByArgument, CaseIterable {
     case bf16, fp32
 }
 
-struct V6ToV7: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "v6-to-v7",
-        abstract: "Upgrade an RWKV-6 checkpoint to RWKV-7 (see docs/upgrade.md).")
-
-    @Argument(help: "The RWKV-6 checkpoint (.pth or .safetensors).")
+/// What v6-to-v7 and v5-to-v7 share: everything but the input's architecture.
+struct ToV7Arguments: ParsableArguments {
+    @Argument(help: "The checkpoint to upgrade (.pth, .safetensors or a Hugging Face folder).")
     var input: String
 
     @Argument(help: "The RWKV-7 checkpoint to write: .pth (what the official trainer loads) or .safetensors.")
@@ -75,7 +72,7 @@ struct V6ToV7: ParsableCommand {
 
     @OptionGroup var adapters: AdapterArguments
 
-    func run() throws {
+    func run(fromEagle: Bool) throws {
         do {
             var options = UpgradeOptions()
             options.adapters = adapters.list
@@ -96,10 +93,64 @@ struct V6ToV7: ParsableCommand {
             let bar = ProgressBar(total: 1, label: "upgrading", showsTimeLeft: true)
             defer { bar.finish() }
             let report = try Upgrade.run(input: input, output: output, options: options,
-                                             dtype: dtype == .bf16 ? .bf16 : .f32, sync: sync, progress: bar.callback)
+                                             dtype: dtype == .bf16 ? .bf16 : .f32, sync: sync, fromEagle: fromEagle,
+                                             progress: bar.callback)
             bar.finish()
             print(json ? try RWKVCommandLine.json(report) : report.summary)
         }
+    }
+}
+
+struct V6ToV7: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "v6-to-v7",
+        abstract: "Upgrade an RWKV-6 checkpoint to RWKV-7 (see docs/upgrade.md).")
+
+    @OptionGroup var arguments: ToV7Arguments
+
+    func run() throws { try arguments.run(fromEagle: false) }
+}
+
+struct V5ToV7: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "v5-to-v7",
+        abstract: "Upgrade an RWKV-5.1/5.2 checkpoint to RWKV-7, through the RWKV-6 it equals (see docs/upgrade.md).")
+
+    @OptionGroup var arguments: ToV7Arguments
+
+    func run() throws { try arguments.run(fromEagle: true) }
+}
+
+struct V5ToV6: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "v5-to-v6",
+        abstract: "Write the RWKV-6 an RWKV-5.1/5.2 checkpoint equals, with LoRAs that can learn (exact; see docs/upgrade.md).")
+
+    @Argument(help: "The RWKV-5 checkpoint (.pth, .safetensors or a Hugging Face folder).")
+    var input: String
+
+    @Argument(help: "The RWKV-6 checkpoint to write: .pth (what the official trainer loads) or .safetensors.")
+    var output: String
+
+    @Option(help: "Seed of the LoRAs' second factors (uniform ±0.01, as RWKV-LM initialises them).")
+    var seed: UInt64 = 0
+
+    @Option(help: "Element type of the written tensors.")
+    var dtype: DTypeArgument = .bf16
+
+    @Flag(help: "Print a JSON report of what was done on stdout.")
+    var json = false
+
+    @Flag(help: "Flush the output to disk before moving it into place, so a power cut cannot leave it short (slower).")
+    var sync = false
+
+    func run() throws {
+        let bar = ProgressBar(total: 1, label: "upgrading")
+        defer { bar.finish() }
+        let report = try EagleUpgrade.run(input: input, output: output, seed: seed, dtype: dtype == .bf16 ? .bf16 : .f32,
+                                          sync: sync, progress: bar.callback)
+        bar.finish()
+        print(json ? try RWKVCommandLine.json(report) : report.summary)
     }
 }
 
