@@ -1,8 +1,11 @@
 #!/bin/sh
-# Continued training from upgraded RWKV-6 models (docs/upgrade.md, "Continued training"). Needs the
-# venv (scripts/venv.sh) plus scripts/train/requirements.txt (matplotlib); not part of `make test`.
+# Continued training from upgraded RWKV-6 (or RWKV-5.2) models (docs/upgrade.md, "Continued training").
+# Needs the venv (scripts/venv.sh) plus scripts/train/requirements.txt (matplotlib); not part of `make test`.
 #
-#   scripts/upgrade-training.sh [V6.pth] [OUT]     (default: fixtures/models/rwkv6-trained-bf16.pth)
+#   scripts/upgrade-training.sh [V6.pth|V5.pth] [OUT]     (default: fixtures/models/rwkv6-trained-bf16.pth)
+#
+# An RWKV-5.2 input (told by its keys) is upgraded with `rwkv-upgrade v5-to-v7` instead and is the
+# control (trained as an RWKV-5 by scripts/train/rwkv_torch.py); ABLATIONS=1 is RWKV-6 only.
 #
 # Upgrades the trained RWKV-6 with `rwkv-upgrade v6-to-v7` (release build): --recipe paper,
 # preserve on the Gaussian stand-in (--no-calibrate) and preserve as a user gets it by default
@@ -29,7 +32,16 @@ JOBS=${JOBS:-2}
 "$PYTHON" -c 'import torch, rwkv, matplotlib' || {
     echo "upgrade-training: the venv needs fixtures/requirements.txt and scripts/train/requirements.txt" >&2; exit 1; }
 [ -f .corpus/train.txt ] || "$PYTHON" scripts/train/corpus.py >/dev/null
-swift build -c release >/dev/null
+[ -n "${NO_BUILD:-}" ] || swift build -c release >/dev/null   # NO_BUILD=1: use the release build as it is
+# v6 or v5 (5.2), from the tensor names (rwkv_torch.config_from_state_dict)
+SRC=$("$PYTHON" -c 'import sys, torch; sys.path.insert(0, "scripts/train"); import rwkv_torch
+print(rwkv_torch.config_from_state_dict(torch.load(sys.argv[1], map_location="cpu", weights_only=True))[0])' "$V6")
+case "$SRC" in
+    v6) UPGRADE=v6-to-v7 ;;
+    v5) UPGRADE=v5-to-v7
+        [ "${ABLATIONS:-0}" != 1 ] || { echo "upgrade-training: ABLATIONS=1 needs an RWKV-6 input" >&2; exit 1; } ;;
+    *) echo "upgrade-training: $V6 is neither RWKV-6 nor RWKV-5.2" >&2; exit 1 ;;
+esac
 mkdir -p "$OUT"
 set --
 # upgrade NAME FILE [FLAGS...]: one start, its --json report beside it (experiment flags: upgrade-lab)
@@ -37,7 +49,7 @@ upgrade() {
     name=$1 file=$2; shift 2
     case "$*" in
         *--ablate*|*--off-bias*) OPENBLAS_NUM_THREADS=1 .build/release/upgrade-lab "$V6" "$OUT/$file.pth" --json "$@" > "$OUT/$file.json" ;;
-        *) OPENBLAS_NUM_THREADS=1 .build/release/rwkv-upgrade v6-to-v7 "$V6" "$OUT/$file.pth" --json "$@" > "$OUT/$file.json" ;;
+        *) OPENBLAS_NUM_THREADS=1 .build/release/rwkv-upgrade "$UPGRADE" "$V6" "$OUT/$file.pth" --json "$@" > "$OUT/$file.json" ;;
     esac
     STARTS="$STARTS
 $name=$OUT/$file.pth"
@@ -48,7 +60,7 @@ if [ "${ABLATIONS:-0}" = 1 ]; then
     for m in gate switched-off ffn-fold refit; do upgrade "default --ablate $m" "ablate-$m" --ablate "$m"; done
     upgrade "default, a0 and v0 at -3" off-bias-3 --off-bias=-3
     EXTRA=--no-fresh
-elif [ "${SHORT:-0}" = 1 ]; then
+elif [ "${SHORT:-0}" = 1 ]; then   # paper and the default, against the source model
     upgrade "paper" paper --recipe paper
     upgrade "preserve (default)" default
     EXTRA=--no-fresh

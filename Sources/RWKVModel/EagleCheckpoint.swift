@@ -120,6 +120,13 @@ public final class EagleCheckpoint: TensorSource {
 
     public func info(_ name: String) -> TensorInfo? { infos[name] }
 
+    /// Whether the RWKV-6 tensor `name` is computed from RWKV-5 values (1 − μ, exp(time_first))
+    /// rather than copied or made from nothing: such values need f32 to stay exact.
+    public func isComputed(_ name: String) -> Bool {
+        guard case .made(let rule, let source, _)? = origins[name] else { return false }
+        return rule == .oneMinus || (rule == .bonus && source?.hasSuffix(".time_first") == true)
+    }
+
     public func data(_ name: String) throws -> [UInt8] {
         guard let origin = origins[name], let info = infos[name] else { throw RWKVError(path, "no tensor named \(name)") }
         switch origin {

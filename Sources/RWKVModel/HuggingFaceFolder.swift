@@ -65,16 +65,17 @@ public final class HuggingFaceFolder: TensorSource {
         guard let schema = ArchitectureSchema.all.first(where: { s in storedOrder.contains { $0.hasPrefix(s.hfLayerPrefix) } }) else {
             throw RWKVError(path, "not an RWKV-6/RWKV-7 Hugging Face folder (no model.layers.* or rwkv.blocks.* tensors)")
         }
-        // The HF RWKV-5 scheme is the RWKV-6 one with RWKV-5's own tensors (`EagleRow.hf`).
-        let eagleLeaves = schema.version == .v6
-            ? Dictionary(uniqueKeysWithValues: ArchitectureSchema.rwkv5.compactMap { r in r.hf.map { ($0, r.rwkv5[0]) } }) : [:]
-        let isEagle = storedOrder.contains { name in eagleLeaves.keys.contains { name.hasSuffix("." + $0) } }
-        formatName = "Hugging Face folder (\(schema.version == .v7 ? "fla-hub RWKV-7" : isEagle ? "HF RWKV-5" : "HF RWKV-6"), "
-            + "\(weightFiles.count) weight file\(weightFiles.count == 1 ? "" : "s"))"
         let blockRows = Dictionary(schema.tensors.filter { $0.scope == .layer || $0.scope == .firstLayer }.map { ($0.hf, $0) },
                                    uniquingKeysWith: { a, _ in a })
         let modelRows = Dictionary(schema.tensors.filter { $0.scope == .start || $0.scope == .end }.map { ($0.hf, $0) },
                                    uniquingKeysWith: { a, _ in a })
+        // The HF RWKV-5 scheme is the RWKV-6 one with RWKV-5's own tensors (`EagleRow.hf`).
+        let eagleLeaves = schema.version == .v6
+            ? Dictionary(uniqueKeysWithValues: ArchitectureSchema.rwkv5.compactMap { r in r.hf.map { ($0, r.rwkv5[0]) } }) : [:]
+        let eagleOnly = eagleLeaves.keys.filter { blockRows[$0] == nil }   // time_mix_*: not in an RWKV-6
+        let isEagle = storedOrder.contains { name in eagleOnly.contains { name.hasSuffix("." + $0) } }
+        formatName = "Hugging Face folder (\(schema.version == .v7 ? "fla-hub RWKV-7" : isEagle ? "HF RWKV-5" : "HF RWKV-6"), "
+            + "\(weightFiles.count) weight file\(weightFiles.count == 1 ? "" : "s"))"
         let lerps = schema.tensors.compactMap { row in row.gguf.stackIndex.map { (index: $0, row: row) } }
             .sorted { $0.index < $1.index }.map(\.row)
 

@@ -47,10 +47,8 @@ public enum EagleUpgrade {
         let layerOf = Dictionary(uniqueKeysWithValues: tensors.map { ($0.name, ($0.spec, $0.layer)) })
         // 1 − μ and exp(time_first) are computed: bf16 cannot hold them exactly (1 − 0.3 needs more
         // than its 8 bits), so they stay fp32 whatever `dtype` (KL 5e-6 instead of 1e-13 in bf16).
-        let computed: Set<EagleRule> = [.oneMinus, .bonus]
         let infos = tensors.map { t in
-            TensorInfo(name: t.name, dtype: rules[t.spec.name].map(computed.contains) == true ? .f32 : dtype,
-                       shape: config.shape(t.spec.shape))
+            TensorInfo(name: t.name, dtype: source.isComputed(t.name) ? .f32 : dtype, shape: config.shape(t.spec.shape))
         }
         var done = 0
         let size = try Upgrade.write(format, to: output, tensors: infos, input: input, sync: sync, data: { info in

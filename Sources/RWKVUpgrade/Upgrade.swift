@@ -75,7 +75,7 @@ public enum Upgrade {
     /// The subcommand names the input's architecture: an RWKV-5 given to v6-to-v7 (or the other
     /// way round) is refused rather than upgraded under the wrong name.
     static func requireSource(_ config: RWKVConfig, eagle: Bool, path: String) throws {
-        guard config.version == .v6 else { throw RWKVError(path, "is an RWKV-\(config.version.rawValue) checkpoint; the upgrade reads RWKV-\(eagle ? 5 : 6)") }
+        guard config.version == .v6 else { throw RWKVError(path, "is an RWKV-\(config.version.rawValue) checkpoint; v\(eagle ? 5 : 6)-to-v7 needs an RWKV-\(eagle ? 5 : 6) one") }
         if eagle, config.eagle == nil { throw RWKVError(path, "is an RWKV-6 checkpoint, not RWKV-5: use v6-to-v7") }
         if !eagle, let v = config.eagle { throw RWKVError(path, "is an RWKV-\(v.rawValue) checkpoint, not RWKV-6: use v5-to-v7 (or v5-to-v6)") }
     }

@@ -23,6 +23,8 @@ public struct ModelSummary: Codable, Sendable, Equatable {
     public let layers: Int
     public let embeddingSize: Int
     public let vocabSize: Int
+    /// "5.0", "5.1" or "5.2" for an RWKV-5 (run as the RWKV-6 it equals, so `version` is 6).
+    public let eagle: String?
 
     public init(_ model: RWKVLanguageModel) {
         path = model.path
@@ -30,9 +32,10 @@ public struct ModelSummary: Codable, Sendable, Equatable {
         layers = model.config.layerCount
         embeddingSize = model.config.embeddingSize
         vocabSize = model.config.vocabSize
+        eagle = model.config.eagle?.rawValue
     }
 
-    var text: String { "\(Printable.escaped(path, limit: 1024)) (RWKV-\(version), \(layers) layers × \(embeddingSize), vocab \(vocabSize))" }
+    var text: String { "\(Printable.escaped(path, limit: 1024)) (RWKV-\(eagle.map { "\($0) run as RWKV-6" } ?? String(version)), \(layers) layers × \(embeddingSize), vocab \(vocabSize))" }
 }
 
 /// The outcome of `rwkv-verify`: one check per comparison, each with per-position figures.

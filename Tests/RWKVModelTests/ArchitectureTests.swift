@@ -37,7 +37,7 @@ final class ShapesOnly: TensorSource {
 
     @Test func refusesOlderAndForeignCheckpoints() {
         let v5 = ShapesOnly([("emb.weight", [256, 64]), ("blocks.0.att.time_faaaa", [1, 64]), ("blocks.0.att.time_mix_k", [1, 1, 64])])
-        #expect(throws: RWKVError("shapes-only", "RWKV-4/5 checkpoint: only RWKV-6 and RWKV-7 are supported")) { try RWKVConfig.detect(v5) }
+        #expect(throws: RWKVError("shapes-only", "RWKV-4/5 checkpoint: open it through Checkpoint.open, which reads RWKV-5 as RWKV-6")) { try RWKVConfig.detect(v5) }
         let other = ShapesOnly([("model.embed_tokens.weight", [10, 4])])
         #expect(throws: RWKVError("shapes-only", "not an RWKV checkpoint (no emb.weight and blocks.* tensors)")) { try RWKVConfig.detect(other) }
     }

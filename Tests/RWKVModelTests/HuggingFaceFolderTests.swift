@@ -10,6 +10,10 @@ import RWKVFormats
         ("hf/rwkv7-tiny", "models/rwkv7-tiny-bf16.pth"),
         ("hf/rwkv7-tiny-xx-sharded", "models/rwkv7-tiny-bf16.pth"),
         ("hf/rwkv6-tiny-bin", "models/rwkv6-tiny-bf16.pth"),
+        // BBuf/RWKV-World-HF-Tokenizer's own scripts, sharded pytorch_model-*.bin, their config.json
+        ("hf/rwkv6-tiny-script-config", "models/rwkv6-tiny-bf16.pth"),
+        ("hf/rwkv5.2-tiny-bin", "models/rwkv5.2-tiny-bf16.pth"),
+        ("hf/rwkv5.2-tiny-sharded", "models/rwkv5.2-tiny-bf16.pth"),
     ]
 
     /// Same names, dtypes, shapes and bytes as the .pth, except RWKV-7 block 0's unused
@@ -18,7 +22,7 @@ import RWKVFormats
     func readsTheSameTensorsAsThePth(_ folder: String) throws {
         let pthPath = Self.folders.first { $0.folder == folder }!.pth
         let hf = try Checkpoint.open(fixture(folder))
-        let pth = try ModelFile.open(fixture(pthPath))
+        let pth = try Checkpoint.open(fixture(pthPath))   // RWKV-5 on both sides read as RWKV-6
         let dropped: Set = ["blocks.0.att.v0", "blocks.0.att.v1", "blocks.0.att.v2"]
         let expected = pth.tensors.filter { !(hf.tensors.count < pth.tensors.count && dropped.contains($0.name)) }
         #expect(Set(hf.tensors.map(\.name)) == Set(expected.map(\.name)))
@@ -52,6 +56,24 @@ import RWKVFormats
         }
         defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(throws: RWKVError(dir + "/config.json", "hidden_size is 2048, but the tensors say 128")) { try Checkpoint.open(dir) }
+    }
+
+    /// The published RWKV-5/6 converters write `intermediate_size: null`, `vocab_size` 65536 and
+    /// `num_attention_heads` 64 whatever the model (fixtures/hf/*-script-config, rwkv5.2-tiny-*):
+    /// accepted. A value that is neither null nor such a placeholder must still agree.
+    @Test func publishedConfigPlaceholdersAreAccepted() throws {
+        for folder in ["hf/rwkv6-tiny-script-config", "hf/rwkv5.2-tiny-bin"] {
+            let text = try String(contentsOfFile: fixture(folder) + "/config.json", encoding: .utf8)
+            #expect(text.contains("\"intermediate_size\": null") && text.contains("\"vocab_size\": 65536"))
+            #expect(throws: Never.self) { try Checkpoint.open(fixture(folder)) }
+        }
+        let dir = try mutated("hf/rwkv6-tiny-script-config") { dir in
+            let path = dir + "/config.json"
+            let text = try String(contentsOfFile: path, encoding: .utf8).replacingOccurrences(of: "\"vocab_size\": 65536", with: "\"vocab_size\": 1000")
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+        }
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(throws: RWKVError(dir + "/config.json", "vocab_size is 1000, but the tensors say 256")) { try Checkpoint.open(dir) }
     }
 
     @Test func aFolderWithoutWeightsIsRefused() throws {

@@ -38,6 +38,9 @@ struct OfficialCase: CustomTestStringConvertible, Sendable {
         OfficialCase(model: "hf/rwkv7-tiny", expected: "expected/rwkv7-tiny-bf16.logits.safetensors"),
         OfficialCase(model: "hf/rwkv7-tiny-xx-sharded", expected: "expected/rwkv7-tiny-bf16.logits.safetensors"),
         OfficialCase(model: "hf/rwkv6-tiny-bin", expected: "expected/rwkv6-tiny-bf16.logits.safetensors"),
+        OfficialCase(model: "hf/rwkv6-tiny-script-config", expected: "expected/rwkv6-tiny-bf16.logits.safetensors"),
+        OfficialCase(model: "hf/rwkv5.2-tiny-bin", expected: "expected/rwkv5.2-tiny-bf16.logits.safetensors"),
+        OfficialCase(model: "hf/rwkv5.2-tiny-sharded", expected: "expected/rwkv5.2-tiny-bf16.logits.safetensors"),
     ]
     /// The models trained on real text (scripts/train, docs/training.md), on 128 held-out bytes.
     static let trained = ["rwkv7", "rwkv6"].map {
