@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Interoperability of rwkv-convert's GGUF files with gguf-py and llama.cpp (not part of make test).
-# Converts the fixture models in every type, then:
+# Converts the fixture models (RWKV-7, RWKV-6 and RWKV-5.2, the last as an rwkv6 file) in every type, then:
 #   - scripts/interop.py: gguf-py reads every tensor; stored bytes equal gguf-py's own encoding of
 #     the source values; llama.cpp (llama-cpp-python) loads every file and its logits on the
 #     fixture tokens are compared with the official package's;
@@ -20,7 +20,7 @@ parity=0
 swift build --product rwkv-convert >/dev/null
 swift build --product rwkv-verify >/dev/null
 export RWKV_VERIFY=.build/debug/rwkv-verify   # our forward pass on the same files, for comparison
-MODELS="rwkv7-tiny rwkv6-tiny"
+MODELS="rwkv7-tiny rwkv6-tiny rwkv5.2-tiny"   # RWKV-5.2 is written as the rwkv6 file that equals it
 for m in $MODELS; do
     for t in f32 f16 bf16 q8_0 q5_1 q5_0 q4_1 q4_0; do
         .build/debug/rwkv-convert safetensors-to-native "fixtures/models/$m.safetensors" "$OUT/$m.$t.gguf" --type "$t" >/dev/null
