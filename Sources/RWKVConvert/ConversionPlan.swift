@@ -1,5 +1,6 @@
 import Foundation
 import RWKVFormats
+import RWKVText
 import RWKVModel
 
 /// The element type asked for with `--type`: what the large matrices become.

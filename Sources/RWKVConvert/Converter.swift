@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import Synchronization
 import RWKVFormats
+import RWKVText
 import RWKVModel
 
 public struct ConversionOptions: Sendable {

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import RWKVFormats
+import RWKVText
 import RWKVModel
 
 /// Moves a model between the official trainer's world and the Hugging Face one, both ways,

@@ -1,5 +1,6 @@
 import Foundation
 import RWKVFormats
+import RWKVText
 import RWKVModel
 
 /// llama.cpp's importance matrix (tools/imatrix/imatrix.cpp): for every weight matrix the

@@ -122,11 +122,3 @@ public struct InspectReport: Codable, Sendable {
         return lines.joined(separator: "\n")
     }
 }
-
-/// "1.5 MB" style sizes for people.
-public func formatBytes(_ n: Int) -> String {
-    let units = ["bytes", "KB", "MB", "GB", "TB"]
-    var v = Double(n), u = 0
-    while v >= 1000, u < units.count - 1 { v /= 1000; u += 1 }
-    return u == 0 ? "\(n) bytes" : String(format: "%.1f %@", v, units[u])
-}

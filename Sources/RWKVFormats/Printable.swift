@@ -1,3 +1,4 @@
+import Foundation
 /// Strings that come from files (tensor names, metadata, paths) made safe for a terminal or a
 /// log: a newline in a name must not forge a second `error:` line, an escape sequence must not
 /// clear the screen or set the window title, and a 200 KB name must not flood the output.
@@ -77,4 +78,12 @@ public struct ErrorMessage: ExpressibleByStringInterpolation, Sendable, Equatabl
         /// Anything else (numbers, shapes, enums) through its description, escaped and shortened.
         public mutating func appendInterpolation<T>(_ value: T) { text += Printable.escaped(String(describing: value), limit: 1000) }
     }
+}
+
+/// "1.5 MB" style sizes for people.
+public func formatBytes(_ n: Int) -> String {
+    let units = ["bytes", "KB", "MB", "GB", "TB"]
+    var v = Double(n), u = 0
+    while v >= 1000, u < units.count - 1 { v /= 1000; u += 1 }
+    return u == 0 ? "\(n) bytes" : String(format: "%.1f %@", v, units[u])
 }

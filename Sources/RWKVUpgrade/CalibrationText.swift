@@ -1,4 +1,4 @@
-import RWKVConvert
+import RWKVText
 
 /// The text `rwkv-upgrade` calibrates `preserve` with when no `--calibrate FILE` is given.
 ///

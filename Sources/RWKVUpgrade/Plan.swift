@@ -1,5 +1,5 @@
 import Foundation
-import RWKVConvert
+import RWKVText
 import RWKVFormats
 import RWKVModel
 

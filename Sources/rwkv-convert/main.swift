@@ -3,6 +3,7 @@ import Foundation
 import RWKVCommandLine
 import RWKVConvert
 import RWKVFormats
+import RWKVText
 import RWKVModel
 
 struct RWKVConvertCommand: ParsableCommand {

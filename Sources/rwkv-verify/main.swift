@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import RWKVConvert
+import RWKVText
 import RWKVCommandLine
 import RWKVFormats
 import RWKVModel

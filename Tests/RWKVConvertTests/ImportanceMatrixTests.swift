@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import RWKVConvert
+import RWKVText
 import RWKVFormats
 import RWKVModel
 

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import RWKVConvert
+import RWKVText
 import RWKVFormats
 import RWKVModel
 @testable import RWKVVerify

@@ -67,7 +67,7 @@ public struct WorldTokenizer: Sendable {
         defer { lock.unlock() }
         if let t = cached { return t }
         guard let path = Vocabulary.bundledWorldPath else {
-            throw RWKVError(nil, "the bundled World vocabulary (rwkv-tools_RWKVConvert.resources) is not next to the program; give it with --vocab rwkv_vocab_v20230424.txt")
+            throw RWKVError(nil, "the bundled World vocabulary (rwkv-tools_RWKVText.resources) is not next to the program; give it with --vocab rwkv_vocab_v20230424.txt")
         }
         let t = try WorldTokenizer(vocabularyFile: path)
         cached = t

@@ -1,13 +1,13 @@
 import Foundation
 import Testing
-@testable import RWKVConvert
+@testable import RWKVText
 import RWKVFormats
 
 /// The tokenizer against ids the official `rwkv` package's TRIE_TOKENIZER gave
 /// (fixtures/expected/text/world-tokens.json, made by fixtures/text_fixtures.py).
 struct TextTokenizerTests {
-    static let expected = ConversionFiles.root + "/fixtures/expected/text/world-tokens.json"
-    static let text = ConversionFiles.root + "/fixtures/text/english.txt"
+    static let expected = repositoryRoot + "/fixtures/expected/text/world-tokens.json"
+    static let text = repositoryRoot + "/fixtures/text/english.txt"
 
     struct Fixture: Decodable {
         struct Text: Decodable { let tokens: [Int] }

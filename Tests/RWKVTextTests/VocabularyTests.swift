@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import RWKVConvert
+@testable import RWKVText
 import RWKVFormats
 
 @Suite struct VocabularyTests {
@@ -90,7 +90,7 @@ import RWKVFormats
     /// line without "\n") reads from disk as it does from memory, and an error far into it names
     /// its line.
     @Test func vocabularyFileReadInBlocks() throws {
-        let dir = try ConversionFiles.ScratchDirectory()
+        let dir = try ScratchDirectory()
         var text = "", id = 0
         func line(_ literal: String, _ length: Int, ending: String = "\n") {
             id += 1

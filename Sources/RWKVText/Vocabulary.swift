@@ -30,7 +30,7 @@ public struct Vocabulary: Sendable {
     /// `Bundle.module`, whose accessor stops the program when the bundle is missing (a binary
     /// copied without it): we want an error that says to use --vocab instead.
     public static var bundledWorldPath: String? {
-        let relative = "rwkv-tools_RWKVConvert.resources/rwkv_vocab_v20230424.txt"
+        let relative = "rwkv-tools_RWKVText.resources/rwkv_vocab_v20230424.txt"
         let places = [Bundle.main.executableURL?.deletingLastPathComponent(), Bundle.main.resourceURL, Bundle.main.bundleURL]
         return places.compactMap { $0?.appendingPathComponent(relative).path }
             .first { FileManager.default.isReadableFile(atPath: $0) }
@@ -43,7 +43,7 @@ public struct Vocabulary: Sendable {
     public static func automatic(rows: Int) throws -> Vocabulary {
         guard rows == worldRows else { return bytes(rows: rows) }
         guard let path = bundledWorldPath else {
-            throw RWKVError(nil, "the bundled World vocabulary (rwkv-tools_RWKVConvert.resources) is not next to the program; give it with --vocab rwkv_vocab_v20230424.txt")
+            throw RWKVError(nil, "the bundled World vocabulary (rwkv-tools_RWKVText.resources) is not next to the program; give it with --vocab rwkv_vocab_v20230424.txt")
         }
         return try world(path: path, rows: rows)
     }
