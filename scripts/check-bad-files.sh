@@ -4,7 +4,7 @@
 #   exit status 2 and exactly one line on stderr that names the file and holds no control
 #   character, within the time limit, within the memory bound, leaving no file behind.
 #   (Files named nonfinite-* have a good header: inspect may accept them; the others must not.)
-# Memory bound (peak RSS, GNU time): inspect, headers only, file size + 64 MB; the conversions,
+# Memory bound (peak RSS, GNU time): inspect (text and --json), headers only, file size + 64 MB; the conversions,
 #   rwkv-verify and rwkv-upgrade, which may also hold the model's weights as floats, 2 × file
 #   size + 96 MB. Then the command-line layer: argument errors, an output that is a FIFO, a 255-byte output name, a file name that is not UTF-8, and Ctrl-C / Ctrl-\ cleanup.
 # Expected messages are checked by the Swift tests; this checks the programs.
@@ -51,6 +51,7 @@ check_file() {
     case "$(basename "$f")" in nonfinite-*) want_inspect=any ;; *) want_inspect=2 ;; esac
     case "$f" in *.safetensors) conv=safetensors-to-native ;; *) conv=pth-to-native ;; esac
     check inspect "$f" "$want_inspect" "$header_kb" 10 -- "$bin/rwkv-convert" inspect "$f"
+    check "inspect --json" "$f" "$want_inspect" "$header_kb" 10 -- "$bin/rwkv-convert" inspect --json "$f"
     check "$conv" "$f" 2 "$model_kb" 30 -- "$bin/rwkv-convert" "$conv" "$f" "$scratch/out/o.gguf"
     check rwkv-verify "$f" 2 "$model_kb" 30 -- "$bin/rwkv-verify" "$f" --against "$f" --random 4
     check rwkv-upgrade "$f" 2 "$model_kb" 30 -- "$bin/rwkv-upgrade" v6-to-v7 "$f" "$scratch/out/o.pth"

@@ -121,7 +121,7 @@ public struct ImportanceMatrix: Sendable, Equatable {
             entries[name] = Entry(width: shape[1], sums: sumValues, counts: countValues)
         }
         var datasets: [String] = []
-        if case .array(_, let items)? = gguf.value(datasetsKey) { datasets = items.compactMap(\.string) }
+        if let items = gguf.value(datasetsKey)?.items { datasets = items.compactMap(\.string) }
         return ImportanceMatrix(entries: entries, datasets: datasets,
                                 chunkCount: gguf.value(chunkCountKey)?.integer ?? 0,
                                 chunkSize: gguf.value(chunkSizeKey)?.integer)

@@ -64,7 +64,7 @@ public struct InspectReport: Codable, Sendable {
     }
 
     static func typeName(_ v: GGUFValue) -> String {
-        if case .array(let t, let items) = v { return "array[\(t)] (\(items.count))" }
+        if let t = v.elementType, let n = v.count { return "array[\(t)] (\(n))" }
         return "\(v.type)"
     }
 

@@ -55,6 +55,11 @@ public enum GGUFValue: Equatable, Sendable {
     /// item. The writer takes either form; GGUFReader returns `.array`.
     case strings(GGUFStringList)
     case int32s([Int32])
+    /// An array of fixed-size items (numbers, bools) as the file stores them, little-endian
+    /// bytes: what GGUFReader returns for such arrays, so an item costs in memory what it costs
+    /// in the file (a `GGUFValue` per one-byte item took 30 bytes). Equal to the `.array` of
+    /// the same items.
+    case numbers(GGUFValueType, [UInt8])
 
     public var type: GGUFValueType {
         switch self {
@@ -70,11 +75,12 @@ public enum GGUFValue: Equatable, Sendable {
         case .uint64: return .uint64
         case .int64: return .int64
         case .float64: return .float64
-        case .array, .strings, .int32s: return .array
+        case .array, .strings, .int32s, .numbers: return .array
         }
     }
 
-    /// Synthesised equality, except that a packed array equals the `.array` of the same items.
+    /// Synthesised equality, except that every form of an array (`.array` and the packed ones)
+    /// equals every other form with the same element type and items.
     public static func == (a: GGUFValue, b: GGUFValue) -> Bool {
         switch (a, b) {
         case (.uint8(let x), .uint8(let y)): return x == y
@@ -89,16 +95,66 @@ public enum GGUFValue: Equatable, Sendable {
         case (.uint64(let x), .uint64(let y)): return x == y
         case (.int64(let x), .int64(let y)): return x == y
         case (.float64(let x), .float64(let y)): return x == y
-        case (.array(let s, let x), .array(let t, let y)): return s == t && x == y
         case (.strings(let x), .strings(let y)): return x == y
         case (.int32s(let x), .int32s(let y)): return x == y
-        case (.strings(let list), .array(.string, let items)), (.array(.string, let items), .strings(let list)):
-            return list.elementsEqual(items) { .string($0) == $1 }
-        case (.int32s(let list), .array(.int32, let items)), (.array(.int32, let items), .int32s(let list)):
-            return list.elementsEqual(items) { .int32($0) == $1 }
-        default: return false
+        case (.numbers(let s, let x), .numbers(let t, let y)): return s == t && x == y
+        default:
+            guard let s = a.elementType, let t = b.elementType, let n = a.count, s == t, n == b.count else { return false }
+            return (0..<n).allSatisfy { a.item($0) == b.item($0) }
         }
     }
+
+    /// An array's element type, in any of its forms (nil for a single value).
+    public var elementType: GGUFValueType? {
+        switch self {
+        case .array(let t, _), .numbers(let t, _): return t
+        case .strings: return .string
+        case .int32s: return .int32
+        default: return nil
+        }
+    }
+
+    /// An array's item count (nil for a single value).
+    public var count: Int? {
+        switch self {
+        case .array(_, let items): return items.count
+        case .strings(let list): return list.count
+        case .int32s(let list): return list.count
+        case .numbers(let t, let bytes): return bytes.count / (t.fixedSize ?? 1)
+        default: return nil
+        }
+    }
+
+    /// Item `i` of an array, as a value of its own (`i` < `count`).
+    public func item(_ i: Int) -> GGUFValue {
+        switch self {
+        case .array(_, let items): return items[i]
+        case .strings(let list): return .string(list[i])
+        case .int32s(let list): return .int32(list[i])
+        case .numbers(let t, let bytes):
+            let size = t.fixedSize!
+            var bits: UInt64 = 0
+            for b in 0..<size { bits |= UInt64(bytes[i * size + b]) << (8 * UInt64(b)) }
+            switch t {
+            case .uint8: return .uint8(UInt8(bits))
+            case .int8: return .int8(Int8(bitPattern: UInt8(bits)))
+            case .uint16: return .uint16(UInt16(bits))
+            case .int16: return .int16(Int16(bitPattern: UInt16(bits)))
+            case .uint32: return .uint32(UInt32(bits))
+            case .int32: return .int32(Int32(bitPattern: UInt32(bits)))
+            case .uint64: return .uint64(bits)
+            case .int64: return .int64(Int64(bitPattern: bits))
+            case .float32: return .float32(Float(bitPattern: UInt32(bits)))
+            case .float64: return .float64(Double(bitPattern: bits))
+            case .bool: return .bool(bits != 0)
+            case .string, .array: preconditionFailure("numbers arrays hold fixed-size items")   // reader's invariant
+            }
+        default: preconditionFailure("item(_:) of a single value")   // caller's contract
+        }
+    }
+
+    /// Every item of an array (nil for a single value); for small arrays.
+    public var items: [GGUFValue]? { count.map { (0..<$0).map(item) } }
 
     /// The value as an integer when it is one of the integer types (and fits).
     public var integer: Int? {
@@ -144,13 +200,9 @@ public enum GGUFValue: Equatable, Sendable {
         case .bool(let v): return "\(v)"
         case .string(let s):
             return "\"" + Printable.escaped(s, limit: 120) + "\""
-        case .array(let t, let items):
-            return Self.arraySummary(t, count: items.count, head: items.prefix(maxArrayItems), maxArrayItems: maxArrayItems)
-        case .strings(let list):
-            return Self.arraySummary(.string, count: list.count, head: list.prefix(maxArrayItems).map(GGUFValue.string),
-                                     maxArrayItems: maxArrayItems)
-        case .int32s(let list):
-            return Self.arraySummary(.int32, count: list.count, head: list.prefix(maxArrayItems).map(GGUFValue.int32),
+        case .array, .strings, .int32s, .numbers:
+            let n = count ?? 0
+            return Self.arraySummary(elementType!, count: n, head: (0..<min(n, maxArrayItems)).map(item),
                                      maxArrayItems: maxArrayItems)
         }
     }

@@ -21,10 +21,16 @@ public final class GGUFReader: TensorSource {
     public static let maxStringBytes = 16 << 20
     public static let maxArrayCount = 16 << 20
     public static let maxArrayDepth = 4
-    /// Cap on array items over the whole header. Each item becomes a `GGUFValue` of a few dozen
-    /// bytes, so this bounds the parsed metadata to ~100 MB whatever the file claims; real
-    /// vocabularies hold under a million items (tokens, types, merges).
+    /// Cap on array items over the whole header; real vocabularies hold under a million items
+    /// (tokens, types, merges). Arrays of numbers and strings are kept packed (an item costs its
+    /// bytes in the file, + 8 for a string); only arrays of arrays hold a `GGUFValue` per item.
     public static let maxMetadataArrayItems = 4 << 20
+    /// Caps on the header's tensor and key counts, far above any RWKV model (the largest, 61
+    /// layers, holds about 2,100 tensors and 30 keys). Each costs a few hundred bytes once read
+    /// and listed (`inspect --json` about 850), so these keep any header within 64 MB of memory:
+    /// a 14 MB file of 360,000 empty tensors took 135 MB to inspect, 330 MB as JSON.
+    public static let maxTensors = 32_768
+    public static let maxMetadataKeys = 65_536
 
     public init(path: String) throws {
         let file = try InputFile(path)
@@ -44,6 +50,12 @@ public final class GGUFReader: TensorSource {
         self.version = version
         let tensorCount = try r.count("tensor count", minimumItemBytes: 24)
         let kvCount = try r.count("metadata count", minimumItemBytes: 13)
+        guard tensorCount <= Self.maxTensors else {
+            throw RWKVError(path, "GGUF header lists \(tensorCount) tensors; this tool reads at most \(Self.maxTensors)")
+        }
+        guard kvCount <= Self.maxMetadataKeys else {
+            throw RWKVError(path, "GGUF header lists \(kvCount) metadata keys; this tool reads at most \(Self.maxMetadataKeys)")
+        }
 
         var kvs: [GGUFKeyValue] = []
         var keyIndex: [String: Int] = [:]
@@ -258,10 +270,24 @@ struct GGUFCursor {
             guard arrayItems <= GGUFReader.maxMetadataArrayItems else {
                 throw RWKVError(file.path, "\(what): metadata arrays hold more than \(GGUFReader.maxMetadataArrayItems) values in all")
             }
-            var items: [GGUFValue] = []
-            items.reserveCapacity(n)
-            for _ in 0..<n { items.append(try value(elementType, what, depth: depth + 1)) }
-            return .array(elementType, items)
+            // Packed, so no item takes more memory than its bytes in the file (+ 8 for a string's
+            // offset): a 4 MB array of 4 million u8 was 120 MB as one GGUFValue per item.
+            switch elementType {
+            case .string:
+                var list = GGUFStringList()
+                for _ in 0..<n { list.append(try string(what)) }
+                return .strings(list)
+            case .array:
+                var items: [GGUFValue] = []
+                for _ in 0..<n { items.append(try value(elementType, what, depth: depth + 1)) }
+                return .array(elementType, items)
+            default:
+                let raw = try bytes(n * elementType.fixedSize!, what)
+                if elementType == .bool, let bad = raw.first(where: { $0 > 1 }) {
+                    throw RWKVError(file.path, "\(what): bool value \(bad) is neither 0 nor 1")
+                }
+                return .numbers(elementType, Array(raw))
+            }
         }
     }
 }

@@ -226,6 +226,7 @@ struct GGUFEncoder {
         case .string(let s): return 8 + s.utf8.count
         case .strings(let list): return 12 + list.encoded.count
         case .int32s(let list): return 12 + 4 * list.count
+        case .numbers(_, let bytes): return 12 + bytes.count
         case .array(let t, let items):
             if let itemSize = t.fixedSize { return 12 + items.count * itemSize }
             return items.reduce(12) { $0 + size(of: $1) }
@@ -259,6 +260,13 @@ struct GGUFEncoder {
             } else {
                 for x in list { u32(UInt32(bitPattern: x)) }
             }
+        case .numbers(let t, let bytes):
+            guard let size = t.fixedSize, bytes.count % size == 0 else {
+                throw RWKVError(path, "metadata \(key): \(bytes.count) bytes are not whole \(t) values")
+            }
+            u32(t.rawValue)
+            u64(UInt64(bytes.count / size))
+            data += bytes
         case .array(let t, let items):
             u32(t.rawValue)
             u64(UInt64(items.count))

@@ -126,8 +126,8 @@ let rwkv6Table = LlamaLoaderTable.rwkv6(L: 2, C: 128, V: 256, F: 448, N: 64, Dm:
         for (k, v) in expected7 { #expect(g7.value(k) == v, "\(k)") }
         #expect(g7.value("general.quantization_version") == nil)   // nothing quantized
         // 256 rows, no vocabulary file: the 256 byte tokens, escaped as Python's repr does.
-        guard case .array(.string, let tokens)? = g7.value("tokenizer.ggml.tokens"),
-              case .array(.int32, let types)? = g7.value("tokenizer.ggml.token_type") else {
+        guard g7.value("tokenizer.ggml.tokens")?.elementType == .string, let tokens = g7.value("tokenizer.ggml.tokens")?.items,
+              g7.value("tokenizer.ggml.token_type")?.elementType == .int32, let types = g7.value("tokenizer.ggml.token_type")?.items else {
             Issue.record("token list missing"); return
         }
         #expect(tokens.count == 256 && types.count == 256)

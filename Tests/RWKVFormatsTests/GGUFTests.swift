@@ -83,6 +83,45 @@ struct GGUFBytes {
         #expect(r.tensorInfos[2].dimensions == [3, 1, 1, 2])
     }
 
+    /// The reader keeps arrays of numbers and strings packed (an item costs its bytes in the
+    /// file, not a `GGUFValue`), equal to the plain arrays, item for item.
+    @Test func readerKeepsArraysPacked() throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.path + "/packed.gguf"
+        let floats: [Float] = [1.5, -0, .infinity, 3e-9]
+        let w = try GGUFWriter(path: path, metadata: [
+            .init("general.architecture", .string("rwkv7")),
+            .init("f", .array(.float32, floats.map(GGUFValue.float32))),
+            .init("b", .array(.bool, [.bool(true), .bool(false)])),
+            .init("i", .array(.int64, [.int64(-1), .int64(1 << 62)])),
+            .init("s", .array(.string, [.string("a"), .string("")])),
+        ], tensors: [TensorInfo(name: "t", dtype: .f32, shape: [1])])
+        try w.writeTensor([0, 0, 128, 63])
+        try w.finish()
+        let r = try GGUFReader(path: path)
+        guard case .numbers(.float32, let bytes)? = r.value("f") else { Issue.record("f is not packed"); return }
+        #expect(bytes.count == 16)
+        #expect(r.value("f") == .array(.float32, floats.map(GGUFValue.float32)))
+        #expect(r.value("f")?.item(2) == .float32(.infinity) && r.value("f")?.count == 4)
+        #expect(r.value("b") == .array(.bool, [.bool(true), .bool(false)]))
+        #expect(r.value("i")?.items == [.int64(-1), .int64(1 << 62)])
+        guard case .strings? = r.value("s") else { Issue.record("s is not packed"); return }
+        #expect(r.value("s") == .array(.string, [.string("a"), .string("")]))
+        #expect(r.value("f") != .array(.float64, floats.map { .float64(Double($0)) }))
+    }
+
+    /// More tensors than any RWKV model holds are refused from the count, before any is read.
+    @Test func tensorCountIsCapped() throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.path + "/many.gguf"
+        var header: [UInt8] = Array("GGUF".utf8)
+        for v in [UInt32(3)] { withUnsafeBytes(of: v.littleEndian) { header += $0 } }
+        for v in [UInt64(GGUFReader.maxTensors + 1), 0] { withUnsafeBytes(of: v.littleEndian) { header += $0 } }
+        header += [UInt8](repeating: 0, count: 40 * (GGUFReader.maxTensors + 1))
+        try Data(header).write(to: URL(fileURLWithPath: path))
+        #expect(throws: RWKVError(path, "GGUF header lists 32769 tensors; this tool reads at most 32768")) { try GGUFReader(path: path) }
+    }
+
     /// A packed array is written byte for byte as the array of `GGUFValue`s it stands for.
     @Test func packedArraysEncodeAsPlainArrays() throws {
         let dir = try TemporaryDirectory()

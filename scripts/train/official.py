@@ -8,7 +8,9 @@ a process). Each window is one sequence-mode call from a zero state
 mode within ~1e-6). A file not in fp32 is upcast to fp32 first, so the computation is fp32 for
 every architecture (the RWKV-6 loader would otherwise compute LN0(emb) in the file's dtype).
 
-    python official.py v6|v7 MODEL.pth WINDOWS.safetensors OUT.safetensors   (the child process)
+    python official.py v5|v6|v7 MODEL.pth WINDOWS.safetensors OUT.safetensors   (the child process)
+
+RWKV-5 (5.2) and RWKV-6 run in the package's same class (it detects the version from the keys).
 """
 import os
 import subprocess
@@ -21,9 +23,11 @@ import torch
 def arch_of(sd):
     if "blocks.0.att.r_k" in sd:
         return "v7"
-    if "blocks.0.att.time_faaaa" in sd:
+    if "blocks.0.att.time_maa_x" in sd:
         return "v6"
-    raise ValueError("neither an RWKV-6 nor an RWKV-7 checkpoint")
+    if "blocks.0.att.time_mix_k" in sd:
+        return "v5"
+    raise ValueError("neither an RWKV-5, RWKV-6 nor RWKV-7 checkpoint")
 
 
 def logits(path, windows):

@@ -3,11 +3,11 @@
 
     python scripts/train/parity.py [MODEL.pth ...] [--tokens 84,104,...] [--tol 1e-4]
 
-For each checkpoint (default: the committed fixtures fixtures/models/rwkv{6,7}-tiny-fp32.pth and,
-when present, the trained fixtures) the official package (rwkv==0.8.32, cpu fp32, RNN mode, run by
-fixtures/official_logits.py in its own process) and our sequence-mode forward pass compute logits on
-the same tokens (a bf16 file is upcast to fp32 first, for both); the largest absolute difference
-must be <= --tol (1e-4: fp32 rounding of two different summation orders over a few layers is
+For each checkpoint (default: the committed fixtures fixtures/models/rwkv5.2-tiny-{fp32,bf16}.pth,
+rwkv{6,7}-tiny-fp32.pth and, when present, the trained fixtures) the official package (rwkv==0.8.32,
+cpu fp32, RNN mode, run by fixtures/official_logits.py in its own process; an RWKV-5.2 file must be
+detected as 5.2) and our sequence-mode forward pass compute logits on the same tokens (a bf16 file
+is upcast to fp32 first, for both); the largest absolute difference must be <= --tol (1e-4: fp32 rounding of two different summation orders over a few layers is
 ~5e-6 on these models; 1e-4 still catches any wrong formula, which moves logits by >= 4.6e-2, see
 fixtures/README.md "Every tensor matters").
 Also checked: the model's state_dict has exactly the file's keys, order and shapes, and a
@@ -31,7 +31,8 @@ DEFAULT_TEXT = "The café's RWKV-7 runs\nGeese swam across the lake at dawn — 
 
 
 def official_logits(arch, path, tokens):
-    """Logits [T, V] from the official package (a fresh process: RWKV_V7_ON is read at import)."""
+    """Logits [T, V] from the official package (a fresh process: RWKV_V7_ON is read at import).
+    An RWKV-5.2 file runs in the package's v4/v5/v6 class, which must detect version 5.2."""
     env = dict(os.environ, RWKV_JIT_ON="1", RWKV_CUDA_ON="0", OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     env.pop("RWKV_V7_ON", None)
     if arch == "v7":
@@ -48,8 +49,9 @@ def official_logits(arch, path, tokens):
             src = os.path.join(td, "fp32.pth")
             torch.save({k: t.float() for k, t in sd.items()}, src)
         out = os.path.join(td, "logits.safetensors")
+        extra = ["--version=5.2"] if arch == "v5" else []
         res = subprocess.run([sys.executable, os.path.join(ROOT, "fixtures", "official_logits.py"), arch, src, out,
-                              ",".join(map(str, tokens))], env=env, capture_output=True, text=True)
+                              ",".join(map(str, tokens))] + extra, env=env, capture_output=True, text=True)
         if res.returncode != 0:
             sys.stderr.write(res.stdout[-2000:] + res.stderr[-2000:])
             raise SystemExit(f"{path}: the official package failed")
@@ -96,8 +98,8 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)
     models = args.models or [os.path.join(ROOT, "fixtures", "models", f) for f in
-                             ("rwkv6-tiny-fp32.pth", "rwkv7-tiny-fp32.pth", "rwkv6-trained-bf16.pth",
-                              "rwkv7-trained-bf16.pth")]
+                             ("rwkv5.2-tiny-fp32.pth", "rwkv5.2-tiny-bf16.pth", "rwkv6-tiny-fp32.pth",
+                              "rwkv7-tiny-fp32.pth", "rwkv6-trained-bf16.pth", "rwkv7-trained-bf16.pth")]
     models = [m for m in models if os.path.exists(m) or args.models]
     tokens = [int(t) for t in args.tokens.split(",")] if args.tokens else list(DEFAULT_TEXT.encode("utf-8"))
     results, all_ok = {}, True

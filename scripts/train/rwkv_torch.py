@@ -1,13 +1,14 @@
-"""A compact trainable RWKV-6 (x060) and RWKV-7 (x070) in plain PyTorch, for CPU training.
+"""A compact trainable RWKV-5.2 (x052), RWKV-6 (x060) and RWKV-7 (x070) in plain PyTorch, for CPU training.
 
 Parameters carry the official BlinkDL names and shapes (state_dict keys == the .pth keys), and are
 registered in RWKV-LM's order. Initialisation follows RWKV-LM's trainers:
+  RWKV-5.2: RWKV-v5/src/model.py (RWKV_Tmix_x052, RWKV_CMix_x052, RWKV.generate_init_weight),
   RWKV-6: RWKV-v5/src/model.py (RWKV_Tmix_x060, RWKV_CMix_x060, RWKV.generate_init_weight),
   RWKV-7: RWKV-v7/train_temp/src/model.py (RWKV_Tmix_x070, RWKV_CMix_x070, generate_init_weight),
           the version of BlinkDL/RWKV-LM at commit 524481d (model.py last changed e6f74b6, 2026-07-16).
 The forward pass is sequence mode: GEMMs over all tokens, the WKV state recurrence written out in
-torch (RWKV-6 chunked with a numerically safe pairwise decay, RWKV-7 as a loop over time), no CUDA
-kernels. scripts/train/parity.py checks the logits against the official `rwkv` package.
+torch (RWKV-5.2 and RWKV-6 chunked with a numerically safe pairwise decay, RWKV-7 as a loop over
+time), no CUDA kernels. scripts/train/parity.py checks the logits against the official `rwkv` package.
 """
 import math
 
@@ -145,6 +146,69 @@ def wkv7_chunked(r, w, k, v, a, b, chunk=16):
         S = S * g_end[:, c].unsqueeze(-2) + Z.transpose(-1, -2) @ b_end[:, c] + v[:, c].transpose(-1, -2) @ k_end[:, c]
     y = torch.stack(ys, dim=1).transpose(2, 3).reshape(B, Tp, H, N)
     return y[:, :T]
+
+
+# ---------------------------------------------------------------------------------------------
+# RWKV-5.2 ("Eagle" before RWKV-6: static token shift and decay, GroupNorm per head)
+
+
+class TimeMix5(nn.Module):
+    """RWKV_Tmix_x052: kx = x·μ_k + x_prev·(1 − μ_k) (likewise v, r, g); per-channel decay
+    w = exp(−exp(time_decay)) and bonus u = time_faaaa, both (H, N) and the same at every token.
+    The trainer's ln_x(x / head_size_divisor) with GroupNorm eps 1e-5 and divisor 8 is GroupNorm with
+    eps 64e-5 on x itself (the official package's form): the same function."""
+
+    def __init__(self, C, H, layer_id, n_layer):
+        super().__init__()
+        self.H, self.N = H, C // H
+        r01 = layer_id / (n_layer - 1) if n_layer > 1 else 0.0
+        r10 = 1.0 - layer_id / n_layer
+        ddd = _ddd(C)
+        self.time_mix_k = nn.Parameter(ddd ** r10)
+        self.time_mix_v = nn.Parameter(ddd ** r10 + 0.3 * r01)
+        self.time_mix_r = nn.Parameter(ddd ** (0.5 * r10))
+        self.time_mix_g = nn.Parameter(ddd ** (0.5 * r10))
+        n = torch.arange(C, dtype=torch.float32)
+        self.time_decay = nn.Parameter((-6 + 5 * (n / (C - 1)) ** (0.7 + 1.3 * r01)).reshape(H, C // H))
+        zig = ((n + 1) % 3 - 1) * 0.1
+        self.time_faaaa = nn.Parameter((r01 * (1 - n / (C - 1)) + zig).reshape(H, C // H))
+        self.receptance = nn.Linear(C, C, bias=False)
+        self.key = nn.Linear(C, C, bias=False)
+        self.value = nn.Linear(C, C, bias=False)
+        self.output = nn.Linear(C, C, bias=False)
+        self.gate = nn.Linear(C, C, bias=False)
+        self.ln_x = nn.GroupNorm(H, C, eps=64e-5)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        H, N = self.H, self.N
+        xx = token_shift(x)
+        mix = lambda m: x * m + xx * (1 - m)  # noqa: E731
+        r, k, v = self.receptance(mix(self.time_mix_r)), self.key(mix(self.time_mix_k)), self.value(mix(self.time_mix_v))
+        g = F.silu(self.gate(mix(self.time_mix_g)))
+        logw = (-torch.exp(self.time_decay)).view(1, 1, H, N).expand(B, T, H, N)
+        y = wkv6(*(z.view(B, T, H, N) for z in (r, k, v)), logw, self.time_faaaa)
+        y = self.ln_x(y.reshape(B * T, C)).view(B, T, C)
+        return self.output(y * g)
+
+
+class ChannelMix5(nn.Module):
+    """RWKV_CMix_x052: the RWKV-6 channel mix with static lerps time_mix_k, time_mix_r."""
+
+    def __init__(self, C, F_, layer_id, n_layer):
+        super().__init__()
+        r10 = 1.0 - layer_id / n_layer
+        ddd = _ddd(C)
+        self.time_mix_k = nn.Parameter(ddd ** r10)
+        self.time_mix_r = nn.Parameter(ddd ** r10)
+        self.key = nn.Linear(C, F_, bias=False)
+        self.receptance = nn.Linear(C, C, bias=False)
+        self.value = nn.Linear(F_, C, bias=False)
+
+    def forward(self, x):
+        xx = token_shift(x)
+        k = torch.relu(self.key(x * self.time_mix_k + xx * (1 - self.time_mix_k))) ** 2
+        return torch.sigmoid(self.receptance(x * self.time_mix_r + xx * (1 - self.time_mix_r))) * self.value(k)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,7 +383,10 @@ class Block(nn.Module):
         if layer_id == 0:
             self.ln0 = nn.LayerNorm(C)
         H = C // cfg["head_size"]
-        if arch == "v6":
+        if arch == "v5":
+            self.att = TimeMix5(C, H, layer_id, L)
+            self.ffn = ChannelMix5(C, cfg["dim_ffn"], layer_id, L)
+        elif arch == "v6":
             self.att = TimeMix6(C, H, layer_id, L, cfg["d_mix"], cfg["d_decay"])
             self.ffn = ChannelMix6(C, cfg["dim_ffn"], layer_id, L)
         else:
@@ -329,7 +396,7 @@ class Block(nn.Module):
     def forward(self, x, v_first):
         if self.layer_id == 0:
             x = self.ln0(x)
-        if self.arch == "v6":
+        if self.arch in ("v5", "v6"):
             x = x + self.att(self.ln1(x))
         else:
             dx, v_first = self.att(self.ln1(x), v_first)
@@ -338,11 +405,11 @@ class Block(nn.Module):
 
 
 class RWKV(nn.Module):
-    """arch "v6" or "v7"; cfg: n_layer, n_embd, vocab, head_size, dim_ffn and the LoRA ranks."""
+    """arch "v5" (5.2), "v6" or "v7"; cfg: n_layer, n_embd, vocab, head_size, dim_ffn and the LoRA ranks."""
 
     def __init__(self, arch, cfg):
         super().__init__()
-        assert arch in ("v6", "v7")
+        assert arch in ("v5", "v6", "v7")
         self.arch, self.cfg = arch, dict(cfg)
         self.emb = nn.Embedding(cfg["vocab"], cfg["n_embd"])
         self.blocks = nn.ModuleList([Block(arch, i, cfg) for i in range(cfg["n_layer"])])
@@ -358,10 +425,12 @@ class RWKV(nn.Module):
 
 
 def default_config(arch, n_layer, n_embd, vocab=256, head_size=HEAD_SIZE):
-    """The shapes RWKV-LM's trainers build: RWKV-6 FFN 3.5C (rounded down to 32), D_MIX 32, D_DECAY 64;
-    RWKV-7 FFN 4C and the LoRA ranks of v7_ranks."""
+    """The shapes RWKV-LM's trainers build: RWKV-5.2 FFN 3.5C (rounded down to 32); RWKV-6 the same FFN,
+    D_MIX 32, D_DECAY 64; RWKV-7 FFN 4C and the LoRA ranks of v7_ranks."""
     cfg = dict(n_layer=n_layer, n_embd=n_embd, vocab=vocab, head_size=head_size)
-    if arch == "v6":
+    if arch == "v5":
+        cfg.update(dim_ffn=int((n_embd * 3.5) // 32 * 32))
+    elif arch == "v6":
         cfg.update(dim_ffn=int((n_embd * 3.5) // 32 * 32), d_mix=32, d_decay=64)
     else:
         cfg.update(dim_ffn=n_embd * 4, **v7_ranks(n_embd))
@@ -402,14 +471,24 @@ def init_model(arch, cfg, seed=0):
 
 def config_from_state_dict(sd):
     """Architecture and shapes read from the tensors (never from a formula)."""
-    arch = "v7" if "blocks.0.att.r_k" in sd else "v6" if "blocks.0.att.time_faaaa" in sd else None
-    if arch is None:
-        raise ValueError("neither RWKV-6 (att.time_faaaa) nor RWKV-7 (att.r_k) keys found")
+    a = "blocks.0.att."
+    if a + "r_k" in sd:
+        arch = "v7"
+    elif a + "time_maa_w1" in sd and a + "time_faaaa" in sd:
+        arch = "v6"
+    elif (a + "time_mix_k" in sd and a + "time_faaaa" in sd and a + "gate.weight" in sd
+          and sd[a + "time_decay"].dim() == 2 and sd[a + "time_decay"].shape[1] > 1):
+        arch = "v5"  # 5.2 (as the official package tells it): time_decay (H, N), N > 1; 5.0 / 5.1 are not handled
+    else:
+        raise ValueError("neither RWKV-5.2 (att.time_mix_k, 2-D att.time_decay), RWKV-6 (att.time_maa_w1) "
+                         "nor RWKV-7 (att.r_k) keys found")
     V, C = sd["emb.weight"].shape
     L = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
     cfg = dict(n_layer=L, n_embd=C, vocab=V, dim_ffn=sd["blocks.0.ffn.key.weight"].shape[0])
-    a = "blocks.0.att."
-    if arch == "v7":
+    if arch == "v5":
+        H, N = sd[a + "time_faaaa"].shape
+        cfg.update(head_size=N)
+    elif arch == "v7":
         H, N = sd[a + "r_k"].shape
         cfg.update(head_size=N, d_decay=sd[a + "w1"].shape[1], d_iclr=sd[a + "a1"].shape[1],
                    d_value=sd[a + "v1"].shape[1], d_gate=sd[a + "g1"].shape[1])

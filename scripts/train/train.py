@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Train a small byte-level RWKV-6 or RWKV-7 on the prepared corpus (scripts/train/corpus.py), on CPU.
+"""Train a small byte-level RWKV-5.2, RWKV-6 or RWKV-7 on the prepared corpus (scripts/train/corpus.py), on CPU.
 
     nice -n 10 python scripts/train/train.py --arch v6 --layers 3 --embd 128 --minutes 20 --out M.pth
     python scripts/train/train.py --init START.pth --steps 300 ...   # continue training a checkpoint
 
 Optimiser as RWKV-LM's trainers set it up: Adam(W) betas (0.9, 0.99), weight decay only on the
-matrices (".weight" with >= 2 dimensions), att.w0 (RWKV-7) / att.time_decay (RWKV-6) at 2x the
+matrices (".weight" with >= 2 dimensions), att.w0 (RWKV-7) / att.time_decay (RWKV-5.2, RWKV-6) at 2x the
 learning rate, gradient clipping at 1.0, the L2Wrap logit penalty (1e-4); learning rate: linear
 warm-up, then cosine from --lr to --lr-final over the budget: --steps (reproducible), or --minutes
 of wall-clock time (the cosine follows elapsed time, so a busy machine gives fewer steps, not a
@@ -116,7 +116,7 @@ def lr_at(step, progress, args):
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--arch", choices=["v6", "v7"])
+    ap.add_argument("--arch", choices=["v5", "v6", "v7"])
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--embd", type=int, default=128)
     ap.add_argument("--init", default=None, help="start from this .pth (arch and shapes from the file)")

@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Continued training from RWKV-6 -> RWKV-7 upgrades, against a fresh RWKV-7 and the RWKV-6 itself.
+"""Continued training from RWKV-6 -> RWKV-7 (or RWKV-5 -> RWKV-7) upgrades, against a fresh RWKV-7 and
+the source model itself.
 
     python scripts/train/upgrade_experiment.py --v6 V6.pth --start NAME=FILE.pth ... --out DIR
         [--steps 300] [--lr 5e-4] [--eval-at 0,10,25,...] [--jobs 2] [--chunks 64] [--no-fresh]
+    python scripts/train/upgrade_experiment.py --source V5.pth ...   (an RWKV-5.2 source; --v6 is the same option)
 
 Called by scripts/upgrade-training.sh, which makes the upgraded files with rwkv-upgrade. Adds two
 starts itself: "fresh RWKV-7" (init_model of the same shapes as the first upgraded file, seed 0;
-left out with --no-fresh) and "RWKV-6 (control)" (the RWKV-6 file). Then:
+left out with --no-fresh) and "RWKV-6 (control)" (the source file; "RWKV-5 (control)" when it is
+an RWKV-5.2, trained as one by rwkv_torch's v5 model). Below "v6" stands for the source model;
+results.json keeps the key names (kl_v6_v7, rwkv6_heldout_loss) whatever the source. Then:
   1. before training, every start against the RWKV-6 on the held-out text by `rwkv-verify --text
      --against` (llama-perplexity's chunks: --chunk 256, the second half of each chunk scored):
      mean KL(v6 || v7) per token and top-1 agreement; and, as a cross-check that the official
@@ -42,7 +46,6 @@ import official  # noqa: E402
 import rwkv_torch  # noqa: E402
 import train  # noqa: E402
 
-CONTROL = "RWKV-6 (control)"
 FRESH = "fresh RWKV-7"
 VERIFY = os.path.join(ROOT, ".build/release/rwkv-verify")
 # One BLAS thread: trainings run beside the evaluations, and OpenBLAS's spinning threads slow a
@@ -84,7 +87,8 @@ def within(curve, target, frac):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--v6", required=True)
+    ap.add_argument("--v6", "--source", dest="v6", required=True,
+                    help="the RWKV-6 (or RWKV-5.2) that was upgraded: the control and the KL reference")
     ap.add_argument("--start", action="append", default=[], help="NAME=FILE.pth, an upgraded RWKV-7")
     ap.add_argument("--out", required=True)
     ap.add_argument("--steps", type=int, default=300)
@@ -101,11 +105,17 @@ def main():
     ap.add_argument("--no-fresh", action="store_true", help="leave out the fresh RWKV-7 start")
     ap.add_argument("--title", default="")
     args = ap.parse_args()
+    # logged steps past --steps are never reached (e.g. STEPS=200 with the default list): drop them
+    args.eval_at = ",".join(s for s in args.eval_at.split(",") if int(s) <= args.steps)
     torch.set_num_threads(1)
     os.makedirs(args.out, exist_ok=True)
     heldout = os.path.join(ROOT, ".corpus", "heldout.txt")
     data = train.load_corpus(os.path.join(ROOT, ".corpus"))
     starts = dict(s.split("=", 1) for s in args.start)
+    src_arch, _ = rwkv_torch.config_from_state_dict(torch.load(args.v6, map_location="cpu", weights_only=True))
+    src = {"v5": "RWKV-5", "v6": "RWKV-6"}[src_arch]
+    CONTROL = f"{src} (control)"
+    kl_name = f"KL({src_arch}‖v7)"
     first = torch.load(next(iter(starts.values())), map_location="cpu", weights_only=True)
     arch, cfg = rwkv_torch.config_from_state_dict(first)
     if not args.no_fresh:  # the trainer's init with the upgraded files' shapes
@@ -117,14 +127,14 @@ def main():
     # 1. before training: rwkv-verify on the held-out chunks; the official package as a cross-check
     wins = train.heldout_windows(data["heldout"], args.ctx, args.eval_windows)[:args.kl_windows]
     ref = official.logits(args.v6, wins[:, :-1])
-    results = {"settings": vars(args), "config_v7": cfg, "starts": {}}
+    results = {"settings": vars(args), "source_arch": src_arch, "config_v7": cfg, "starts": {}}
     for name, path in starts.items():
         r = {"file": path}
         if name != CONTROL:
             cmp = verify(path, heldout, args.chunks, against=args.v6)
             r.update(kl_v6_v7=cmp["meanKLD"], kl_uncertainty=cmp["meanKLDUncertainty"], top1=cmp["sameTop"])
             r["official_kl_v6_v7"], r["official_top1"] = kl_top1(ref, official.logits(path, wins[:, :-1]))
-            print(f"{name}: KL(v6||v7) {r['kl_v6_v7']:.4f} top-1 {r['top1']:.3f} (official package, "
+            print(f"{name}: KL({src_arch}||v7) {r['kl_v6_v7']:.4f} top-1 {r['top1']:.3f} (official package, "
                   f"{args.kl_windows} windows: {r['official_kl_v6_v7']:.4f} / {r['official_top1']:.3f})", flush=True)
         else:
             r.update(kl_v6_v7=0.0, kl_uncertainty=0.0, top1=1.0)
@@ -181,7 +191,7 @@ def main():
         r["tokens_to_5pct"] = within(r["curve"], target, 0.05)
     with open(os.path.join(args.out, "results.json"), "w") as fh:
         json.dump(results, fh, indent=1)
-    lines = ["| start | KL(v6‖v7) | top-1 | " + " | ".join(f"step {s}" for s in steps)
+    lines = [f"| start | {kl_name} | top-1 | " + " | ".join(f"step {s}" for s in steps)
              + " | tokens to 5 % | tokens to 1 % |",
              "|---|---:|---:|" + "---:|" * len(steps) + "---:|---:|"]
     fmt = lambda t: f"{t:,}" if t is not None else f"not in {steps[-1] * tok // 1000:,} K"  # noqa: E731
@@ -190,7 +200,7 @@ def main():
         lines.append(f"| {name} | {r['kl_v6_v7']:.3f} | {r['top1']:.3f} | "
                      + " | ".join(f"{by[s]:.3f}" if s in by else "" for s in steps)
                      + f" | {fmt(r['tokens_to_5pct'])} | {fmt(r['tokens_to_1pct'])} |")
-    lines.append(f"\nRWKV-6 held-out loss (target): {target:.4f} nats/byte; {tok:,} tokens per step.\n")
+    lines.append(f"\n{src} held-out loss (target): {target:.4f} nats/byte; {tok:,} tokens per step.\n")
     lines.append("| start | a0 mean at step 0 → " + str(steps[-1]) + " | v0 mean (blocks ≥ 1) at step 0 → " + str(steps[-1]) + " |")
     lines.append("|---|---|---|")
     for name, r in results["starts"].items():
@@ -220,7 +230,7 @@ def main():
     ax.set_ylabel("held-out loss, rwkv-verify (nats/byte)")
     ax.set_ylim(target * 0.95, min(max(max(e["heldout_loss"] for e in r["curve"]) for r in results["starts"].values()),
                                    target * 2.0))
-    ax.set_title(f"{args.title}RWKV-6 L{cfg['n_layer']} C{cfg['n_embd']} upgraded to RWKV-7, continued training "
+    ax.set_title(f"{args.title}{src} L{cfg['n_layer']} C{cfg['n_embd']} upgraded to RWKV-7, continued training "
                  f"(lr {args.lr:g}, batch {args.batch}x{args.ctx})", fontsize=8)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
