@@ -116,5 +116,45 @@ for sig in INT QUIT; do
     rm -rf "$scratch/sig"
 done
 
+# SIGKILL mid-write (no handler can run) of an upgrade and of a conversion: the output is an
+# unnamed O_TMPFILE until complete, so nothing is left. Killed once the process holds a file open
+# in the output folder.
+for prog in upgrade convert; do
+    mkdir -p "$scratch/kill"
+    if [ $prog = upgrade ]; then
+        "$bin/rwkv-upgrade" v6-to-v7 fixtures/models/rwkv6-tiny-bf16.pth "$scratch/kill/up.pth" --recipe preserve >/dev/null 2>&1 &
+    else   # a 2 x 4096 RWKV-7 of zeros (the tiny fixture's tensor list widened; sparse, 800 MB) to q8_0
+        "$bin/rwkv-convert" inspect --json fixtures/models/rwkv7-tiny.safetensors > "$scratch/tiny.json"
+        python3 - "$scratch/tiny.json" "$scratch/wide.safetensors" <<'PY'
+import json, struct, sys
+tensors, offset, header = json.load(open(sys.argv[1]))["tensors"], 0, {}
+wide = {128: 4096, 512: 16384}
+for t in tensors:
+    shape = [64 if t["shape"] == [2, 64] and i == 0 else wide.get(d, d) for i, d in enumerate(t["shape"])]
+    n = 2
+    for d in shape: n *= d
+    header[t["name"]] = {"dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + n]}
+    offset += n
+h = json.dumps(header).encode(); h += b" " * (-len(h) % 8)
+with open(sys.argv[2], "wb") as f:
+    f.write(struct.pack("<Q", len(h)) + h); f.truncate(8 + len(h) + offset)
+PY
+        "$bin/rwkv-convert" to-gguf "$scratch/wide.safetensors" "$scratch/kill/wide.gguf" --type q8_0 >/dev/null 2>&1 &
+    fi
+    pid=$!; seen=""
+    for _ in $(seq 200); do
+        for fd in /proc/$pid/fd/*; do
+            case "$(readlink "$fd" 2>/dev/null)" in "$scratch/kill/"*) seen=$(readlink "$fd"); break 2 ;; esac
+        done
+        sleep 0.05
+    done
+    kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+    left=$(ls -A "$scratch/kill")
+    if [ -z "$seen" ]; then echo "FAIL SIGKILL ($prog): the output was never seen open"; fail=1
+    elif [ -n "$left" ]; then echo "FAIL SIGKILL ($prog) while writing $seen: left behind: $left"; fail=1
+    else echo "SIGKILL ($prog) while writing $seen: nothing left"; fi
+    rm -rf "$scratch/kill" "$scratch/wide.safetensors"
+done
+
 echo "check-bad-files: $n files, $runs runs, $([ $fail = 0 ] && echo 'all refused cleanly within the memory bound' || echo 'FAILURES')"
 exit $fail

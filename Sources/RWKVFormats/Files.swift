@@ -64,9 +64,12 @@ public final class InputFile: @unchecked Sendable {
     }
 }
 
-/// An output written to a temporary file beside its destination and renamed into place only by
-/// `commit()`. Dropped without commit (an error, Ctrl-C), the temporary file is removed, so a
-/// half-written output never appears under the final name.
+/// An output written to a temporary file beside its destination and given the destination's name
+/// only by `commit()`. On Linux the temporary file has no name at all (`O_TMPFILE`): it is linked
+/// into the directory when complete, so not even a SIGKILL or a crash mid-write leaves anything
+/// behind. Where `O_TMPFILE` is not available (another system, a file system without it) it is a
+/// named `.rwkv-XXXXXX` beside the destination, renamed into place; dropped without commit (an
+/// error, Ctrl-C) it is removed, so a half-written output never appears under the final name.
 ///
 /// A durable output is flushed to disk (fsync) before the rename, so even a power cut leaves
 /// either the whole file or none. Without that, a crash of the machine (not of the program)
@@ -75,7 +78,10 @@ public final class InputFile: @unchecked Sendable {
 /// the disk is slower than memory.
 public final class AtomicOutputFile {
     public let path: String
-    public let temporaryPath: String
+    /// The named temporary file, or nil when it is unnamed (`O_TMPFILE`) until `commit()`.
+    public let temporaryPath: String?
+    /// The directory the output goes to (where an unnamed file lives until it is linked).
+    let directory: String
     /// Where the finished file is renamed to: `path`, or the file a symbolic link there points
     /// to (written through, as cp does, rather than replacing the link: /dev/stdout is one).
     let destination: String
@@ -109,19 +115,50 @@ public final class AtomicOutputFile {
                                       + "(outputs are written to a temporary file and renamed into place)")
             }
         }
-        let dir = destination.contains("/") ? String(destination[..<destination.lastIndex(of: "/")!]) : "."
-        // A short fixed name, so that a legal 255-byte output name still leaves room for it.
-        var template = BytePath.encode("\(dir.isEmpty ? "/" : dir)/.rwkv-XXXXXX")
+        var dir = destination.contains("/") ? String(destination[..<destination.lastIndex(of: "/")!]) : "."
+        if dir.isEmpty { dir = "/" }
+        self.path = path
+        self.destination = destination
+        self.directory = dir
+        #if os(Linux)
+        let unnamed = BytePath.with(dir) { open($0, Self.openTemporaryFile | O_WRONLY | O_CLOEXEC, 0o644) }
+        #else
+        let unnamed: Int32 = -1
+        #endif
+        if unnamed >= 0 {
+            fchmod(unnamed, 0o644)   // as the named file gets, whatever the umask
+            fd = unnamed
+            temporaryPath = nil
+            return
+        }
+        let (fd, name) = try Self.namedTemporary(in: dir, for: path)
+        self.fd = fd
+        temporaryPath = name
+        CleanupOnSignal.shared.register(name)
+    }
+
+    #if os(Linux)
+    /// Linux's O_TMPFILE (`__O_TMPFILE | O_DIRECTORY`; Glibc's macro is not imported into Swift).
+    static let openTemporaryFile: Int32 = 0o20000000 | O_DIRECTORY
+    #endif
+
+    /// A new `.rwkv-XXXXXX` in `dir`: short and fixed, so that a legal 255-byte output name still
+    /// leaves room for it.
+    static func namedTemporary(in dir: String, for path: String) throws -> (Int32, String) {
+        var template = BytePath.encode("\(dir)/.rwkv-XXXXXX")
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else {
             throw RWKVError(path, "cannot create a temporary file in \(dir): \(String(cString: strerror(errno)))")
         }
-        self.fd = fd
-        self.path = path
-        self.destination = destination
-        self.temporaryPath = BytePath.decode(template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) })
         fchmod(fd, 0o644)
-        CleanupOnSignal.shared.register(temporaryPath)
+        return (fd, BytePath.decode(template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }))
+    }
+
+    /// A second descriptor of the output, for writes at an offset (pwrite) beside the sequential ones.
+    public func duplicateDescriptor() throws -> Int32 {
+        let d = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard d >= 0 else { throw RWKVError(path, "cannot duplicate the output's descriptor: \(String(cString: strerror(errno)))") }
+        return d
     }
 
     deinit {
@@ -156,25 +193,63 @@ public final class AtomicOutputFile {
         fd = -1   // closed below whatever happens: a failed close must not be retried (the number may be reused)
         let flushed = !durable || fsync(written) == 0
         let flushError = errno
-        guard close(written) == 0, flushed else {
-            throw RWKVError(path, "cannot finish writing: \(String(cString: strerror(flushed ? errno : flushError)))")
+        guard flushed else {
+            close(written)
+            throw RWKVError(path, "cannot finish writing: \(String(cString: strerror(flushError)))")
         }
-        guard BytePath.with(temporaryPath, { t in BytePath.with(destination) { rename(t, $0) } }) == 0 else {
+        var named = temporaryPath
+        if named == nil {
+            // Unnamed: link it in under the destination's name when that is free (atomic, and
+            // nothing ever shows under another name), else under a temporary one renamed over it.
+            let proc = "/proc/self/fd/\(written)"
+            if BytePath.with(destination, { linkat(AT_FDCWD, proc, AT_FDCWD, $0, AT_SYMLINK_FOLLOW) }) == 0 {
+                committed = true
+            } else if errno == EEXIST {
+                named = try linkUnderTemporaryName(proc)
+            } else {
+                let reason = String(cString: strerror(errno))
+                close(written)
+                throw RWKVError(path, "cannot give the finished output its name: \(reason)")
+            }
+        }
+        guard close(written) == 0 || committed else {
             let reason = String(cString: strerror(errno))
-            BytePath.with(temporaryPath) { _ = unlink($0) }
+            if let named { BytePath.with(named) { _ = unlink($0) } }
+            throw RWKVError(path, "cannot finish writing: \(reason)")
+        }
+        if committed { return }
+        let temporary = named!
+        guard BytePath.with(temporary, { t in BytePath.with(destination) { rename(t, $0) } }) == 0 else {
+            let reason = String(cString: strerror(errno))
+            BytePath.with(temporary) { _ = unlink($0) }
             throw RWKVError(path, "cannot rename the finished output into place: \(reason)")
         }
         committed = true
-        CleanupOnSignal.shared.unregister(temporaryPath)
+        CleanupOnSignal.shared.unregister(temporary)
+    }
+
+    /// Links the unnamed file at `proc` into the directory as a new `.rwkv-XXXXXX`, registered for
+    /// removal on a signal until it is renamed (the moment between the two is all a SIGKILL can hit).
+    private func linkUnderTemporaryName(_ proc: String) throws -> String {
+        for _ in 0..<100 {
+            let name = directory + "/.rwkv-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
+            CleanupOnSignal.shared.register(name)
+            if BytePath.with(name, { linkat(AT_FDCWD, proc, AT_FDCWD, $0, AT_SYMLINK_FOLLOW) }) == 0 { return name }
+            CleanupOnSignal.shared.unregister(name)
+            guard errno == EEXIST else { break }
+        }
+        throw RWKVError(path, "cannot give the finished output a name in \(directory): \(String(cString: strerror(errno)))")
     }
 
     /// Removes the temporary file; the destination is left as it was.
     public func abandon() {
         guard !committed, !abandoned else { return }
         abandoned = true
-        if fd >= 0 { close(fd); fd = -1 }
-        BytePath.with(temporaryPath) { _ = unlink($0) }
-        CleanupOnSignal.shared.unregister(temporaryPath)
+        if fd >= 0 { close(fd); fd = -1 }   // an unnamed file is gone with its last descriptor
+        if let temporaryPath {
+            BytePath.with(temporaryPath) { _ = unlink($0) }
+            CleanupOnSignal.shared.unregister(temporaryPath)
+        }
     }
 
     static func kind(_ mode: mode_t) -> String {

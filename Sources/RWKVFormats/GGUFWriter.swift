@@ -103,14 +103,14 @@ public final class GGUFWriter {
         self.durable = durable
         let out = try AtomicOutputFile(path, refusingToOverwrite: inputs, durable: durable)
         self.out = out
-        sideFD = BytePath.with(out.temporaryPath) { open($0, O_WRONLY | O_CLOEXEC) }
-        guard sideFD >= 0 else {
-            throw RWKVError(path, "cannot reopen the temporary output \(out.temporaryPath): \(String(cString: strerror(errno)))")
-        }
+        sideFD = try out.duplicateDescriptor()
         try header.write(to: out)
     }
 
     deinit { close(sideFD) }
+
+    /// Whether the output has no name until it is finished (`AtomicOutputFile`, O_TMPFILE).
+    public var isUnnamed: Bool { out.temporaryPath == nil }
 
     /// Asks the kernel to start writing the bytes written so far to disk without waiting, so the
     /// flush before the rename (AtomicOutputFile.commit, when durable) finds little left to do: the disk

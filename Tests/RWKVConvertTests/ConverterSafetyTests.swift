@@ -104,7 +104,8 @@ import RWKVModel
         let out = dir.path + "/x.gguf"
         do {
             let w = try GGUFWriter(path: out, metadata: [], tensors: [TensorInfo(name: "a", dtype: .f32, shape: [4])])
-            #expect(dir.files.count == 1)   // the temporary file
+            // On Linux the temporary file has no name (O_TMPFILE); elsewhere it is the one file.
+            #expect(dir.files.count == (w.isUnnamed ? 0 : 1))
             _ = w
         }
         #expect(dir.files.isEmpty)
