@@ -17,7 +17,7 @@ import torch
 
 
 def rwkv7_shapes(L, C, V, head=64):
-    """Every tensor of an RWKV-7 checkpoint (SPEC section 2), LoRA ranks as in the 1.5B model."""
+    """Every tensor of an RWKV-7 checkpoint (docs/formats-reading.md, the tensor schema), LoRA ranks as in the 1.5B model."""
     H, F = C // head, 4 * C
     Dw, Da, Dv, Dg = 96, 96, 64, 256
     shapes = {"emb.weight": (V, C)}

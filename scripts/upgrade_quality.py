@@ -14,7 +14,7 @@ import time. Reported per model over the token sequence:
     top-1         fraction of positions where both models' argmax agree
     loss          mean negative log-likelihood of the next token (positions 0..T-2 predict 1..T-1)
 Every .pth is also opened with torch.load(weights_only=True) and torch.load(mmap=True).
-`ablate` runs the exact RWKV-6 forward pass (torch, fp64, SPEC §3) with one part at a time taken
+`ablate` runs the exact RWKV-6 forward pass (torch, fp64, as docs/verify.md states it) with one part at a time taken
 from the upgraded RWKV-7 instead (its static lerps with its receptance/key/value, its gate, its
 decay, its state order and bonus, its channel mix) and reports KL(v6 || that hybrid): how much each
 remaining mismatch costs alone.
