@@ -69,7 +69,9 @@ let package = Package(
         .testTarget(name: "RWKVConvertTests", dependencies: ["RWKVConvert", "RWKVText", "RWKVUpgrade"]),
         .testTarget(name: "RWKVUpgradeTests", dependencies: ["RWKVUpgrade"]),
         .testTarget(name: "RWKVVerifyTests", dependencies: ["RWKVVerify", "RWKVText", "RWKVCommandLine"]),
-        .testTarget(name: "RWKVCommandLineTests", dependencies: ["RWKVCommandLine"]),
+        // The programs' shared shell, and the --json schemas of all three (docs/json.md).
+        .testTarget(name: "RWKVCommandLineTests", dependencies: [
+            "RWKVCommandLine", "RWKVConvert", "RWKVText", "RWKVUpgrade", "RWKVVerify"]),
     ]
 )
 

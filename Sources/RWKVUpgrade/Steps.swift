@@ -56,36 +56,37 @@ enum UpgradeStep: Equatable, Sendable {
     case channelMixFold(refit: Bool)
 
     /// As the `--json` report prints it.
+    /// The step's name in reports and `--json` (`tensors[].step`): stable, documented in
+    /// docs/upgrade.md ("The --json report"), independent of the Swift names that implement it.
     var name: String {
         switch self {
         case .copy: return "copy"
-        case .copyTimeDecay: return "copy time_decay"
-        case .halved: return "PaperRecipe.halved"
-        case .normWeight: return "PaperRecipe.normWeight"
-        case .staticLerp: return "PaperRecipe.lerpWithoutTokenShiftLoRA"
-        case .iclrLerp: return "RWKV7Init.iclrLerp"
-        case .resizedDecayLoRA: return "PaperRecipe.resizedDecayLoRA"
-        case .constant(let v): return "RWKV7Init.constant(\(v == v.rounded() ? String(Int(v)) : "\(v)"))"
-        case .switchedOff(let v): return "switched off: constant(\(v))"
-        case .zeroLoRA: return "RWKV7Init.zeroLoRA"
-        case .orthogonalLoRA: return "RWKV7Init.orthogonalLoRA"
-        case .zeroBonus: return "RWKV7Init.bonus"
-        case .gateFactors: return "PaperRecipe.gateFactors"
-        case .gateSVD: return "PaperRecipe.gateFactors, not halved"
-        case .widenedRows: return "PaperRecipe.widenedRows(±1e-3)"
-        case .widenedColumns: return "PaperRecipe.widenedColumns(±1e-3)"
-        case .meanLerp: return "PreserveRecipe.meanLerp"
-        case .decayFit: return "PreserveRecipe.decayFit"
-        case .decayLoRATimesSlope: return "PaperRecipe.resizedDecayLoRA, columns × PreserveRecipe.decayFit slope"
-        case .bonus: return "PreserveRecipe.bonus"
-        case .gateFit: return "PreserveRecipe.gateFit"
-        case .bonusReceptance(let refit):
-            return (refit ? "PreserveRecipe.refitProjection" : "copy") + ", rows × PreserveRecipe.bonus receptance scale"
-        case .refitProjection: return "PreserveRecipe.refitProjection"
-        case .outputRefit: return "PreserveRecipe.refitProjection of the upgraded time mix"
-        case .headRefit: return "PreserveRecipe.refitProjection of the upgraded model's last residual"
+        case .copyTimeDecay: return "copy-time-decay"
+        case .halved: return "halved"
+        case .normWeight: return "norm-weight"
+        case .staticLerp: return "static-lerp"
+        case .iclrLerp: return "init-iclr-lerp"
+        case .resizedDecayLoRA: return "resized-decay-lora"
+        case .constant(let v): return "constant(\(v == v.rounded() ? String(Int(v)) : "\(v)"))"
+        case .switchedOff(let v): return "switched-off(\(v))"
+        case .zeroLoRA: return "init-zero-lora"
+        case .orthogonalLoRA: return "init-orthogonal-lora"
+        case .zeroBonus: return "init-bonus"
+        case .gateFactors: return "gate-svd-halved"
+        case .gateSVD: return "gate-svd"
+        case .widenedRows: return "widened-rows(1e-3)"
+        case .widenedColumns: return "widened-columns(1e-3)"
+        case .meanLerp: return "mean-lerp"
+        case .decayFit: return "decay-fit"
+        case .decayLoRATimesSlope: return "resized-decay-lora, columns x decay-fit slope"
+        case .bonus: return "bonus-fit"
+        case .gateFit: return "gate-fit"
+        case .bonusReceptance(let refit): return (refit ? "refit-projection" : "copy") + ", rows x bonus receptance scale"
+        case .refitProjection: return "refit-projection"
+        case .outputRefit: return "output-refit"
+        case .headRefit: return "head-refit"
         case .channelMixFold(let refit):
-            return (refit ? "PreserveRecipe.channelMixRefit" : "rows × PreserveRecipe.channelMixReceptanceScale") + ", PaperRecipe.widenedColumns(±1e-3)"
+            return (refit ? "channel-mix-refit" : "channel-mix-receptance-scale") + ", widened-columns(1e-3)"
         }
     }
 
