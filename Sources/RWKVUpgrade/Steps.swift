@@ -67,8 +67,8 @@ enum UpgradeStep: Equatable, Sendable {
         case .staticLerp: return "static-lerp"
         case .iclrLerp: return "init-iclr-lerp"
         case .resizedDecayLoRA: return "resized-decay-lora"
-        case .constant(let v): return "constant(\(v == v.rounded() ? String(Int(v)) : "\(v)"))"
-        case .switchedOff(let v): return "switched-off(\(v))"
+        case .constant(let v): return "constant(\(Self.number(v)))"
+        case .switchedOff(let v): return "switched-off(\(Self.number(v)))"
         case .zeroLoRA: return "init-zero-lora"
         case .orthogonalLoRA: return "init-orthogonal-lora"
         case .zeroBonus: return "init-bonus"
@@ -89,6 +89,9 @@ enum UpgradeStep: Equatable, Sendable {
             return (refit ? "channel-mix-refit" : "channel-mix-receptance-scale") + ", widened-columns(1e-3)"
         }
     }
+
+    /// 1 rather than 1.0; 0.85 as it is.
+    private static func number(_ v: Float) -> String { v == v.rounded() ? String(Int(v)) : "\(v)" }
 
     /// The RWKV-6 rows the step reads when it makes the tensor of RWKV-7 row `target`.
     func sources(target: String) -> [String] {

@@ -60,7 +60,7 @@ import RWKVModel
         let plainReport = try Upgrade.run(input: input, output: plain, options: standIn, dtype: .f32)
         #expect(report.calibration == text && report.calibrationTokens == 128)
         #expect(plainReport.calibration == "Gaussian stand-in" && plainReport.calibrationTokens == nil)
-        #expect(report.tensors.first { $0.name == "blocks.1.att.key.weight" }?.step == "PreserveRecipe.refitProjection")
+        #expect(report.tensors.first { $0.name == "blocks.1.att.key.weight" }?.step == "refit-projection")
         let a = try readAll(out), b = try readAll(plain), source = try readAll(input)
         // Without calibration key is RWKV-6's; with it, refitted (and still close: same map, other lerp).
         #expect(b["blocks.1.att.key.weight"]?.values == source["blocks.1.att.key.weight"]?.values)
@@ -99,7 +99,7 @@ import RWKVModel
         let report = try Upgrade.run(input: input, output: dir.file("default.safetensors"), options: quickOptions(.preserve), dtype: .f32)
         _ = try Upgrade.run(input: input, output: dir.file("file.safetensors"), options: asFile, dtype: .f32)
         #expect(report.calibration == BuiltInCalibrationText.name && report.calibrationTokens == 128)
-        #expect(report.tensors.first { $0.name == "blocks.0.att.key.weight" }?.step == "PreserveRecipe.refitProjection")
+        #expect(report.tensors.first { $0.name == "blocks.0.att.key.weight" }?.step == "refit-projection")
         let a = try readAll(dir.file("default.safetensors")), b = try readAll(dir.file("file.safetensors"))
         #expect(a.count == b.count && a.allSatisfy { b[$0.key]?.values == $0.value.values })
 

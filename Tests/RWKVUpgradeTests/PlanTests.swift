@@ -73,9 +73,9 @@ import RWKVModel
 
     /// The names the report has always printed (scripts and docs read them).
     @Test func stepNames() {
-        #expect(UpgradeStep.constant(0.85).name == "RWKV7Init.constant(0.85)")
-        #expect(UpgradeStep.constant(1).name == "RWKV7Init.constant(1)")
-        #expect(UpgradeStep.switchedOff(-5).name == "switched off: constant(-5.0)")
-        #expect(UpgradeStep.bonusReceptance(refit: false).name == "copy, rows × PreserveRecipe.bonus receptance scale")
+        #expect(UpgradeStep.constant(0.85).name == "constant(0.85)")
+        #expect(UpgradeStep.constant(1).name == "constant(1)")
+        #expect(UpgradeStep.switchedOff(-5).name == "switched-off(-5)")
+        #expect(UpgradeStep.bonusReceptance(refit: false).name == "copy, rows x bonus receptance scale")
     }
 }
