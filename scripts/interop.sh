@@ -53,5 +53,13 @@ if [ -x "$LQ" ]; then
 else
     echo "interop: skipping the preset check (scripts/build-llama-quantize.sh, or LLAMA_QUANTIZE=...)" >&2
 fi
+# rwkv-upgrade v5-to-v6: RWKV-LM's RWKV-6 trainer loads the output strictly and the official
+# package runs it exactly as the RWKV-5 (scripts/interop-rwkv5.py), given a checkout of RWKV-LM.
+if [ -n "${RWKV_LM:-}" ]; then
+    swift build -c release --product rwkv-upgrade >/dev/null
+    "$PY" scripts/interop-rwkv5.py "$RWKV_LM" --upgrade .build/release/rwkv-upgrade || status=1
+else
+    echo "interop: skipping the RWKV-LM strict-load check of v5-to-v6 (RWKV_LM=PATH/TO/RWKV-LM)" >&2
+fi
 echo "interop outputs in $OUT"
 exit $status
