@@ -152,6 +152,26 @@ def wkv7_chunked(r, w, k, v, a, b, chunk=16):
 # RWKV-5.2 ("Eagle" before RWKV-6: static token shift and decay, GroupNorm per head)
 
 
+def decay_ramp(C, r01):
+    """RWKV-LM's RWKV-5.2/6 time_decay init: -6 + 5·(c/(C-1))^(0.7 + 1.3·r01)."""
+    n = torch.arange(C, dtype=torch.float32)
+    return -6 + 5 * (n / (C - 1)) ** (0.7 + 1.3 * r01)
+
+
+def add_bonus_projections_norm(module, C, H, r01):
+    """What RWKV-5.2's and RWKV-6's time mixes register alike after the decay, in RWKV-LM's order:
+    the bonus (its zigzag init), the receptance/key/value/output/gate projections and ln_x."""
+    n = torch.arange(C, dtype=torch.float32)
+    zig = ((n + 1) % 3 - 1) * 0.1
+    module.time_faaaa = nn.Parameter((r01 * (1 - n / (C - 1)) + zig).reshape(H, C // H))
+    module.receptance = nn.Linear(C, C, bias=False)
+    module.key = nn.Linear(C, C, bias=False)
+    module.value = nn.Linear(C, C, bias=False)
+    module.output = nn.Linear(C, C, bias=False)
+    module.gate = nn.Linear(C, C, bias=False)
+    module.ln_x = nn.GroupNorm(H, C, eps=64e-5)
+
+
 class TimeMix5(nn.Module):
     """RWKV_Tmix_x052: kx = x·μ_k + x_prev·(1 − μ_k) (likewise v, r, g); per-channel decay
     w = exp(−exp(time_decay)) and bonus u = time_faaaa, both (H, N) and the same at every token.
@@ -168,16 +188,8 @@ class TimeMix5(nn.Module):
         self.time_mix_v = nn.Parameter(ddd ** r10 + 0.3 * r01)
         self.time_mix_r = nn.Parameter(ddd ** (0.5 * r10))
         self.time_mix_g = nn.Parameter(ddd ** (0.5 * r10))
-        n = torch.arange(C, dtype=torch.float32)
-        self.time_decay = nn.Parameter((-6 + 5 * (n / (C - 1)) ** (0.7 + 1.3 * r01)).reshape(H, C // H))
-        zig = ((n + 1) % 3 - 1) * 0.1
-        self.time_faaaa = nn.Parameter((r01 * (1 - n / (C - 1)) + zig).reshape(H, C // H))
-        self.receptance = nn.Linear(C, C, bias=False)
-        self.key = nn.Linear(C, C, bias=False)
-        self.value = nn.Linear(C, C, bias=False)
-        self.output = nn.Linear(C, C, bias=False)
-        self.gate = nn.Linear(C, C, bias=False)
-        self.ln_x = nn.GroupNorm(H, C, eps=64e-5)
+        self.time_decay = nn.Parameter(decay_ramp(C, r01).reshape(H, C // H))
+        add_bonus_projections_norm(self, C, H, r01)
 
     def forward(self, x):
         B, T, C = x.shape
@@ -231,17 +243,10 @@ class TimeMix6(nn.Module):
         self.time_maa_w1 = nn.Parameter(torch.zeros(C, d_mix * 5))
         self.time_maa_w2 = nn.Parameter(torch.zeros(5, d_mix, C).uniform_(-0.01, 0.01))
         n = torch.arange(C, dtype=torch.float32)
-        self.time_decay = nn.Parameter((-6 + 5 * (n / (C - 1)) ** (0.7 + 1.3 * r01)).reshape(1, 1, C))
+        self.time_decay = nn.Parameter(decay_ramp(C, r01).reshape(1, 1, C))
         self.time_decay_w1 = nn.Parameter(torch.zeros(C, d_decay))
         self.time_decay_w2 = nn.Parameter(torch.zeros(d_decay, C).uniform_(-0.01, 0.01))
-        zig = ((n + 1) % 3 - 1) * 0.1
-        self.time_faaaa = nn.Parameter((r01 * (1 - n / (C - 1)) + zig).reshape(H, C // H))
-        self.receptance = nn.Linear(C, C, bias=False)
-        self.key = nn.Linear(C, C, bias=False)
-        self.value = nn.Linear(C, C, bias=False)
-        self.output = nn.Linear(C, C, bias=False)
-        self.gate = nn.Linear(C, C, bias=False)
-        self.ln_x = nn.GroupNorm(H, C, eps=64e-5)
+        add_bonus_projections_norm(self, C, H, r01)
 
     def forward(self, x):
         B, T, C = x.shape
