@@ -191,6 +191,8 @@ public struct ImportanceMatrix: Sendable, Equatable {
 public final class ImportanceCollector: MatmulObserver {
     /// Checkpoint name → GGUF name, for every weight llama-imatrix collects.
     private let names: [String: String]
+    /// The output matrix's checkpoint name (collected only with --process-output).
+    private let head: String
     /// Per GGUF name: Σx² per column (a class, so that adding to it does not copy the array).
     private final class Sums {
         var values: [Double]
@@ -206,13 +208,15 @@ public final class ImportanceCollector: MatmulObserver {
         for t in GGUFLayout.tensors(for: config) where t.canonicalNames.count == 1 && t.name.hasPrefix("blk.") {
             names[t.canonicalNames[0]] = t.name
         }
-        if processOutput { names["head.weight"] = "output.weight" }
+        let head = config.schema.headName
+        if processOutput { names[head] = config.schema.row(head)!.gguf.name }
+        self.head = head
         self.names = names
     }
 
     public func observe(weight: String, input: UnsafePointer<Float>, rows: Int, width: Int, stride: Int) {
         guard let name = names[weight] else {
-            if weight != "head.weight" { unknown.insert(weight) }
+            if weight != head { unknown.insert(weight) }
             return
         }
         let acc: Sums

@@ -1,5 +1,6 @@
 import Foundation
 import RWKVFormats
+import RWKVModel
 
 // How llama.cpp's quantizer (`llama-quantize`, src/llama-quant.cpp of the llama.cpp vendored in
 // llama-cpp-python 0.3.36) chooses each tensor's type, for the rwkv6 and rwkv7 architectures.
@@ -128,8 +129,8 @@ public struct TensorTypeOverrides: Sendable {
 }
 
 public enum LlamaTensorTypes {
-    public static let outputName = "output.weight"
-    public static let tokenEmbeddingName = "token_embd.weight"
+    public static let outputName = ArchitectureSchema.rwkv7.row(ArchitectureSchema.rwkv7.headName)!.gguf.name
+    public static let tokenEmbeddingName = RWKV7Key.emb.spec.gguf.name
 
     /// The type llama-quantize gives a large matrix (`llama_tensor_get_type`), with a note when it
     /// is not `type` itself. For float types (no quantization) only the overrides apply, as in

@@ -57,14 +57,15 @@ public struct RWKVConfig: Equatable, Sendable, Codable {
             return s
         }
 
-        guard shapes["emb.weight"] != nil, shapes.keys.contains(where: { $0.hasPrefix("blocks.") }) else {
-            throw RWKVError(source.path, "not an RWKV checkpoint (no emb.weight and blocks.* tensors)")
+        let emb = ArchitectureSchema.rwkv7.embeddingName, blocks = TensorSpec.blockPrefix
+        guard shapes[emb] != nil, shapes.keys.contains(where: { $0.hasPrefix(blocks) }) else {
+            throw RWKVError(source.path, "not an RWKV checkpoint (no \(emb) and \(blocks)* tensors)")
         }
         if let variant = ArchitectureSchema.unsupportedVariants.first(where: { v in shapes.keys.contains { $0.contains(v.marker) } }) {
             throw RWKVError(source.path, "\(variant.name) checkpoint: llama.cpp cannot run it yet, so neither do we")
         }
         let layers = shapes.keys.compactMap { name -> (name: String, layer: Int)? in
-            guard name.hasPrefix("blocks."), let layer = Int(name.dropFirst(7).prefix { $0 != "." }) else { return nil }
+            guard let layer = TensorSpec.layer(of: name) else { return nil }
             return (name, layer)
         }
         // Every layer holds tensors, so a layer number beyond the tensor count is a damaged name;
@@ -74,9 +75,8 @@ public struct RWKVConfig: Equatable, Sendable, Codable {
         }
         let layerCount = (layers.map(\.layer).max() ?? -1) + 1
 
-        guard let schema = ArchitectureSchema.all.first(where: { s in s.markers.contains { shapes["blocks.0." + $0] != nil } }) else {
-            if shapes["blocks.0.att.time_first"] != nil || shapes["blocks.0.att.time_faaaa"] != nil
-                || shapes["blocks.0.att.time_mix_k"] != nil {
+        guard let schema = ArchitectureSchema.all.first(where: { s in s.markers.contains { shapes[s.row($0)!.checkpointName(layer: 0)] != nil } }) else {
+            if EagleCheckpoint.holdsRWKV5(source) {
                 // `Checkpoint.open` reads RWKV-5 as RWKV-6 (`EagleCheckpoint`); a raw one gets here.
                 throw RWKVError(source.path, "RWKV-4/5 checkpoint: open it through Checkpoint.open, which reads RWKV-5 as RWKV-6")
             }

@@ -27,7 +27,12 @@ public final class EagleCheckpoint: TensorSource {
 
     /// Whether `source` holds an RWKV-4/5 checkpoint (token-shift `time_mix_k`, no RWKV-6 `time_maa_x`).
     public static func holdsRWKV5(_ source: TensorSource) -> Bool {
-        source.info("blocks.0.att.time_mix_k") != nil && source.info("blocks.0.att.time_maa_x") == nil
+        source.info(rwkv5Name(.maaK, layer: 0)) != nil && source.info(RWKV6Key.maaX.name(layer: 0)) == nil
+    }
+
+    /// The RWKV-5 name of the tensor RWKV-6's `key` is made from, in block `layer`.
+    static func rwkv5Name(_ key: RWKV6Key, layer: Int) -> String {
+        TensorSpec.blockPrefix + "\(layer)." + ArchitectureSchema.rwkv5Row(key)!.rwkv5[0]
     }
 
     /// `source` itself, or the RWKV-6 view of it when it is an RWKV-5 checkpoint.
@@ -42,37 +47,38 @@ public final class EagleCheckpoint: TensorSource {
             guard let s = base.info(name)?.shape else { throw RWKVError(path, "missing tensor \(name)") }
             return s
         }
-        guard base.info("blocks.0.att.ln_x.weight") != nil else {
+        typealias K = RWKV6Key
+        guard base.info(K.lnXWeight.name(layer: 0)) != nil else {
             throw RWKVError(path, "RWKV-4 checkpoint (token-shift time_mix_k without att.ln_x): only RWKV-5, 6 and 7 are supported")
         }
-        let emb = try shape("emb.weight")
-        guard emb.count == 2 else { throw RWKVError(path, "tensor emb.weight has shape \(emb), expected 2 dimensions") }
+        let emb = try shape(K.emb.name)
+        guard emb.count == 2 else { throw RWKVError(path, "tensor \(K.emb.name) has shape \(emb), expected 2 dimensions") }
         let c = emb[1]
         var layerCount = 0
-        for t in base.tensors where t.name.hasPrefix("blocks.") {
+        for t in base.tensors where t.name.hasPrefix(TensorSpec.blockPrefix) {
             // A layer number beyond the tensor count is a damaged name (as `RWKVConfig.detect`).
-            guard let n = Int(t.name.dropFirst(7).prefix { $0 != "." }), n >= 0, n < base.tensors.count else {
+            guard let n = TensorSpec.layer(of: t.name), n >= 0, n < base.tensors.count else {
                 throw RWKVError(path, "tensor \(Printable.escaped(t.name, limit: 80)): not a block number the file's \(base.tensors.count) tensors can hold")
             }
             layerCount = max(layerCount, n + 1)
         }
-        let decay = try shape("blocks.0.att.time_decay")
-        let gated = base.info("blocks.0.att.gate.weight") != nil
+        let decay = try shape(K.decay.name(layer: 0))
+        let gated = base.info(K.gate.name(layer: 0)) != nil
         guard (1...2).contains(decay.count), decay[0] >= 1, c >= 1, c % decay[0] == 0 else {
-            throw RWKVError(path, "tensor blocks.0.att.time_decay has shape \(decay); expected (heads) or (heads, head size) dividing n_embd \(c)")
+            throw RWKVError(path, "tensor \(K.decay.name(layer: 0)) has shape \(decay); expected (heads) or (heads, head size) dividing n_embd \(c)")
         }
         let heads = decay[0], headSize = c / heads
         if decay.count == 2, decay[1] > 1 {
-            guard gated else { throw RWKVError(path, "RWKV-5.2 checkpoint (2-D time_decay) without att.gate.weight") }
+            guard gated else { throw RWKVError(path, "RWKV-5.2 checkpoint (2-D time_decay) without \(K.gate.rawValue)") }
             guard decay[1] == headSize else {
-                throw RWKVError(path, "tensor blocks.0.att.time_decay has shape \(decay), expected (\(heads), \(headSize))")
+                throw RWKVError(path, "tensor \(K.decay.name(layer: 0)) has shape \(decay), expected (\(heads), \(headSize))")
             }
             version = .v5_2
         } else {
             version = gated ? .v5_1 : .v5_0
         }
-        let ffn = try shape("blocks.0.ffn.key.weight")
-        guard ffn.count == 2 else { throw RWKVError(path, "tensor blocks.0.ffn.key.weight has shape \(ffn), expected 2 dimensions") }
+        let ffn = try shape(K.ffnKey.name(layer: 0))
+        guard ffn.count == 2 else { throw RWKVError(path, "tensor \(K.ffnKey.name(layer: 0)) has shape \(ffn), expected 2 dimensions") }
         let ranks = ArchitectureSchema.rwkv6TrainerRanks(embedding: c)
         let config = RWKVConfig(version: .v6, layerCount: layerCount, embeddingSize: c, headSize: headSize, vocabSize: emb[0],
                                 ffnSize: ffn[0], decayRank: ranks.decay, tokenShiftRank: ranks.tokenShift, eagle: version)
@@ -80,7 +86,7 @@ public final class EagleCheckpoint: TensorSource {
         self.config = config
 
         // What each RWKV-6 tensor is made of, and the RWKV-5 shape every used tensor must have.
-        let rules = Dictionary(uniqueKeysWithValues: ArchitectureSchema.rwkv5.map { ($0.rwkv6, $0) })
+        let rules = Dictionary(uniqueKeysWithValues: ArchitectureSchema.rwkv5.map { ($0.rwkv6.rawValue, $0) })
         let perHead: [[Int]] = version == .v5_2 ? [[heads, headSize]] : [[heads], [heads, 1]]
         var used = Set<String>(), list: [TensorInfo] = [], origins: [String: Origin] = [:]
         for (name, row, layer) in config.checkpointTensors {
@@ -93,11 +99,11 @@ public final class EagleCheckpoint: TensorSource {
                 origins[name] = .stored
                 continue
             }
-            let block = "blocks.\(layer)."
+            let block = TensorSpec.blockPrefix + "\(layer)."
             let source = rule.rwkv5.map { block + $0 }.first { base.info($0) != nil }
             if !rule.rwkv5.isEmpty, source == nil {
                 // 5.0 has no gate, so no time_mix_g: its time_maa_g is never read.
-                guard version == .v5_0, row.name == "att.time_maa_g" else { throw RWKVError(path, "missing tensor \(block + rule.rwkv5[0])") }
+                guard version == .v5_0, row.name == K.maaG.rawValue else { throw RWKVError(path, "missing tensor \(block + rule.rwkv5[0])") }
             }
             if let name = source {
                 let s = try shape(name)

@@ -54,8 +54,9 @@ extension RWKVConfig {
         guard let schema = ArchitectureSchema.all.first(where: { $0.ggufArchitecture == arch }) else {
             throw RWKVError(r.path, "GGUF architecture \"\(arch)\" is not rwkv6 or rwkv7")
         }
-        guard let emb = r.info("token_embd.weight"), emb.shape.count == 2 else {
-            throw RWKVError(r.path, "GGUF file has no 2-D token_embd.weight")
+        let embName = schema.tensors.first { $0.role == .embedding }!.gguf.name
+        guard let emb = r.info(embName), emb.shape.count == 2 else {
+            throw RWKVError(r.path, "GGUF file has no 2-D \(embName)")
         }
         var c = RWKVConfig(version: schema.version, layerCount: 0, embeddingSize: 0, headSize: 0, vocabSize: emb.shape[0],
                            ffnSize: 0, decayRank: 0)
@@ -142,8 +143,8 @@ public final class GGUFCanonicalSource: TensorSource {
         // RWKV-6 files from llama.cpp's converter may store att.output / ffn.value divided by
         // 2^(layer / rescale_every_n_layers) (the graph halves the residual to match);
         // multiplying back by a power of two is exact.
-        if rescaleEvery > 0, let layer = Self.layerIndex(name), layer / rescaleEvery > 0,
-           name.hasSuffix("att.output.weight") || name.hasSuffix("ffn.value.weight") {
+        if rescaleEvery > 0, let layer = TensorSpec.layer(of: name), layer / rescaleEvery > 0,
+           [RWKV6Key.output.rawValue, RWKV6Key.ffnValue.rawValue].contains(TensorSpec.row(of: name)) {
             let scale = Float(sign: .plus, exponent: layer / rescaleEvery, significand: 1)
             for i in values.indices { values[i] *= scale }
         }
@@ -152,10 +153,6 @@ public final class GGUFCanonicalSource: TensorSource {
 
     public func floats(_ name: String) throws -> [Float] { try canonicalFloats(name) }
 
-    static func layerIndex(_ name: String) -> Int? {
-        guard name.hasPrefix("blocks.") else { return nil }
-        return Int(name.dropFirst(7).prefix { $0 != "." })
-    }
 }
 
 extension WeightLoader {

@@ -108,7 +108,7 @@ public final class HuggingFaceFolder: TensorSource {
                     continue
                 }
                 if isEagle, let name = eagleLeaves[leaf] {
-                    add("blocks.\(layer)." + name, info.shape)
+                    add(TensorSpec.blockPrefix + "\(layer)." + name, info.shape)
                     continue
                 }
                 row = blockRows[leaf]

@@ -176,7 +176,7 @@ extension LayerStack {
                         Kernels.normalize(work.x.base + first * C, rows: n, width: C, outputNorm,
                                           eps: Kernels.layerNormEpsilon, into: work.xn.base)
                         let dst = logits.baseAddress! + (positions == .all ? (start + first) * V : 0)
-                        observe("head.weight", head, work.xn.base, rows: n)
+                        observe(config.schema.headName, head, work.xn.base, rows: n)
                         head.apply(work.xn.base, rows: n, to: dst)
                     }
                     start += rows

@@ -45,8 +45,8 @@ public struct RWKV6Weights: @unchecked Sendable {
         path = loader.path
         embedding = try normalizedEmbedding(loader, roundTo: Self.embeddingRounding(loader))
         layers = try (0..<c.layerCount).map { try Self.layer($0, loader) }
-        outputNorm = try loader.norm("ln_out")
-        head = try loader.matrix("head.weight")
+        outputNorm = try loader.norm(RWKV6Key.lnOutWeight, .lnOutBias)
+        head = try loader.matrix(RWKV6Key.head)
     }
 
     /// One block `i` (a model of that block alone: no embedding or head, state for one block).
@@ -59,27 +59,26 @@ public struct RWKV6Weights: @unchecked Sendable {
     }
 
     static func layer(_ i: Int, _ loader: WeightLoader) throws -> Layer {
+        typealias K = RWKV6Key
         let c = loader.config
         let C = c.embeddingSize, Dm = c.tokenShiftRank
-        let att = "blocks.\(i).att.", ffn = "blocks.\(i).ffn."
-        let w2 = try loader.tensor(att + "time_maa_w2")
+        func tensor(_ k: K) throws -> FloatBuffer { try loader.tensor(k, layer: i) }
+        func matrix(_ k: K) throws -> Linear { try loader.matrix(k, layer: i) }
+        let w2 = try tensor(.maaW2)
         return Layer(
             index: i,
-            ln1: try loader.norm("blocks.\(i).ln1"), ln2: try loader.norm("blocks.\(i).ln2"),
-            lnX: try loader.norm(att + "ln_x"),
-            maaX: try loader.tensor(att + "time_maa_x"),
-            maa: try ["time_maa_w", "time_maa_k", "time_maa_v", "time_maa_r", "time_maa_g"].map { try loader.tensor(att + $0) },
-            maaW1: try loader.matrix(att + "time_maa_w1"),
+            ln1: try loader.norm(K.ln1Weight, .ln1Bias, layer: i), ln2: try loader.norm(K.ln2Weight, .ln2Bias, layer: i),
+            lnX: try loader.norm(K.lnXWeight, .lnXBias, layer: i),
+            maaX: try tensor(.maaX),
+            maa: try K.lerps.map(tensor),
+            maaW1: try matrix(.maaW1),
             maaW2: (0..<5).map { Linear(inputs: Dm, outputs: C, layout: .inputsByOutputs, weights: w2, offset: $0 * Dm * C) },
-            decay: try loader.tensor(att + "time_decay"),
-            decayW1: try loader.matrix(att + "time_decay_w1"), decayW2: try loader.matrix(att + "time_decay_w2"),
-            first: try loader.tensor(att + "time_faaaa"),
-            receptance: try loader.matrix(att + "receptance.weight"), key: try loader.matrix(att + "key.weight"),
-            value: try loader.matrix(att + "value.weight"), output: try loader.matrix(att + "output.weight"),
-            gate: c.hasGate ? try loader.matrix(att + "gate.weight") : nil,
-            ffnMaaK: try loader.tensor(ffn + "time_maa_k"), ffnMaaR: try loader.tensor(ffn + "time_maa_r"),
-            ffnKey: try loader.matrix(ffn + "key.weight"), ffnReceptance: try loader.matrix(ffn + "receptance.weight"),
-            ffnValue: try loader.matrix(ffn + "value.weight"))
+            decay: try tensor(.decay), decayW1: try matrix(.decayW1), decayW2: try matrix(.decayW2),
+            first: try tensor(.faaaa),
+            receptance: try matrix(.receptance), key: try matrix(.key), value: try matrix(.value), output: try matrix(.output),
+            gate: c.hasGate ? try matrix(.gate) : nil,
+            ffnMaaK: try tensor(.ffnMaaK), ffnMaaR: try tensor(.ffnMaaR),
+            ffnKey: try matrix(.ffnKey), ffnReceptance: try matrix(.ffnReceptance), ffnValue: try matrix(.ffnValue))
     }
 
     /// The official package applies ln0 to the embedding before widening anything to fp32
@@ -87,7 +86,7 @@ public struct RWKV6Weights: @unchecked Sendable {
     /// that fails). torch's LayerNorm on bf16/fp16 tensors computes in float and rounds the result
     /// to the input type; with mixed types it fails and the float fallback runs.
     static func embeddingRounding(_ loader: WeightLoader) -> DType? {
-        let types = ["emb.weight", "blocks.0.ln0.weight", "blocks.0.ln0.bias"].map { loader.storedDType($0) }
+        let types = [RWKV6Key.emb.name, RWKV6Key.ln0Weight.name(layer: 0), RWKV6Key.ln0Bias.name(layer: 0)].map { loader.storedDType($0) }
         guard let first = types[0], first == .bf16 || first == .f16, types.allSatisfy({ $0 == first }) else { return nil }
         return first
     }
@@ -131,14 +130,13 @@ public final class RWKV6Model: LayerStack {
 
         for (slot, L) in weights.layers.enumerated() {
             let l = L.index
-            let att = "blocks.\(l).att.", ffn = "blocks.\(l).ffn."
             Kernels.normalize(x, rows: T, width: C, L.ln1, eps: Kernels.layerNormEpsilon, into: xn)
             layerInputObserver?.observe(layer: l, part: .timeMix, input: xn, rows: T, width: C)
             timeMixReadout(L, slot: slot, rows: T, work: work, state: state)
             layerInputObserver?.observe(layer: l, part: .timeMixReadout, input: y, rows: T, width: C)
             Kernels.normalize(y, rows: T, width: C, groups: config.headCount, L.lnX, eps: Kernels.groupNormEpsilon, into: y)
             Kernels.multiply(y, by: g, count: T * C)
-            observe(att + "output.weight", L.output, y, rows: T)
+            observe(RWKV6Key.output.name(layer: l), L.output, y, rows: T)
             L.output.apply(y, rows: T, to: x, accumulate: true)
 
             // Channel mix: sigmoid(xr · Rᵀ) ⊙ (relu(xk · Kᵀ)² · Vᵀ).
@@ -147,13 +145,13 @@ public final class RWKV6Model: LayerStack {
             Kernels.tokenShift(xn, rows: T, width: C, previous: state.channelMix(slot), into: shift)
             Kernels.lerp(xn, shift, mix: L.ffnMaaK.base, rows: T, width: C, into: xk)
             Kernels.lerp(xn, shift, mix: L.ffnMaaR.base, rows: T, width: C, into: xr)
-            observe(ffn + "receptance.weight", L.ffnReceptance, xr, rows: T)
+            observe(RWKV6Key.ffnReceptance.name(layer: l), L.ffnReceptance, xr, rows: T)
             L.ffnReceptance.apply(xr, rows: T, to: work.ffnGate.base)
             Kernels.applySigmoid(work.ffnGate.base, count: T * C)
-            observe(ffn + "key.weight", L.ffnKey, xk, rows: T)
+            observe(RWKV6Key.ffnKey.name(layer: l), L.ffnKey, xk, rows: T)
             L.ffnKey.apply(xk, rows: T, to: work.ffn.base)
             Kernels.applySquaredReLU(work.ffn.base, count: T * config.ffnSize)
-            observe(ffn + "value.weight", L.ffnValue, work.ffn.base, rows: T)
+            observe(RWKV6Key.ffnValue.name(layer: l), L.ffnValue, work.ffn.base, rows: T)
             L.ffnValue.apply(work.ffn.base, rows: T, to: y)
             Kernels.multiply(y, by: work.ffnGate.base, count: T * C)
             Kernels.add(y, to: x, count: T * C)
@@ -173,8 +171,8 @@ public final class RWKV6Model: LayerStack {
         let xr = work.mixes[4].base, xg = work.mixes[5].base
         Kernels.tokenShift(xn, rows: T, width: C, previous: state.timeMix(slot), into: shift)
         Kernels.lerp(xn, shift, mix: L.maaX.base, rows: T, width: C, into: xxx)
-        let att = "blocks.\(L.index).att."
-        observe(att + "time_maa_w1", L.maaW1, xxx, rows: T)
+        let l = L.index
+        observe(RWKV6Key.maaW1.name(layer: l), L.maaW1, xxx, rows: T)
         L.maaW1.apply(xxx, rows: T, to: lora)
         Kernels.applyTanh(lora, count: T * 5 * Dm)
         for i in 0..<5 {
@@ -188,23 +186,23 @@ public final class RWKV6Model: LayerStack {
                 for c in 0..<C { out[o + c] = xn[o + c] + shift[o + c] * (maa[c] + out[o + c]) }
             }
         }
-        observe(att + "receptance.weight", L.receptance, xr, rows: T)
+        observe(RWKV6Key.receptance.name(layer: l), L.receptance, xr, rows: T)
         L.receptance.apply(xr, rows: T, to: r)
-        observe(att + "key.weight", L.key, xk, rows: T)
+        observe(RWKV6Key.key.name(layer: l), L.key, xk, rows: T)
         L.key.apply(xk, rows: T, to: k)
-        observe(att + "value.weight", L.value, xv, rows: T)
+        observe(RWKV6Key.value.name(layer: l), L.value, xv, rows: T)
         L.value.apply(xv, rows: T, to: v)
         if let gate = L.gate {
-            observe(att + "gate.weight", gate, xg, rows: T)
+            observe(RWKV6Key.gate.name(layer: l), gate, xg, rows: T)
             gate.apply(xg, rows: T, to: g)
             for i in 0..<T * C { g[i] = g[i] * Kernels.sigmoid(g[i]) }   // silu
         } else {
             g.update(repeating: 1, count: T * C)
         }
-        observe(att + "time_decay_w1", L.decayW1, xw, rows: T)
+        observe(RWKV6Key.decayW1.name(layer: l), L.decayW1, xw, rows: T)
         L.decayW1.apply(xw, rows: T, to: lora)
         Kernels.applyTanh(lora, count: T * config.decayRank)
-        observe(att + "time_decay_w2", L.decayW2, lora, rows: T)
+        observe(RWKV6Key.decayW2.name(layer: l), L.decayW2, lora, rows: T)
         L.decayW2.apply(lora, rows: T, to: w)
         let decay = L.decay.base
         for t in 0..<T {

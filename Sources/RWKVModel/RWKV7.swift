@@ -37,8 +37,8 @@ public struct RWKV7Weights: @unchecked Sendable {
         path = loader.path
         embedding = try normalizedEmbedding(loader, roundTo: nil)
         layers = try (0..<c.layerCount).map { try Self.layer($0, loader) }
-        outputNorm = try loader.norm("ln_out")
-        head = try loader.matrix("head.weight")
+        outputNorm = try loader.norm(RWKV7Key.lnOutWeight, .lnOutBias)
+        head = try loader.matrix(RWKV7Key.head)
     }
 
     /// One block `i` (a model of that block alone: no embedding or head, state for one block).
@@ -50,22 +50,19 @@ public struct RWKV7Weights: @unchecked Sendable {
     }
 
     static func layer(_ i: Int, _ loader: WeightLoader) throws -> Layer {
-        let att = "blocks.\(i).att.", ffn = "blocks.\(i).ffn."
+        typealias K = RWKV7Key
+        func tensor(_ k: K) throws -> FloatBuffer { try loader.tensor(k, layer: i) }
+        func matrix(_ k: K) throws -> Linear { try loader.matrix(k, layer: i) }
         return Layer(
             index: i,
-            ln1: try loader.norm("blocks.\(i).ln1"), ln2: try loader.norm("blocks.\(i).ln2"),
-            lnX: try loader.norm(att + "ln_x"),
-            lerps: try ["x_r", "x_w", "x_k", "x_v", "x_a", "x_g"].map { try loader.tensor(att + $0) },
-            w0: try loader.tensor(att + "w0"), a0: try loader.tensor(att + "a0"),
-            kK: try loader.tensor(att + "k_k"), kA: try loader.tensor(att + "k_a"), rK: try loader.tensor(att + "r_k"),
-            w1: try loader.matrix(att + "w1"), w2: try loader.matrix(att + "w2"),
-            a1: try loader.matrix(att + "a1"), a2: try loader.matrix(att + "a2"),
-            g1: try loader.matrix(att + "g1"), g2: try loader.matrix(att + "g2"),
-            valueResidual: i == 0 ? nil : (try loader.tensor(att + "v0"), try loader.matrix(att + "v1"), try loader.matrix(att + "v2")),
-            receptance: try loader.matrix(att + "receptance.weight"), key: try loader.matrix(att + "key.weight"),
-            value: try loader.matrix(att + "value.weight"), output: try loader.matrix(att + "output.weight"),
-            ffnLerp: try loader.tensor(ffn + "x_k"),
-            ffnKey: try loader.matrix(ffn + "key.weight"), ffnValue: try loader.matrix(ffn + "value.weight"))
+            ln1: try loader.norm(K.ln1Weight, .ln1Bias, layer: i), ln2: try loader.norm(K.ln2Weight, .ln2Bias, layer: i),
+            lnX: try loader.norm(K.lnXWeight, .lnXBias, layer: i),
+            lerps: try K.lerps.map(tensor),
+            w0: try tensor(.w0), a0: try tensor(.a0), kK: try tensor(.kK), kA: try tensor(.kA), rK: try tensor(.rK),
+            w1: try matrix(.w1), w2: try matrix(.w2), a1: try matrix(.a1), a2: try matrix(.a2), g1: try matrix(.g1), g2: try matrix(.g2),
+            valueResidual: i == 0 ? nil : (try tensor(.v0), try matrix(.v1), try matrix(.v2)),
+            receptance: try matrix(.receptance), key: try matrix(.key), value: try matrix(.value), output: try matrix(.output),
+            ffnLerp: try tensor(.ffnXK), ffnKey: try matrix(.ffnKey), ffnValue: try matrix(.ffnValue))
     }
 }
 
@@ -119,31 +116,30 @@ public final class RWKV7Model: LayerStack {
             for (i, mix) in L.lerps.enumerated() {
                 Kernels.lerp(xn, shift, mix: mix.base, rows: T, width: C, into: work.mixes[i].base)
             }
-            let att = "blocks.\(l).att.", ffn = "blocks.\(l).ffn."
-            observe(att + "receptance.weight", L.receptance, xr, rows: T)
+            observe(RWKV7Key.receptance.name(layer: l), L.receptance, xr, rows: T)
             L.receptance.apply(xr, rows: T, to: r)
-            observe(att + "key.weight", L.key, xk, rows: T)
+            observe(RWKV7Key.key.name(layer: l), L.key, xk, rows: T)
             L.key.apply(xk, rows: T, to: k)
-            observe(att + "value.weight", L.value, xv, rows: T)
+            observe(RWKV7Key.value.name(layer: l), L.value, xv, rows: T)
             L.value.apply(xv, rows: T, to: v)
-            observe(att + "w1", L.w1, xw, rows: T)
+            observe(RWKV7Key.w1.name(layer: l), L.w1, xw, rows: T)
             L.w1.apply(xw, rows: T, to: lora)
             Kernels.applyTanh(lora, count: T * L.w1.outputs)
-            observe(att + "w2", L.w2, lora, rows: T)
+            observe(RWKV7Key.w2.name(layer: l), L.w2, lora, rows: T)
             L.w2.apply(lora, rows: T, to: w)
-            observe(att + "a1", L.a1, xa, rows: T)
+            observe(RWKV7Key.a1.name(layer: l), L.a1, xa, rows: T)
             L.a1.apply(xa, rows: T, to: lora)
-            observe(att + "a2", L.a2, lora, rows: T)
+            observe(RWKV7Key.a2.name(layer: l), L.a2, lora, rows: T)
             L.a2.apply(lora, rows: T, to: a)
-            observe(att + "g1", L.g1, xg, rows: T)
+            observe(RWKV7Key.g1.name(layer: l), L.g1, xg, rows: T)
             L.g1.apply(xg, rows: T, to: lora)
             Kernels.applySigmoid(lora, count: T * L.g1.outputs)
-            observe(att + "g2", L.g2, lora, rows: T)
+            observe(RWKV7Key.g2.name(layer: l), L.g2, lora, rows: T)
             L.g2.apply(lora, rows: T, to: g)
             if let vr = L.valueResidual {
-                observe(att + "v1", vr.v1, xv, rows: T)
+                observe(RWKV7Key.v1.name(layer: l), vr.v1, xv, rows: T)
                 vr.v1.apply(xv, rows: T, to: lora)
-                observe(att + "v2", vr.v2, lora, rows: T)
+                observe(RWKV7Key.v2.name(layer: l), vr.v2, lora, rows: T)
                 vr.v2.apply(lora, rows: T, to: work.vGate.base)
             }
             prepareKeysAndValues(L, rows: T, work: work)
@@ -152,7 +148,7 @@ public final class RWKV7Model: LayerStack {
             Kernels.normalize(y, rows: T, width: C, groups: config.headCount, L.lnX, eps: Kernels.groupNormEpsilon, into: y)
             addBonus(L, rows: T, work: work)
             Kernels.multiply(y, by: g, count: T * C)
-            observe(att + "output.weight", L.output, y, rows: T)
+            observe(RWKV7Key.output.name(layer: l), L.output, y, rows: T)
             L.output.apply(y, rows: T, to: x, accumulate: true)
 
             // Channel mix: relu(lerp · Kᵀ)² · Vᵀ.
@@ -160,10 +156,10 @@ public final class RWKV7Model: LayerStack {
             layerInputObserver?.observe(layer: l, part: .channelMix, input: xn, rows: T, width: C)
             Kernels.tokenShift(xn, rows: T, width: C, previous: state.channelMix(slot), into: shift)
             Kernels.lerp(xn, shift, mix: L.ffnLerp.base, rows: T, width: C, into: xr)
-            observe(ffn + "key.weight", L.ffnKey, xr, rows: T)
+            observe(RWKV7Key.ffnKey.name(layer: l), L.ffnKey, xr, rows: T)
             L.ffnKey.apply(xr, rows: T, to: work.ffn.base)
             Kernels.applySquaredReLU(work.ffn.base, count: T * config.ffnSize)
-            observe(ffn + "value.weight", L.ffnValue, work.ffn.base, rows: T)
+            observe(RWKV7Key.ffnValue.name(layer: l), L.ffnValue, work.ffn.base, rows: T)
             L.ffnValue.apply(work.ffn.base, rows: T, to: x, accumulate: true)
         }
     }
@@ -243,8 +239,8 @@ public final class RWKV7Model: LayerStack {
 /// `emb.weight` normalised by `blocks.0.ln0`, optionally rounded to a half type (see RWKV-6).
 func normalizedEmbedding(_ loader: WeightLoader, roundTo half: DType?) throws -> FloatBuffer {
     let c = loader.config
-    let emb = try loader.tensor("emb.weight")
-    let ln0 = try loader.norm("blocks.0.ln0")
+    let emb = try loader.embedding()
+    let ln0 = try loader.ln0()
     Kernels.normalize(emb.base, rows: c.vocabSize, width: c.embeddingSize, ln0, eps: Kernels.layerNormEpsilon, into: emb.base)
     if let half {
         var overflow = 0

@@ -25,8 +25,8 @@ public struct ResidualStream: Sendable {
         if let bad = tokens.first(where: { $0 < 0 || $0 >= c.vocabSize }) {
             throw RWKVError(loader.path, "token id \(bad) is outside the vocabulary (0..<\(c.vocabSize))")
         }
-        let emb = try loader.tensor("emb.weight")
-        let ln0 = try loader.norm("blocks.0.ln0")
+        let emb = try loader.embedding()
+        let ln0 = try loader.ln0()
         var rows = [Float](repeating: 0, count: tokens.count * C)
         rows.withUnsafeMutableBufferPointer { out in
             for (i, token) in tokens.enumerated() { (out.baseAddress! + i * C).update(from: emb.base + token * C, count: C) }

@@ -91,8 +91,11 @@ public struct ArchitectureSchema: Sendable {
     public let ggufArchitecture: String
     /// Rows in the order official checkpoints hold them (RWKV-LM's parameter order).
     public let tensors: [TensorSpec]
-    /// Layer tensors in the order llama.cpp's converter writes them (GGUF file order).
-    public let ggufLayerOrder: [String]
+    /// The layer rows in the order llama.cpp's converter writes their GGUF tensors (one row of
+    /// a fused tensor stands for it).
+    public let ggufLayerRows: [String]
+    /// Layer tensors' GGUF names in the order llama.cpp's converter writes them (GGUF file order).
+    public var ggufLayerOrder: [String] { ggufLayerRows.map { row($0)!.gguf.name } }
     /// A block-0 tensor only this architecture has.
     public let markers: [String]
     /// Hugging Face scheme: block prefix (`model.layers.`), whether LoRA factors are stored
@@ -109,6 +112,18 @@ public struct ArchitectureSchema: Sendable {
     /// config.json's `model_type` and `architectures` entry.
     public let hfModelType: String
     public let hfModelClass: String
+
+    /// The embedding's name (every architecture has one, by role).
+    public var embeddingName: String { tensors.first { $0.role == .embedding }!.name }
+
+    /// The RWKV-5 row of RWKV-6 tensor `key` (nil: an RWKV-5 stores it as it is).
+    public static func rwkv5Row(_ key: RWKV6Key) -> EagleRow? { rwkv5.first { $0.rwkv6 == key } }
+
+    /// The output matrix's name (every architecture has one, by role).
+    public var headName: String { tensors.first { $0.role == .head }!.name }
+
+    /// The row of a block-relative or model-level BlinkDL name.
+    public func row(_ name: String) -> TensorSpec? { tensors.first { $0.name == name } }
 
     public static func of(_ version: RWKVVersion) -> ArchitectureSchema {
         version == .v7 ? rwkv7 : rwkv6
@@ -127,19 +142,81 @@ public struct ArchitectureSchema: Sendable {
     ]
 }
 
+// MARK: - Keys
+
+/// A tensor of one architecture's checkpoints, named once: the raw value is the BlinkDL name
+/// (block-relative for block tensors), and the schema's row says the rest. Code loads, maps and
+/// names tensors by key; `Tests/RWKVModelTests/TensorKeyTests.swift` keeps tensor-name string
+/// literals out of every other source file.
+public protocol TensorKey: RawRepresentable, CaseIterable, Hashable, Sendable where RawValue == String {
+    static var schema: ArchitectureSchema { get }
+}
+
+extension TensorKey {
+    /// The key's schema row.
+    public var spec: TensorSpec { Self.schema.row(rawValue)! }   // every key has a row (TensorKeyTests)
+    /// The checkpoint name in block `layer` (ignored outside blocks).
+    public func name(layer: Int) -> String { spec.checkpointName(layer: layer) }
+    /// The checkpoint name of a tensor outside the blocks.
+    public var name: String { spec.checkpointName(layer: 0) }
+    /// The key of a block-relative or model-level checkpoint name (nil: not this architecture's).
+    public init?(row name: String) { self.init(rawValue: name) }
+}
+
+/// RWKV-7 (x070) tensors.
+public enum RWKV7Key: String, TensorKey {
+    case emb = "emb.weight"
+    case ln0Weight = "ln0.weight", ln0Bias = "ln0.bias", ln1Weight = "ln1.weight", ln1Bias = "ln1.bias"
+    case ln2Weight = "ln2.weight", ln2Bias = "ln2.bias"
+    case xR = "att.x_r", xW = "att.x_w", xK = "att.x_k", xV = "att.x_v", xA = "att.x_a", xG = "att.x_g"
+    case w0 = "att.w0", a0 = "att.a0", v0 = "att.v0", kK = "att.k_k", kA = "att.k_a"
+    case w1 = "att.w1", w2 = "att.w2", a1 = "att.a1", a2 = "att.a2", v1 = "att.v1", v2 = "att.v2", g1 = "att.g1", g2 = "att.g2"
+    case rK = "att.r_k"
+    case receptance = "att.receptance.weight", key = "att.key.weight", value = "att.value.weight", output = "att.output.weight"
+    case lnXWeight = "att.ln_x.weight", lnXBias = "att.ln_x.bias"
+    case ffnXK = "ffn.x_k", ffnKey = "ffn.key.weight", ffnValue = "ffn.value.weight"
+    case lnOutWeight = "ln_out.weight", lnOutBias = "ln_out.bias"
+    case head = "head.weight"
+    public static var schema: ArchitectureSchema { .rwkv7 }
+    /// The six token-shift lerps, in the order of llama.cpp's fused tensor.
+    public static let lerps: [RWKV7Key] = [.xR, .xW, .xK, .xV, .xA, .xG]
+}
+
+/// RWKV-6 (x060) tensors.
+public enum RWKV6Key: String, TensorKey {
+    case emb = "emb.weight"
+    case ln0Weight = "ln0.weight", ln0Bias = "ln0.bias", ln1Weight = "ln1.weight", ln1Bias = "ln1.bias"
+    case ln2Weight = "ln2.weight", ln2Bias = "ln2.bias"
+    case maaX = "att.time_maa_x", maaW = "att.time_maa_w", maaK = "att.time_maa_k", maaV = "att.time_maa_v"
+    case maaR = "att.time_maa_r", maaG = "att.time_maa_g"
+    case decay = "att.time_decay", maaW1 = "att.time_maa_w1", maaW2 = "att.time_maa_w2"
+    case decayW1 = "att.time_decay_w1", decayW2 = "att.time_decay_w2", faaaa = "att.time_faaaa"
+    case receptance = "att.receptance.weight", key = "att.key.weight", value = "att.value.weight"
+    case output = "att.output.weight", gate = "att.gate.weight"
+    case lnXWeight = "att.ln_x.weight", lnXBias = "att.ln_x.bias"
+    case ffnMaaK = "ffn.time_maa_k", ffnMaaR = "ffn.time_maa_r"
+    case ffnKey = "ffn.key.weight", ffnReceptance = "ffn.receptance.weight", ffnValue = "ffn.value.weight"
+    case lnOutWeight = "ln_out.weight", lnOutBias = "ln_out.bias"
+    case head = "head.weight"
+    public static var schema: ArchitectureSchema { .rwkv6 }
+    /// The five lerps the token-shift LoRA's outputs add to, in its order (w, k, v, r, g).
+    public static let lerps: [RWKV6Key] = [.maaW, .maaK, .maaV, .maaR, .maaG]
+}
+
 // MARK: - The tables
 
 /// A row; `hf` defaults to the BlinkDL name (the RWKV-6 scheme renames by rule, `rwkv6HFName`).
-private func spec(_ name: String, _ shape: [Dim], _ role: TensorRole, gguf: String, hf: String? = nil, hfShape: [Dim]? = nil,
+private func spec(_ key: some TensorKey, _ shape: [Dim], _ role: TensorRole, gguf: String, hf: String? = nil, hfShape: [Dim]? = nil,
                   scope: TensorSpec.Scope = .layer, stack: Int? = nil, ggufShape: [Dim]? = nil, firstLayerStandIn: String? = nil) -> TensorSpec {
-    TensorSpec(name: name, scope: scope, shape: shape, role: role,
+    let name = key.rawValue
+    return TensorSpec(name: name, scope: scope, shape: shape, role: role,
                gguf: GGUFPlacement(name: gguf, stackIndex: stack, shape: ggufShape), hf: hf ?? name, hfShape: hfShape,
                firstLayerStandIn: firstLayerStandIn)
 }
 
-private func norms(_ name: String, gguf: String, hf: String? = nil, scope: TensorSpec.Scope = .layer) -> [TensorSpec] {
-    [spec(name + ".weight", [.C], .norm, gguf: gguf + ".weight", hf: hf.map { $0 + ".weight" }, scope: scope),
-     spec(name + ".bias", [.C], .norm, gguf: gguf + ".bias", hf: hf.map { $0 + ".bias" }, scope: scope)]
+private func norms<K: TensorKey>(_ weight: K, _ bias: K, gguf: String, hf: String? = nil, scope: TensorSpec.Scope = .layer) -> [TensorSpec] {
+    [spec(weight, [.C], .norm, gguf: gguf + ".weight", hf: hf.map { $0 + ".weight" }, scope: scope),
+     spec(bias, [.C], .norm, gguf: gguf + ".bias", hf: hf.map { $0 + ".bias" }, scope: scope)]
 }
 
 /// The RWKV-6 Hugging Face scheme (BBuf/RWKV-World-HF-Tokenizer `convert_rwkv6_checkpoint_to_hf.py`,
@@ -158,60 +235,57 @@ private func rwkv6HFName(_ row: TensorSpec) -> TensorSpec {
 
 private let channel: [Dim] = [.fixed(1), .fixed(1), .C]
 
+/// The rows of `keys`, in order (the key of one row of a fused tensor stands for it).
+private func ggufNames<K: TensorKey>(_ keys: [K]) -> [String] { keys.map(\.rawValue) }
+
 extension ArchitectureSchema {
     /// RWKV-7 (x070): RWKV-LM `RWKV-v7/train_temp` parameter order; llama.cpp `src/models/rwkv7.cpp`.
     public static let rwkv7 = ArchitectureSchema(
         version: .v7, ggufArchitecture: "rwkv7",
         tensors: {
-            var rows = [spec("emb.weight", [.V, .C], .embedding, gguf: "token_embd.weight", hf: "model.embeddings.weight", scope: .start)]
-            rows += norms("ln0", gguf: "token_embd_norm", hf: "pre_norm", scope: .firstLayer)
-            rows += norms("ln1", gguf: "attn_norm", hf: "attn_norm")
-            rows += norms("ln2", gguf: "attn_norm_2", hf: "ffn_norm")
-            rows += ["x_r", "x_w", "x_k", "x_v", "x_a", "x_g"].enumerated().map {
-                spec("att." + $1, channel, .vector, gguf: "time_mix_lerp_fused.weight", hf: "attn." + $1, stack: $0)
+            typealias K = RWKV7Key
+            var rows = [spec(K.emb, [.V, .C], .embedding, gguf: "token_embd.weight", hf: "model.embeddings.weight", scope: .start)]
+            rows += norms(K.ln0Weight, K.ln0Bias, gguf: "token_embd_norm", hf: "pre_norm", scope: .firstLayer)
+            rows += norms(K.ln1Weight, K.ln1Bias, gguf: "attn_norm", hf: "attn_norm")
+            rows += norms(K.ln2Weight, K.ln2Bias, gguf: "attn_norm_2", hf: "ffn_norm")
+            rows += K.lerps.enumerated().map {
+                spec($1, channel, .vector, gguf: "time_mix_lerp_fused.weight", hf: "attn." + $1.rawValue.dropFirst(4), stack: $0)
             }
             rows += [
-                spec("att.w0", channel, .vector, gguf: "time_mix_w0.weight", hf: "attn.w_lora.lora.2.bias", hfShape: [.C]),
-                spec("att.a0", channel, .vector, gguf: "time_mix_a0.weight", hf: "attn.a_lora.lora.2.bias", hfShape: [.C]),
-                spec("att.v0", channel, .vector, gguf: "time_mix_v0.weight", hf: "attn.v_lora.lora.2.bias", hfShape: [.C], firstLayerStandIn: "att.a0"),
-                spec("att.k_k", channel, .vector, gguf: "time_mix_k_k.weight", hf: "attn.k_k", hfShape: [.C]),
-                spec("att.k_a", channel, .vector, gguf: "time_mix_k_a.weight", hf: "attn.k_a", hfShape: [.C]),
-                spec("att.w1", [.C, .decayRank], .lora, gguf: "time_mix_w1.weight", hf: "attn.w_lora.lora.0.weight"),
-                spec("att.w2", [.decayRank, .C], .lora, gguf: "time_mix_w2.weight", hf: "attn.w_lora.lora.2.weight"),
-                spec("att.a1", [.C, .iclrRank], .lora, gguf: "time_mix_a1.weight", hf: "attn.a_lora.lora.0.weight"),
-                spec("att.a2", [.iclrRank, .C], .lora, gguf: "time_mix_a2.weight", hf: "attn.a_lora.lora.2.weight"),
-                spec("att.v1", [.C, .valueResidualRank], .lora, gguf: "time_mix_v1.weight", hf: "attn.v_lora.lora.0.weight", firstLayerStandIn: "att.a1"),
-                spec("att.v2", [.valueResidualRank, .C], .lora, gguf: "time_mix_v2.weight", hf: "attn.v_lora.lora.2.weight", firstLayerStandIn: "att.a2"),
-                spec("att.g1", [.C, .gateRank], .lora, gguf: "time_mix_g1.weight", hf: "attn.g_lora.lora.0.weight"),
-                spec("att.g2", [.gateRank, .C], .lora, gguf: "time_mix_g2.weight", hf: "attn.g_lora.lora.2.weight"),
-                spec("att.r_k", [.H, .N], .perHead, gguf: "time_mix_r_k.weight", hf: "attn.r_k", ggufShape: [.C]),
-                spec("att.receptance.weight", [.C, .C], .linear, gguf: "time_mix_receptance.weight", hf: "attn.r_proj.weight"),
-                spec("att.key.weight", [.C, .C], .linear, gguf: "time_mix_key.weight", hf: "attn.k_proj.weight"),
-                spec("att.value.weight", [.C, .C], .linear, gguf: "time_mix_value.weight", hf: "attn.v_proj.weight"),
-                spec("att.output.weight", [.C, .C], .linear, gguf: "time_mix_output.weight", hf: "attn.o_proj.weight"),
+                spec(K.w0, channel, .vector, gguf: "time_mix_w0.weight", hf: "attn.w_lora.lora.2.bias", hfShape: [.C]),
+                spec(K.a0, channel, .vector, gguf: "time_mix_a0.weight", hf: "attn.a_lora.lora.2.bias", hfShape: [.C]),
+                spec(K.v0, channel, .vector, gguf: "time_mix_v0.weight", hf: "attn.v_lora.lora.2.bias", hfShape: [.C], firstLayerStandIn: K.a0.rawValue),
+                spec(K.kK, channel, .vector, gguf: "time_mix_k_k.weight", hf: "attn.k_k", hfShape: [.C]),
+                spec(K.kA, channel, .vector, gguf: "time_mix_k_a.weight", hf: "attn.k_a", hfShape: [.C]),
+                spec(K.w1, [.C, .decayRank], .lora, gguf: "time_mix_w1.weight", hf: "attn.w_lora.lora.0.weight"),
+                spec(K.w2, [.decayRank, .C], .lora, gguf: "time_mix_w2.weight", hf: "attn.w_lora.lora.2.weight"),
+                spec(K.a1, [.C, .iclrRank], .lora, gguf: "time_mix_a1.weight", hf: "attn.a_lora.lora.0.weight"),
+                spec(K.a2, [.iclrRank, .C], .lora, gguf: "time_mix_a2.weight", hf: "attn.a_lora.lora.2.weight"),
+                spec(K.v1, [.C, .valueResidualRank], .lora, gguf: "time_mix_v1.weight", hf: "attn.v_lora.lora.0.weight", firstLayerStandIn: K.a1.rawValue),
+                spec(K.v2, [.valueResidualRank, .C], .lora, gguf: "time_mix_v2.weight", hf: "attn.v_lora.lora.2.weight", firstLayerStandIn: K.a2.rawValue),
+                spec(K.g1, [.C, .gateRank], .lora, gguf: "time_mix_g1.weight", hf: "attn.g_lora.lora.0.weight"),
+                spec(K.g2, [.gateRank, .C], .lora, gguf: "time_mix_g2.weight", hf: "attn.g_lora.lora.2.weight"),
+                spec(K.rK, [.H, .N], .perHead, gguf: "time_mix_r_k.weight", hf: "attn.r_k", ggufShape: [.C]),
+                spec(K.receptance, [.C, .C], .linear, gguf: "time_mix_receptance.weight", hf: "attn.r_proj.weight"),
+                spec(K.key, [.C, .C], .linear, gguf: "time_mix_key.weight", hf: "attn.k_proj.weight"),
+                spec(K.value, [.C, .C], .linear, gguf: "time_mix_value.weight", hf: "attn.v_proj.weight"),
+                spec(K.output, [.C, .C], .linear, gguf: "time_mix_output.weight", hf: "attn.o_proj.weight"),
             ]
-            rows += norms("att.ln_x", gguf: "time_mix_ln", hf: "attn.g_norm")
+            rows += norms(K.lnXWeight, K.lnXBias, gguf: "time_mix_ln", hf: "attn.g_norm")
             rows += [
-                spec("ffn.x_k", channel, .vector, gguf: "channel_mix_lerp_k.weight", hf: "ffn.x_k", hfShape: [.C]),
-                spec("ffn.key.weight", [.F, .C], .linear, gguf: "channel_mix_key.weight", hf: "ffn.key.weight"),
-                spec("ffn.value.weight", [.C, .F], .linear, gguf: "channel_mix_value.weight", hf: "ffn.value.weight"),
+                spec(K.ffnXK, channel, .vector, gguf: "channel_mix_lerp_k.weight", hf: "ffn.x_k", hfShape: [.C]),
+                spec(K.ffnKey, [.F, .C], .linear, gguf: "channel_mix_key.weight", hf: "ffn.key.weight"),
+                spec(K.ffnValue, [.C, .F], .linear, gguf: "channel_mix_value.weight", hf: "ffn.value.weight"),
             ]
-            rows += norms("ln_out", gguf: "output_norm", hf: "model.norm", scope: .end)
-            rows += [spec("head.weight", [.V, .C], .head, gguf: "output.weight", hf: "lm_head.weight", scope: .end)]
+            rows += norms(K.lnOutWeight, K.lnOutBias, gguf: "output_norm", hf: "model.norm", scope: .end)
+            rows += [spec(K.head, [.V, .C], .head, gguf: "output.weight", hf: "lm_head.weight", scope: .end)]
             return rows
         }(),
-        ggufLayerOrder: [
-            "attn_norm.weight", "attn_norm.bias", "attn_norm_2.weight", "attn_norm_2.bias",
-            "time_mix_w0.weight", "time_mix_w1.weight", "time_mix_w2.weight",
-            "time_mix_a0.weight", "time_mix_a1.weight", "time_mix_a2.weight",
-            "time_mix_v0.weight", "time_mix_v1.weight", "time_mix_v2.weight",
-            "time_mix_g1.weight", "time_mix_g2.weight", "time_mix_lerp_fused.weight",
-            "time_mix_k_k.weight", "time_mix_k_a.weight", "time_mix_r_k.weight",
-            "time_mix_key.weight", "time_mix_value.weight", "time_mix_receptance.weight",
-            "time_mix_ln.weight", "time_mix_ln.bias", "time_mix_output.weight",
-            "channel_mix_lerp_k.weight", "channel_mix_key.weight", "channel_mix_value.weight",
-        ],
-        markers: ["att.x_r", "att.r_k"],
+        // llama.cpp's converter order; a fused tensor stands for all its rows (x_r: the six lerps).
+        ggufLayerRows: ggufNames([RWKV7Key.ln1Weight, .ln1Bias, .ln2Weight, .ln2Bias, .w0, .w1, .w2, .a0, .a1, .a2,
+                                   .v0, .v1, .v2, .g1, .g2, .xR, .kK, .kA, .rK, .key, .value, .receptance,
+                                   .lnXWeight, .lnXBias, .output, .ffnXK, .ffnKey, .ffnValue]),
+        markers: [RWKV7Key.xR.rawValue, RWKV7Key.rK.rawValue],
         // fla-hub (fla-org/flash-linear-attention `utils/convert_from_rwkv7.py`, the rwkv7-hf package).
         hfLayerPrefix: "model.layers.", hfTransposesLoRA: true, hfFusedLerps: "attn.x_x",
         hfConfigKeys: [("hidden_size", .C), ("num_hidden_layers", .layers), ("head_dim", .N), ("intermediate_size", .F),
@@ -224,50 +298,43 @@ extension ArchitectureSchema {
     public static let rwkv6 = ArchitectureSchema(
         version: .v6, ggufArchitecture: "rwkv6",
         tensors: {
+            typealias K = RWKV6Key
             var rows: [TensorSpec] = []
-            rows += [spec("emb.weight", [.V, .C], .embedding, gguf: "token_embd.weight", scope: .start)]
-            rows += norms("ln0", gguf: "token_embd_norm", scope: .firstLayer)
-            rows += norms("ln1", gguf: "attn_norm")
-            rows += norms("ln2", gguf: "attn_norm_2")
-            rows += [spec("att.time_maa_x", channel, .vector, gguf: "time_mix_lerp_x.weight")]
-            rows += ["w", "k", "v", "r", "g"].enumerated().map {
-                spec("att.time_maa_" + $1, channel, .vector, gguf: "time_mix_lerp_fused.weight", stack: $0)
-            }
+            rows += [spec(K.emb, [.V, .C], .embedding, gguf: "token_embd.weight", scope: .start)]
+            rows += norms(K.ln0Weight, K.ln0Bias, gguf: "token_embd_norm", scope: .firstLayer)
+            rows += norms(K.ln1Weight, K.ln1Bias, gguf: "attn_norm")
+            rows += norms(K.ln2Weight, K.ln2Bias, gguf: "attn_norm_2")
+            rows += [spec(K.maaX, channel, .vector, gguf: "time_mix_lerp_x.weight")]
+            rows += K.lerps.enumerated().map { spec($1, channel, .vector, gguf: "time_mix_lerp_fused.weight", stack: $0) }
             rows += [
-                spec("att.time_decay", channel, .vector, gguf: "time_mix_decay.weight"),
-                spec("att.time_maa_w1", [.C, .fiveTokenShiftRanks], .lora, gguf: "time_mix_w1.weight"),
-                spec("att.time_maa_w2", [.fixed(5), .tokenShiftRank, .C], .loraStack, gguf: "time_mix_w2.weight"),
-                spec("att.time_decay_w1", [.C, .decayRank], .lora, gguf: "time_mix_decay_w1.weight"),
-                spec("att.time_decay_w2", [.decayRank, .C], .lora, gguf: "time_mix_decay_w2.weight"),
-                spec("att.time_faaaa", [.H, .N], .perHead, gguf: "time_mix_first.weight"),
-                spec("att.receptance.weight", [.C, .C], .linear, gguf: "time_mix_receptance.weight"),
-                spec("att.key.weight", [.C, .C], .linear, gguf: "time_mix_key.weight"),
-                spec("att.value.weight", [.C, .C], .linear, gguf: "time_mix_value.weight"),
-                spec("att.output.weight", [.C, .C], .linear, gguf: "time_mix_output.weight"),
-                spec("att.gate.weight", [.C, .C], .linear, gguf: "time_mix_gate.weight"),
+                spec(K.decay, channel, .vector, gguf: "time_mix_decay.weight"),
+                spec(K.maaW1, [.C, .fiveTokenShiftRanks], .lora, gguf: "time_mix_w1.weight"),
+                spec(K.maaW2, [.fixed(5), .tokenShiftRank, .C], .loraStack, gguf: "time_mix_w2.weight"),
+                spec(K.decayW1, [.C, .decayRank], .lora, gguf: "time_mix_decay_w1.weight"),
+                spec(K.decayW2, [.decayRank, .C], .lora, gguf: "time_mix_decay_w2.weight"),
+                spec(K.faaaa, [.H, .N], .perHead, gguf: "time_mix_first.weight"),
+                spec(K.receptance, [.C, .C], .linear, gguf: "time_mix_receptance.weight"),
+                spec(K.key, [.C, .C], .linear, gguf: "time_mix_key.weight"),
+                spec(K.value, [.C, .C], .linear, gguf: "time_mix_value.weight"),
+                spec(K.output, [.C, .C], .linear, gguf: "time_mix_output.weight"),
+                spec(K.gate, [.C, .C], .linear, gguf: "time_mix_gate.weight"),
             ]
-            rows += norms("att.ln_x", gguf: "time_mix_ln")
+            rows += norms(K.lnXWeight, K.lnXBias, gguf: "time_mix_ln")
             rows += [
-                spec("ffn.time_maa_k", channel, .vector, gguf: "channel_mix_lerp_k.weight"),
-                spec("ffn.time_maa_r", channel, .vector, gguf: "channel_mix_lerp_r.weight"),
-                spec("ffn.key.weight", [.F, .C], .linear, gguf: "channel_mix_key.weight"),
-                spec("ffn.receptance.weight", [.C, .C], .linear, gguf: "channel_mix_receptance.weight"),
-                spec("ffn.value.weight", [.C, .F], .linear, gguf: "channel_mix_value.weight"),
+                spec(K.ffnMaaK, channel, .vector, gguf: "channel_mix_lerp_k.weight"),
+                spec(K.ffnMaaR, channel, .vector, gguf: "channel_mix_lerp_r.weight"),
+                spec(K.ffnKey, [.F, .C], .linear, gguf: "channel_mix_key.weight"),
+                spec(K.ffnReceptance, [.C, .C], .linear, gguf: "channel_mix_receptance.weight"),
+                spec(K.ffnValue, [.C, .F], .linear, gguf: "channel_mix_value.weight"),
             ]
-            rows += norms("ln_out", gguf: "output_norm", scope: .end)
-            rows += [spec("head.weight", [.V, .C], .head, gguf: "output.weight", scope: .end)]
+            rows += norms(K.lnOutWeight, K.lnOutBias, gguf: "output_norm", scope: .end)
+            rows += [spec(K.head, [.V, .C], .head, gguf: "output.weight", scope: .end)]
             return rows.map(rwkv6HFName)
         }(),
-        ggufLayerOrder: [
-            "attn_norm.weight", "attn_norm.bias", "attn_norm_2.weight", "attn_norm_2.bias",
-            "time_mix_w1.weight", "time_mix_w2.weight", "time_mix_lerp_x.weight", "time_mix_lerp_fused.weight",
-            "time_mix_first.weight", "time_mix_decay.weight", "time_mix_decay_w1.weight", "time_mix_decay_w2.weight",
-            "time_mix_key.weight", "time_mix_value.weight", "time_mix_receptance.weight", "time_mix_gate.weight",
-            "time_mix_ln.weight", "time_mix_ln.bias", "time_mix_output.weight",
-            "channel_mix_lerp_k.weight", "channel_mix_lerp_r.weight", "channel_mix_key.weight",
-            "channel_mix_receptance.weight", "channel_mix_value.weight",
-        ],
-        markers: ["att.time_maa_x"],
+        ggufLayerRows: ggufNames([RWKV6Key.ln1Weight, .ln1Bias, .ln2Weight, .ln2Bias, .maaW1, .maaW2, .maaX, .maaW,
+                                   .faaaa, .decay, .decayW1, .decayW2, .key, .value, .receptance, .gate,
+                                   .lnXWeight, .lnXBias, .output, .ffnMaaK, .ffnMaaR, .ffnKey, .ffnReceptance, .ffnValue]),
+        markers: [RWKV6Key.maaX.rawValue],
         hfLayerPrefix: "rwkv.blocks.", hfTransposesLoRA: false, hfFusedLerps: nil,
         // transformers `Rwkv6Config` / BBuf's configuration_rwkv6.py. BBuf/RWKV-World-HF-Tokenizer's
         // RWKV-5 and RWKV-6 converters write `intermediate_size` null and `vocab_size` 65536
@@ -308,8 +375,8 @@ public enum EagleRule: Sendable, Hashable {
 }
 
 public struct EagleRow: Sendable {
-    /// The RWKV-6 tensor, block-relative.
-    public let rwkv6: String
+    /// The RWKV-6 tensor.
+    public let rwkv6: RWKV6Key
     /// The RWKV-5 tensor it is made from (BlinkDL names, the first one the block holds), if any.
     public let rwkv5: [String]
     /// That tensor's name in the HF RWKV-5 scheme (BBuf/RWKV-World-HF-Tokenizer
@@ -322,21 +389,21 @@ extension ArchitectureSchema {
     /// The RWKV-6 tensors an RWKV-5 lacks or holds under another name or shape. Every other
     /// RWKV-6 tensor is in an RWKV-5 checkpoint under the same name and shape (and HF name).
     public static let rwkv5: [EagleRow] = [
-        EagleRow(rwkv6: "att.time_maa_x", rwkv5: [], hf: nil, rule: .trainerLerp),
-        EagleRow(rwkv6: "att.time_maa_w", rwkv5: [], hf: nil, rule: .trainerLerp),
-        EagleRow(rwkv6: "att.time_maa_k", rwkv5: ["att.time_mix_k"], hf: "attention.time_mix_key", rule: .oneMinus),
-        EagleRow(rwkv6: "att.time_maa_v", rwkv5: ["att.time_mix_v"], hf: "attention.time_mix_value", rule: .oneMinus),
-        EagleRow(rwkv6: "att.time_maa_r", rwkv5: ["att.time_mix_r"], hf: "attention.time_mix_receptance", rule: .oneMinus),
+        EagleRow(rwkv6: .maaX, rwkv5: [], hf: nil, rule: .trainerLerp),
+        EagleRow(rwkv6: .maaW, rwkv5: [], hf: nil, rule: .trainerLerp),
+        EagleRow(rwkv6: .maaK, rwkv5: ["att.time_mix_k"], hf: "attention.time_mix_key", rule: .oneMinus),
+        EagleRow(rwkv6: .maaV, rwkv5: ["att.time_mix_v"], hf: "attention.time_mix_value", rule: .oneMinus),
+        EagleRow(rwkv6: .maaR, rwkv5: ["att.time_mix_r"], hf: "attention.time_mix_receptance", rule: .oneMinus),
         // 5.0 has no gate: its time_maa_g is never read (zero).
-        EagleRow(rwkv6: "att.time_maa_g", rwkv5: ["att.time_mix_g"], hf: "attention.time_mix_gate", rule: .oneMinus),
-        EagleRow(rwkv6: "att.time_decay", rwkv5: ["att.time_decay"], hf: "attention.time_decay", rule: .perChannel),
-        EagleRow(rwkv6: "att.time_maa_w1", rwkv5: [], hf: nil, rule: .zero),
-        EagleRow(rwkv6: "att.time_maa_w2", rwkv5: [], hf: nil, rule: .secondFactor),
-        EagleRow(rwkv6: "att.time_decay_w1", rwkv5: [], hf: nil, rule: .zero),
-        EagleRow(rwkv6: "att.time_decay_w2", rwkv5: [], hf: nil, rule: .secondFactor),
-        EagleRow(rwkv6: "att.time_faaaa", rwkv5: ["att.time_faaaa", "att.time_first"], hf: "attention.time_faaaa", rule: .bonus),
-        EagleRow(rwkv6: "ffn.time_maa_k", rwkv5: ["ffn.time_mix_k"], hf: "feed_forward.time_mix_key", rule: .oneMinus),
-        EagleRow(rwkv6: "ffn.time_maa_r", rwkv5: ["ffn.time_mix_r"], hf: "feed_forward.time_mix_receptance", rule: .oneMinus),
+        EagleRow(rwkv6: .maaG, rwkv5: ["att.time_mix_g"], hf: "attention.time_mix_gate", rule: .oneMinus),
+        EagleRow(rwkv6: .decay, rwkv5: ["att.time_decay"], hf: "attention.time_decay", rule: .perChannel),
+        EagleRow(rwkv6: .maaW1, rwkv5: [], hf: nil, rule: .zero),
+        EagleRow(rwkv6: .maaW2, rwkv5: [], hf: nil, rule: .secondFactor),
+        EagleRow(rwkv6: .decayW1, rwkv5: [], hf: nil, rule: .zero),
+        EagleRow(rwkv6: .decayW2, rwkv5: [], hf: nil, rule: .secondFactor),
+        EagleRow(rwkv6: .faaaa, rwkv5: ["att.time_faaaa", "att.time_first"], hf: "attention.time_faaaa", rule: .bonus),
+        EagleRow(rwkv6: .ffnMaaK, rwkv5: ["ffn.time_mix_k"], hf: "feed_forward.time_mix_key", rule: .oneMinus),
+        EagleRow(rwkv6: .ffnMaaR, rwkv5: ["ffn.time_mix_r"], hf: "feed_forward.time_mix_receptance", rule: .oneMinus),
     ]
 
     /// RWKV-LM's RWKV-6 LoRA ranks for a width (`RWKV-v6/src/model.py`: D_MIX_LORA 32 and
@@ -349,12 +416,27 @@ extension ArchitectureSchema {
 // MARK: - Names and sizes
 
 extension TensorSpec {
+    /// What every block tensor's BlinkDL name starts with, before its block number.
+    public static let blockPrefix = "blocks."
+
     /// The BlinkDL name in block `layer` (ignored outside blocks).
     public func checkpointName(layer: Int) -> String {
         switch scope {
         case .start, .end: return name
-        case .layer, .firstLayer: return "blocks.\(layer)." + name
+        case .layer, .firstLayer: return Self.blockPrefix + "\(layer)." + name
         }
+    }
+
+    /// The block number of a BlinkDL block tensor's name (nil for any other name).
+    public static func layer(of name: String) -> Int? {
+        guard name.hasPrefix(blockPrefix) else { return nil }
+        return Int(name.dropFirst(blockPrefix.count).prefix { $0 != "." })
+    }
+
+    /// A block tensor's name without its `blocks.N.` prefix (the schema row's name).
+    public static func row(of name: String) -> String? {
+        guard layer(of: name) != nil else { return nil }
+        return String(name.dropFirst(blockPrefix.count).drop { $0 != "." }.dropFirst())
     }
 
     /// The name in the architecture's Hugging Face scheme in block `layer` (ignored outside blocks).
@@ -369,7 +451,7 @@ extension TensorSpec {
     public func isPresent(inLayer layer: Int) -> Bool { scope == .layer || layer == 0 }
 
     /// The time mix's output gate (RWKV-6 `att.gate.weight`), which RWKV-5.0 lacks.
-    var isTimeMixGate: Bool { name == "att.gate.weight" }
+    var isTimeMixGate: Bool { name == RWKV6Key.gate.rawValue }
 }
 
 extension RWKVConfig {

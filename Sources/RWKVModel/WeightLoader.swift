@@ -71,6 +71,23 @@ public struct WeightLoader {
         NormWeights(weight: try tensor(prefix + ".weight"), bias: try tensor(prefix + ".bias"))
     }
 
+    /// Tensor `key` of block `layer` (ignored outside blocks).
+    func tensor<K: TensorKey>(_ key: K, layer: Int = 0) throws -> FloatBuffer { try tensor(key.name(layer: layer)) }
+
+    func matrix<K: TensorKey>(_ key: K, layer: Int = 0) throws -> Linear { try matrix(key.name(layer: layer)) }
+
+    func norm<K: TensorKey>(_ weight: K, _ bias: K, layer: Int = 0) throws -> NormWeights {
+        NormWeights(weight: try tensor(weight, layer: layer), bias: try tensor(bias, layer: layer))
+    }
+
+    /// The tensors every architecture has, by the checkpoint's own keys.
+    func embedding() throws -> FloatBuffer {
+        config.version == .v7 ? try tensor(RWKV7Key.emb) : try tensor(RWKV6Key.emb)
+    }
+    func ln0() throws -> NormWeights {
+        config.version == .v7 ? try norm(RWKV7Key.ln0Weight, .ln0Bias) : try norm(RWKV6Key.ln0Weight, .ln0Bias)
+    }
+
     /// A matrix oriented as its role says: a torch Linear weight is `(out, in)`, a LoRA factor `(in, out)`.
     func matrix(_ name: String) throws -> Linear {
         guard let (shape, role) = expected[name], shape.count == 2 else { throw RWKVError(path, "no matrix named \(name)") }

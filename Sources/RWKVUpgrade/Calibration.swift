@@ -111,7 +111,7 @@ private final class BlockInputRecorder: LayerInputObserver, MatmulObserver {
     }
 
     func observe(weight: String, input: UnsafePointer<Float>, rows: Int, width: Int, stride: Int) {
-        guard weight.hasSuffix("att.output.weight") else { return }
+        guard TensorSpec.row(of: weight) == RWKV6Key.output.rawValue else { return }
         for r in 0..<rows { timeMixOutput.append(contentsOf: UnsafeBufferPointer(start: input + r * stride, count: width)) }
     }
 

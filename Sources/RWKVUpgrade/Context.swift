@@ -36,6 +36,10 @@ final class V6Weights {
 
     func vector(_ name: String) throws -> [Float] { try matrix(name).values }
 
+    /// RWKV-6 tensor `key` of block `layer`.
+    func matrix(_ key: RWKV6Key, _ layer: Int) throws -> Matrix { try matrix(key.name(layer: layer)) }
+    func vector(_ key: RWKV6Key, _ layer: Int) throws -> [Float] { try matrix(key, layer).values }
+
     static let nonFiniteAdvice = "an upgrade would spread it through the new tensors"
 
     func dropCache() { cache.removeAll() }
@@ -135,7 +139,7 @@ final class UpgradeContext: @unchecked Sendable {
         guard let stream, options.fitsOnUpgradedInputs else { return try timeMixInputs(layer) }
         return try remember(layer, \.rwkv7TimeMixInputs) {
             let upgraded = try upgradedStream(before: layer, stream)
-            let w = try output("blocks.\(layer).ln1.weight"), b = try output("blocks.\(layer).ln1.bias")
+            let w = try output(RWKV7Key.ln1Weight.name(layer: layer)), b = try output(RWKV7Key.ln1Bias.name(layer: layer))
             return MixInputs(sequence: Matrix(rows: upgraded.count, cols: upgraded.width,
                                               values: upgraded.layerNorm(weight: w.values, bias: b.values)))
         }
@@ -147,11 +151,11 @@ final class UpgradeContext: @unchecked Sendable {
         guard let stream, options.fitsOnUpgradedInputs else { return try channelMixInputs(layer) }
         return try remember(layer, \.rwkv7ChannelMixInputs) {
             // The output projection first: its refit runs the block, under its own declared reads.
-            let projection = try output("blocks.\(layer).att.output.weight")
+            let projection = try output(RWKV7Key.output.name(layer: layer))
             let y = try rwkv7TimeMixOutput(layer)
             var residual = try upgradedStream(before: layer, stream)
             residual.add(y.multiplied(by: projection.transposed()).values)
-            let w = try output("blocks.\(layer).ln2.weight"), b = try output("blocks.\(layer).ln2.bias")
+            let w = try output(RWKV7Key.ln2Weight.name(layer: layer)), b = try output(RWKV7Key.ln2Bias.name(layer: layer))
             return MixInputs(sequence: Matrix(rows: residual.count, cols: residual.width,
                                               values: residual.layerNorm(weight: w.values, bias: b.values)))
         }
@@ -165,7 +169,7 @@ final class UpgradeContext: @unchecked Sendable {
         return try remember(layer, \.rwkv7TimeMixOutput) {
             _ = try upgradedStream(before: layer, stream)
             let c = plan.target
-            let value = "blocks.\(layer).ffn.value.weight", output = "blocks.\(layer).att.output.weight"
+            let value = RWKV7Key.ffnValue.name(layer: layer), output = RWKV7Key.output.name(layer: layer)
             let block = try upgradedBlock(layer) { name in
                 if name == value { return [Float](repeating: 0, count: c.embeddingSize * c.ffnSize) }
                 if name == output { return try self.weights.matrix(name).values }
@@ -184,7 +188,7 @@ final class UpgradeContext: @unchecked Sendable {
         let upgraded = try upgradedStream(before: blocks, stream)
         let rwkv6 = try timed(.calibration) { try stream.rwkv6Final(blocks: blocks) }
         func normalized(_ s: ResidualStream) throws -> Matrix {
-            let w = try computeAside("ln_out.weight"), b = try computeAside("ln_out.bias")
+            let w = try computeAside(RWKV7Key.lnOutWeight.name), b = try computeAside(RWKV7Key.lnOutBias.name)
             return Matrix(rows: s.count, cols: s.width, values: s.layerNorm(weight: w.values, bias: b.values))
         }
         let fit = try timed(.projectionRefits) {
@@ -242,7 +246,7 @@ final class UpgradeContext: @unchecked Sendable {
 
     /// A tensor outside the blocks (the upgraded embedding), computed without touching the block's state.
     private func computeAside(_ name: String) throws -> Matrix {
-        if let layer = currentLayer, name.hasPrefix("blocks.\(layer).") { return try output(name) }
+        if let layer = currentLayer, TensorSpec.layer(of: name) == layer { return try output(name) }
         guard let tensor = byName[name], tensor.layer == nil else { throw RWKVError(nil, "internal error: no upgraded \(name) to compute aside") }
         let saved = weights.allowed
         weights.allowed = (tensor.step, Set(tensor.sources))
@@ -320,9 +324,8 @@ final class UpgradeContext: @unchecked Sendable {
 
     func decayLoRA(_ layer: Int) throws -> (w1: Matrix, w2: Matrix, kept: [Int]) {
         try remember(layer, \.decayLoRA) {
-            let att = "blocks.\(layer).att."
-            var r1 = random(att + "w1"), r2 = random(att + "w2")
-            let result = try PaperRecipe.resizedDecayLoRA(w1: weights.matrix(att + "time_decay_w1"), w2: weights.matrix(att + "time_decay_w2"),
+            var r1 = random(RWKV7Key.w1.name(layer: layer)), r2 = random(RWKV7Key.w2.name(layer: layer))
+            let result = try PaperRecipe.resizedDecayLoRA(w1: weights.matrix(.decayW1, layer), w2: weights.matrix(.decayW2, layer),
                                                           rank: plan.target.decayRank, bound: 1e-4, random1: &r1, random2: &r2)
             if plan.target.decayRank < plan.source.decayRank { report(layer) { $0.decayUnitsKept = result.kept } }
             return result
@@ -333,7 +336,7 @@ final class UpgradeContext: @unchecked Sendable {
 
     func paperGate(_ layer: Int) throws -> (g1: Matrix, g2: Matrix) {
         try remember(layer, \.paperGate) {
-            let factors = try PaperRecipe.gateFactors(gate: weights.matrix("blocks.\(layer).att.gate.weight"), rank: plan.target.gateRank)
+            let factors = try PaperRecipe.gateFactors(gate: weights.matrix(.gate, layer), rank: plan.target.gateRank)
             report(layer) { $0.gateRelativeError = factors.relativeError }
             return (factors.g1, factors.g2)
         }
@@ -345,11 +348,11 @@ final class UpgradeContext: @unchecked Sendable {
     /// stand-in built from ln1's weight and bias. The stand-in's stream is fixed (not the
     /// user's seed), so the fits do not change with --seed.
     func timeMixInputs(_ layer: Int) throws -> MixInputs {
-        try remember(layer, \.timeMixInputs) { try fitInputs(layer, norm: "ln1") }
+        try remember(layer, \.timeMixInputs) { try fitInputs(layer, .timeMix) }
     }
 
     func channelMixInputs(_ layer: Int) throws -> MixInputs {
-        try remember(layer, \.channelMixInputs) { try fitInputs(layer, norm: "ln2") }
+        try remember(layer, \.channelMixInputs) { try fitInputs(layer, .channelMix) }
     }
 
     /// Block `layer` of the RWKV-6 alone in f32: the calibration stream's, or loaded for the
@@ -361,33 +364,34 @@ final class UpgradeContext: @unchecked Sendable {
         }
     }
 
-    private func fitInputs(_ layer: Int, norm: String) throws -> MixInputs {
+    private func fitInputs(_ layer: Int, _ part: BlockPart) throws -> MixInputs {
         if let stream {
             let block = try timed(.calibration) { try stream.rwkv6Block(layer) }
-            return norm == "ln1" ? block.inputs.timeMix : block.inputs.channelMix
+            return part == .timeMix ? block.inputs.timeMix : block.inputs.channelMix
         }
-        let b = "blocks.\(layer)."
-        var random = SeededRandom(seed: 0, stream: "fit batch " + b + norm)
-        return try MixInputs.gaussianProxy(lnWeight: weights.vector(b + norm + ".weight"), lnBias: weights.vector(b + norm + ".bias"),
+        let (weight, bias): (RWKV6Key, RWKV6Key) = part == .timeMix ? (.ln1Weight, .ln1Bias) : (.ln2Weight, .ln2Bias)
+        // The stream is named after the norm ("fit batch blocks.3.ln1"), as it always was.
+        let norm = weight.name(layer: layer).split(separator: ".").dropLast().joined(separator: ".")
+        var random = SeededRandom(seed: 0, stream: "fit batch " + norm)
+        return try MixInputs.gaussianProxy(lnWeight: weights.vector(weight, layer), lnBias: weights.vector(bias, layer),
                                            count: options.fitTokens, random: &random)
     }
 
     /// RWKV-6's token-shift LoRA outputs over the fit batch, in time_maa_w2 order (w k v r g).
     func tokenShiftLoRA(_ layer: Int) throws -> [Matrix] {
         try remember(layer, \.tokenShiftLoRA) {
-            let att = "blocks.\(layer).att."
-            let w2 = try weights.matrix(att + "time_maa_w2")        // (5·D)×C
+            let w2 = try weights.matrix(.maaW2, layer)        // (5·D)×C
             let d = w2.rows / 5
             let parts = (0..<5).map { i in Matrix(rows: d, cols: w2.cols, values: Array(w2.values[(i * d * w2.cols)..<((i + 1) * d * w2.cols)])) }
-            return try timed(.tokenShift) { try PreserveRecipe.tokenShiftLoRA(timeMixInputs(layer), timeMaaX: weights.vector(att + "time_maa_x"),
-                                                     w1: weights.matrix(att + "time_maa_w1"), w2: parts) }
+            return try timed(.tokenShift) { try PreserveRecipe.tokenShiftLoRA(timeMixInputs(layer), timeMaaX: weights.vector(.maaX, layer),
+                                                     w1: weights.matrix(.maaW1, layer), w2: parts) }
         }
     }
 
     /// The RWKV-7 static lerp for RWKV-6's `lerp`.
     func timeMixLerp(_ layer: Int, _ lerp: TokenShiftLerp) throws -> [Float] {
         try remember(layer, \.lerps[lerp]) {
-            let maa = try weights.vector("blocks.\(layer)." + lerp.timeMaa)
+            let maa = try weights.vector(lerp.timeMaa, layer)
             if options.ablations.contains(.tokenShift) { return maa }
             return try PreserveRecipe.meanLerp(timeMaa: maa, lora: tokenShiftLoRA(layer)[lerp.rawValue], inputs: timeMixInputs(layer))
         }
@@ -397,7 +401,7 @@ final class UpgradeContext: @unchecked Sendable {
     func mixedTimeMixInputs(_ layer: Int, _ lerp: TokenShiftLerp) throws -> (v6: Matrix, v7: Matrix) {
         try remember(layer, \.mixed[lerp]) {
             let inputs = try timeMixInputs(layer)
-            let maa = try weights.vector("blocks.\(layer)." + lerp.timeMaa)
+            let maa = try weights.vector(lerp.timeMaa, layer)
             return try (inputs.lerp(maa, plus: tokenShiftLoRA(layer)[lerp.rawValue]), rwkv7TimeMixInputs(layer).lerp(timeMixLerp(layer, lerp)))
         }
     }
@@ -423,7 +427,6 @@ final class UpgradeContext: @unchecked Sendable {
 
     func decayFit(_ layer: Int) throws -> PreserveRecipe.DecayFit {
         try remember(layer, \.decayFit) {
-            let att = "blocks.\(layer).att."
             let (v6Input, v7Input) = try mixedTimeMixInputs(layer, .w)
             // The fit sees the units that came from RWKV-6 only: new U(±1e-4) units add ~1e-8 to
             // the decay, and leaving them out keeps the fit independent of --seed.
@@ -431,8 +434,8 @@ final class UpgradeContext: @unchecked Sendable {
             let units = lora.kept.count
             let w1 = Matrix(rows: lora.w1.rows, cols: units, values: (0..<lora.w1.rows).flatMap { lora.w1.row($0).prefix(units) })
             let w2 = Matrix(rows: units, cols: lora.w2.cols, values: Array(lora.w2.values.prefix(units * lora.w2.cols)))
-            let fit = try timed(.decay) { try PreserveRecipe.decayFit(timeDecay: weights.vector(att + "time_decay"), v6Input: v6Input,
-                                                  v6W1: weights.matrix(att + "time_decay_w1"), v6W2: weights.matrix(att + "time_decay_w2"),
+            let fit = try timed(.decay) { try PreserveRecipe.decayFit(timeDecay: weights.vector(.decay, layer), v6Input: v6Input,
+                                                  v6W1: weights.matrix(.decayW1, layer), v6W2: weights.matrix(.decayW2, layer),
                                                   v7Input: v7Input, w1: w1, w2: w2) }
             report(layer) { $0.decayClampedChannels = fit.clampedChannels }
             return fit
@@ -441,8 +444,7 @@ final class UpgradeContext: @unchecked Sendable {
 
     func bonus(_ layer: Int) throws -> (rk: Matrix, receptanceRowScale: [Float]) {
         try remember(layer, \.bonus) {
-            let att = "blocks.\(layer).att."
-            let u = try weights.matrix(att + "time_faaaa")
+            let u = try weights.matrix(.faaaa, layer)
             let fit = try decayFit(layer)
             let rowScale: [Float] = options.compensateDecayShift ? fit.meanDecay.map { 1 / $0 } : [Float](repeating: 1, count: fit.meanDecay.count)
             let missing = PreserveRecipe.bonusMissingInside(timeFirst: u, meanDecay: fit.meanDecay, compensateShift: options.compensateDecayShift)
@@ -452,10 +454,10 @@ final class UpgradeContext: @unchecked Sendable {
             let (_, xr7) = try mixedTimeMixInputs(layer, .r)
             let (_, xk7) = try mixedTimeMixInputs(layer, .k)
             let (_, xv7) = try mixedTimeMixInputs(layer, .v)
-            let r = try weights.matrix(att + "receptance.weight"), k = try weights.matrix(att + "key.weight")
-            let v = try weights.matrix(att + "value.weight")
+            let r = try weights.matrix(.receptance, layer), k = try weights.matrix(.key, layer)
+            let v = try weights.matrix(.value, layer)
             let scale = try timed(.bonus) { try PreserveRecipe.bonusOutsideScale(
-                missing: missing, lnXWeight: weights.vector(att + "ln_x.weight"),
+                missing: missing, lnXWeight: weights.vector(.lnXWeight, layer),
                 readout6: Matrix(rows: inputs.count, cols: r.rows, values: readout),
                 r7: xr7.multiplied(by: refitted(layer, .r, r).transposed()).scalingColumns(rowScale),
                 k7: xk7.multiplied(by: refitted(layer, .k, k).transposed()), v7: xv7.multiplied(by: refitted(layer, .v, v).transposed())) }
@@ -468,7 +470,7 @@ final class UpgradeContext: @unchecked Sendable {
     func preserveGate(_ layer: Int) throws -> PreserveRecipe.GateFit {
         try remember(layer, \.preserveGate) {
             let (v6Input, v7Input) = try mixedTimeMixInputs(layer, .g)
-            let fit = try timed(.gate) { try PreserveRecipe.gateFit(gate: weights.matrix("blocks.\(layer).att.gate.weight"), v6Input: v6Input,
+            let fit = try timed(.gate) { try PreserveRecipe.gateFit(gate: weights.matrix(.gate, layer), v6Input: v6Input,
                                                  v7Input: v7Input, rank: plan.target.gateRank,
                                                  spreads: options.gateUnitSpreads,
                                                  // On the stand-in a refined gate fits the noise (KL 1.14 → 1.16 on the trained fixture).
@@ -482,12 +484,11 @@ final class UpgradeContext: @unchecked Sendable {
 
     func channelMixReceptanceScale(_ layer: Int) throws -> [Float] {
         try remember(layer, \.channelMixReceptanceScale) {
-            let ffn = "blocks.\(layer).ffn."
-            let inputs = try channelMixInputs(layer)
+                let inputs = try channelMixInputs(layer)
             let scale = try PreserveRecipe.channelMixReceptanceScale(
-                receptance: weights.matrix(ffn + "receptance.weight"), key: weights.matrix(ffn + "key.weight"),
-                value: weights.matrix(ffn + "value.weight"), keyInput: inputs.lerp(weights.vector(ffn + "time_maa_k")),
-                receptanceInput: inputs.lerp(weights.vector(ffn + "time_maa_r")))
+                receptance: weights.matrix(.ffnReceptance, layer), key: weights.matrix(.ffnKey, layer),
+                value: weights.matrix(.ffnValue, layer), keyInput: inputs.lerp(weights.vector(.ffnMaaK, layer)),
+                receptanceInput: inputs.lerp(weights.vector(.ffnMaaR, layer)))
             report(layer) { $0.channelMixReceptanceScaleMean = scale.reduce(0.0) { $0 + Double($1) } / Double(max(scale.count, 1)) }
             return scale
         }
@@ -496,13 +497,12 @@ final class UpgradeContext: @unchecked Sendable {
     /// ffn.value with RWKV-6's FFN receptance folded in (before widening): refitted over the batch
     /// with calibration, else scaled per channel.
     func channelMixFoldedValue(_ layer: Int) throws -> Matrix {
-        let ffn = "blocks.\(layer).ffn."
-        let value = try weights.matrix(ffn + "value.weight"), scale = try channelMixReceptanceScale(layer)
+        let value = try weights.matrix(.ffnValue, layer), scale = try channelMixReceptanceScale(layer)
         guard plan.refitsProjections else { return value.scalingRows(scale) }
-        let inputs = try channelMixInputs(layer), maaK = try weights.vector(ffn + "time_maa_k")
+        let inputs = try channelMixInputs(layer), maaK = try weights.vector(.ffnMaaK, layer)
         let fit = try timed(.channelMixFold) { try PreserveRecipe.channelMixRefit(
-            receptance: weights.matrix(ffn + "receptance.weight"), key: weights.matrix(ffn + "key.weight"), value: value,
-            keyInput: inputs.lerp(maaK), receptanceInput: inputs.lerp(weights.vector(ffn + "time_maa_r")),
+            receptance: weights.matrix(.ffnReceptance, layer), key: weights.matrix(.ffnKey, layer), value: value,
+            keyInput: inputs.lerp(maaK), receptanceInput: inputs.lerp(weights.vector(.ffnMaaR, layer)),
             rwkv7KeyInput: rwkv7ChannelMixInputs(layer).lerp(maaK), scale: scale) }
         note(layer, "ffn.value refit", fit)
         return fit.coefficients

@@ -42,7 +42,7 @@ public enum EagleUpgrade {
         }
         let config = source.config
         try config.requireGate(path: input, for: "an RWKV-6")
-        let rules = Dictionary(uniqueKeysWithValues: ArchitectureSchema.rwkv5.map { ($0.rwkv6, $0.rule) })
+        let rules = Dictionary(uniqueKeysWithValues: ArchitectureSchema.rwkv5.map { ($0.rwkv6.rawValue, $0.rule) })
         let tensors = config.checkpointTensors
         let layerOf = Dictionary(uniqueKeysWithValues: tensors.map { ($0.name, ($0.spec, $0.layer)) })
         // 1 − μ and exp(time_first) are computed: bf16 cannot hold them exactly (1 − 0.3 needs more

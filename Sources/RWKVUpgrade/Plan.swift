@@ -93,8 +93,8 @@ public struct UpgradeOptions: Codable, Sendable {
 public struct UpgradedTensor: Sendable {
     public let name: String
     public let shape: [Int]
-    /// The RWKV-7 schema row (`att.w0`) and the block (nil outside the blocks).
-    let row: String
+    /// The RWKV-7 schema row and the block (nil outside the blocks).
+    let row: RWKV7Key
     let layer: Int?
     let recipeStep: UpgradeStep
     public let sources: [String]
@@ -165,11 +165,12 @@ public struct UpgradePlan: Sendable {
         refitsProjections = calibration != .standIn && !options.ablations.contains(.refit)
         let table = RecipeTable.of(options, refit: refitsProjections)
         var tensors: [UpgradedTensor] = []
-        for (name, spec, _) in target.checkpointTensors {
-            guard let step = table[spec.name] else { throw RWKVError(nil, "internal error: no upgrade step for tensor \(name)") }
-            let layer = spec.scope == .layer || spec.scope == .firstLayer ? Int(name.dropFirst(7).prefix { $0 != "." }) : nil
-            let sources = try step.sources(target: spec.name).map { try Self.sourceName($0, layer: layer, of: source) }
-            tensors.append(UpgradedTensor(name: name, shape: target.shape(spec.shape), row: spec.name, layer: layer,
+        for (name, spec, layer) in target.checkpointTensors {
+            guard let key = RWKV7Key(rawValue: spec.name) else { throw RWKVError(nil, "internal error: no key for tensor \(name)") }
+            let step = table(key)
+            let layer = spec.scope == .layer || spec.scope == .firstLayer ? layer : nil
+            let sources = try step.sources(target: key).map { try Self.sourceName($0, layer: layer, of: source) }
+            tensors.append(UpgradedTensor(name: name, shape: target.shape(spec.shape), row: key, layer: layer,
                                           recipeStep: step, sources: sources))
         }
         self.tensors = tensors
@@ -199,15 +200,15 @@ public struct UpgradePlan: Sendable {
     }
 
     /// The checkpoint name of RWKV-6 row `row` in block `layer`, checked against the RWKV-6 schema.
-    static func sourceName(_ row: String, layer: Int?, of config: RWKVConfig) throws -> String {
-        guard let spec = config.schema.tensors.first(where: { $0.name == row }), spec.scope == .start || spec.scope == .end || layer != nil,
-              layer.map(spec.isPresent(inLayer:)) ?? true else {
-            throw RWKVError(nil, "internal error: the upgrade reads \(row), which is no RWKV-6 tensor\(layer.map { " of block \($0)" } ?? "")")
+    static func sourceName(_ row: RWKV6Key, layer: Int?, of config: RWKVConfig) throws -> String {
+        let spec = row.spec
+        guard spec.scope == .start || spec.scope == .end || layer != nil, layer.map(spec.isPresent(inLayer:)) ?? true else {
+            throw RWKVError(nil, "internal error: the upgrade reads \(row.rawValue), which is no RWKV-6 tensor\(layer.map { " of block \($0)" } ?? "")")
         }
         return spec.checkpointName(layer: layer ?? 0)
     }
 
-    func sourceName(_ row: String, layer: Int?) throws -> String { try Self.sourceName(row, layer: layer, of: source) }
+    func sourceName(_ row: RWKV6Key, layer: Int?) throws -> String { try Self.sourceName(row, layer: layer, of: source) }
 
     /// RWKV-6 tensors no output reads (the token-shift LoRA; in the paper recipe also the FFN receptance).
     public var unusedSourceTensors: [String] {

@@ -5,8 +5,8 @@ import RWKVModel
 enum TokenShiftLerp: Int, CaseIterable, Sendable {
     case w, k, v, r, g
 
-    /// The RWKV-6 static lerp (schema row name).
-    var timeMaa: String { "att.time_maa_\(self)" }
+    /// The RWKV-6 static lerp (RWKV6Key.lerps is in this order).
+    var timeMaa: RWKV6Key { RWKV6Key.lerps[rawValue] }
 }
 
 /// How one RWKV-7 tensor is made. Each step knows the name the report prints and the RWKV-6
@@ -21,7 +21,7 @@ enum UpgradeStep: Equatable, Sendable {
     case halved
     case normWeight
     /// The RWKV-6 static lerp (`att.time_maa_*`, `ffn.time_maa_k`), without the token-shift LoRA.
-    case staticLerp(String)
+    case staticLerp(RWKV6Key)
     case iclrLerp
     /// w1 or w2: the decay LoRA at RWKV-7's rank.
     case resizedDecayLoRA
@@ -94,34 +94,39 @@ enum UpgradeStep: Equatable, Sendable {
     private static func number(_ v: Float) -> String { v == v.rounded() ? String(Int(v)) : "\(v)" }
 
     /// The RWKV-6 rows the step reads when it makes the tensor of RWKV-7 row `target`.
-    func sources(target: String) -> [String] {
+    func sources(target: RWKV7Key) -> [RWKV6Key] {
+        typealias K = RWKV6Key
         // The token-shift LoRA over the fit batch (the Gaussian stand-in is built from ln1).
-        let tokenShiftLoRA = ["att.time_maa_x", "att.time_maa_w1", "att.time_maa_w2", "ln1.weight", "ln1.bias"]
-        let decay = ["att.time_decay", "att.time_decay_w1", "att.time_decay_w2", TokenShiftLerp.w.timeMaa]
+        let tokenShiftLoRA: [K] = [.maaX, .maaW1, .maaW2, .ln1Weight, .ln1Bias]
+        let decay: [K] = [.decay, .decayW1, .decayW2, TokenShiftLerp.w.timeMaa]
         // The bonus runs RWKV-6's and RWKV-7's r, k, v over the batch, and reads ln_x's γ.
-        let bonus = ["att.time_faaaa"] + decay + tokenShiftLoRA
-            + ["att.receptance.weight", "att.key.weight", "att.value.weight", "att.ln_x.weight"]
+        let bonus: [K] = [.faaaa] + decay + tokenShiftLoRA + [.receptance, .key, .value, .lnXWeight]
             + [TokenShiftLerp.r, .k, .v].map(\.timeMaa)
+        func same() -> K { Self.rwkv6(target) }   // only for the steps given shared rows
         switch self {
-        case .copy, .halved, .normWeight, .widenedRows, .widenedColumns: return [target]
-        case .copyTimeDecay: return ["att.time_decay"]
+        case .copy, .halved, .normWeight, .widenedRows, .widenedColumns: return [same()]
+        case .copyTimeDecay: return [.decay]
         case .staticLerp(let v6): return [v6]
         case .iclrLerp, .constant, .switchedOff, .zeroLoRA, .orthogonalLoRA, .zeroBonus: return []
-        case .resizedDecayLoRA: return ["att.time_decay_w1", "att.time_decay_w2"]
-        case .gateFactors, .gateSVD: return ["att.gate.weight"]
+        case .resizedDecayLoRA: return [.decayW1, .decayW2]
+        case .gateFactors, .gateSVD: return [.gate]
         case .meanLerp(let lerp): return [lerp.timeMaa] + tokenShiftLoRA
         case .decayFit, .decayLoRATimesSlope: return decay + tokenShiftLoRA
         case .bonus: return bonus
-        case .gateFit: return ["att.gate.weight", TokenShiftLerp.g.timeMaa] + tokenShiftLoRA
-        case .bonusReceptance: return [target] + bonus.filter { $0 != target }
-        case .refitProjection(let lerp): return [target, lerp.timeMaa] + tokenShiftLoRA
+        case .gateFit: return [.gate, TokenShiftLerp.g.timeMaa] + tokenShiftLoRA
+        case .bonusReceptance: return [same()] + bonus.filter { $0 != same() }
+        case .refitProjection(let lerp): return [same(), lerp.timeMaa] + tokenShiftLoRA
         // The RWKV-6 block's and the upgraded block's time mix over the text.
-        case .outputRefit: return [target]
-        case .headRefit: return [target, "ln_out.weight", "ln_out.bias"]
-        case .channelMixFold:
-            return [target, "ffn.receptance.weight", "ffn.key.weight", "ffn.time_maa_k", "ffn.time_maa_r", "ln2.weight", "ln2.bias"]
+        case .outputRefit: return [same()]
+        case .headRefit: return [same(), .lnOutWeight, .lnOutBias]
+        case .channelMixFold: return [same(), .ffnReceptance, .ffnKey, .ffnMaaK, .ffnMaaR, .ln2Weight, .ln2Bias]
         }
     }
+
+    /// The RWKV-6 tensor of the same name as RWKV-7 row `key`, for the steps that copy or rescale
+    /// a tensor: the tables give them only rows both architectures have (a test runs every step of
+    /// both recipes), so a miss is a programming error.
+    static func rwkv6(_ key: RWKV7Key) -> RWKV6Key { RWKV6Key(rawValue: key.rawValue)! }
 
     /// Computes the tensor of `tensor` (RWKV-7 row `tensor.row`, in block `tensor.layer`).
     func compute(_ ctx: UpgradeContext, _ tensor: UpgradedTensor) throws -> Matrix {
@@ -130,17 +135,18 @@ enum UpgradeStep: Equatable, Sendable {
             guard let layer = tensor.layer else { throw RWKVError(nil, "internal error: \(name) is not in a block") }
             return layer
         }
-        func source(_ row: String) throws -> Matrix { try ctx.weights.matrix(ctx.plan.sourceName(row, layer: tensor.layer)) }
+        func source(_ row: RWKV6Key) throws -> Matrix { try ctx.weights.matrix(ctx.plan.sourceName(row, layer: tensor.layer)) }
+        func same() -> RWKV6Key { Self.rwkv6(tensor.row) }   // only for the steps given shared rows
         switch self {
-        case .copy: return try source(tensor.row)
-        case .copyTimeDecay: return try source("att.time_decay")
-        case .halved: return try PaperRecipe.halved(source(tensor.row))
-        case .normWeight: return try PaperRecipe.normWeight(source(tensor.row))
+        case .copy: return try source(same())
+        case .copyTimeDecay: return try source(.decay)
+        case .halved: return try PaperRecipe.halved(source(same()))
+        case .normWeight: return try PaperRecipe.normWeight(source(same()))
         case .staticLerp(let v6): return try PaperRecipe.lerpWithoutTokenShiftLoRA(source(v6))
         case .iclrLerp: return try RWKV7Init.iclrLerp(layer: layer(), layerCount: ctx.plan.target.layerCount, embeddingSize: c)
         case .resizedDecayLoRA:
             let lora = try ctx.decayLoRA(layer())
-            return tensor.row == "att.w1" ? lora.w1 : lora.w2
+            return tensor.row == .w1 ? lora.w1 : lora.w2
         case .constant(let v), .switchedOff(let v): return RWKV7Init.constant(v, count: c)
         case .zeroLoRA: return RWKV7Init.zeroLoRA(rows: shape[0], cols: shape[1])
         case .orthogonalLoRA:
@@ -149,17 +155,17 @@ enum UpgradeStep: Equatable, Sendable {
         case .zeroBonus: return RWKV7Init.bonus(heads: shape[0], headSize: shape[1])
         case .gateFactors:
             let gate = try ctx.paperGate(layer())
-            return tensor.row == "att.g1" ? gate.g1 : gate.g2
+            return tensor.row == .g1 ? gate.g1 : gate.g2
         case .gateSVD:
             // The paper's g2 carries the ½; doubling it back is exact.
             let gate = try ctx.paperGate(layer())
-            return tensor.row == "att.g1" ? gate.g1 : Matrix(rows: gate.g2.rows, cols: gate.g2.cols, values: gate.g2.values.map { $0 * 2 })
+            return tensor.row == .g1 ? gate.g1 : Matrix(rows: gate.g2.rows, cols: gate.g2.cols, values: gate.g2.values.map { $0 * 2 })
         case .widenedRows:
             var random = ctx.random(name)
-            return try PaperRecipe.widenedRows(source(tensor.row), to: shape[0], bound: 1e-3, random: &random)
+            return try PaperRecipe.widenedRows(source(same()), to: shape[0], bound: 1e-3, random: &random)
         case .widenedColumns:
             var random = ctx.random(name)
-            return try PaperRecipe.widenedColumns(source(tensor.row), to: shape[1], bound: 1e-3, random: &random)
+            return try PaperRecipe.widenedColumns(source(same()), to: shape[1], bound: 1e-3, random: &random)
         case .meanLerp(let lerp): return try Matrix(row: ctx.timeMixLerp(layer(), lerp))
         case .decayFit: return try Matrix(row: ctx.decayFit(layer()).w0)
         case .decayLoRATimesSlope:
@@ -168,13 +174,13 @@ enum UpgradeStep: Equatable, Sendable {
         case .bonus: return try ctx.bonus(layer()).rk
         case .gateFit:
             let gate = try ctx.preserveGate(layer())
-            return tensor.row == "att.g1" ? gate.g1 : gate.g2
+            return tensor.row == .g1 ? gate.g1 : gate.g2
         case .bonusReceptance:
             let l = try layer()
-            return try ctx.refitted(l, .r, source(tensor.row)).scalingRows(ctx.bonus(l).receptanceRowScale)
-        case .refitProjection(let lerp): return try ctx.refitted(layer(), lerp, source(tensor.row))
-        case .outputRefit: return try ctx.refittedOutput(layer(), source(tensor.row))
-        case .headRefit: return try ctx.refittedHead(source(tensor.row))
+            return try ctx.refitted(l, .r, source(same())).scalingRows(ctx.bonus(l).receptanceRowScale)
+        case .refitProjection(let lerp): return try ctx.refitted(layer(), lerp, source(same()))
+        case .outputRefit: return try ctx.refittedOutput(layer(), source(same()))
+        case .headRefit: return try ctx.refittedHead(source(same()))
         case .channelMixFold:
             var random = ctx.random(name)
             return try PaperRecipe.widenedColumns(ctx.channelMixFoldedValue(layer()), to: shape[1], bound: 1e-3, random: &random)
@@ -182,62 +188,79 @@ enum UpgradeStep: Equatable, Sendable {
     }
 }
 
-/// The recipes' tables: for every RWKV-7 schema row (`ArchitectureSchema.rwkv7`), its step.
+/// The recipes' tables: for every RWKV-7 schema row (`RWKV7Key`), its step. Exhaustive
+/// switches, so a row without a step does not compile.
 enum RecipeTable {
-    static let paper: [String: UpgradeStep] = [
-        "emb.weight": .halved,
-        "ln0.weight": .normWeight, "ln0.bias": .halved,
-        "ln1.weight": .normWeight, "ln1.bias": .halved,
-        "ln2.weight": .normWeight, "ln2.bias": .halved,
-        "att.x_r": .staticLerp("att.time_maa_r"), "att.x_w": .staticLerp("att.time_maa_w"),
-        "att.x_k": .staticLerp("att.time_maa_k"), "att.x_v": .staticLerp("att.time_maa_v"),
-        "att.x_a": .iclrLerp, "att.x_g": .staticLerp("att.time_maa_g"),
-        "att.w0": .copyTimeDecay, "att.a0": .constant(0), "att.v0": .constant(1),
-        "att.k_k": .constant(0.85), "att.k_a": .constant(1),
-        "att.w1": .resizedDecayLoRA, "att.w2": .resizedDecayLoRA,
-        "att.a1": .zeroLoRA, "att.a2": .orthogonalLoRA, "att.v1": .zeroLoRA, "att.v2": .orthogonalLoRA,
-        "att.g1": .gateFactors, "att.g2": .gateFactors,
-        "att.r_k": .zeroBonus,
-        "att.receptance.weight": .halved, "att.key.weight": .copy, "att.value.weight": .copy, "att.output.weight": .halved,
-        "att.ln_x.weight": .normWeight, "att.ln_x.bias": .halved,
-        "ffn.x_k": .staticLerp("ffn.time_maa_k"), "ffn.key.weight": .widenedRows, "ffn.value.weight": .widenedColumns,
-        "ln_out.weight": .normWeight, "ln_out.bias": .halved,
-        "head.weight": .copy,
-    ]
+    static func paper(_ key: RWKV7Key) -> UpgradeStep {
+        switch key {
+        case .emb: return .halved
+        case .ln0Weight, .ln1Weight, .ln2Weight, .lnXWeight, .lnOutWeight: return .normWeight
+        case .ln0Bias, .ln1Bias, .ln2Bias, .lnXBias, .lnOutBias: return .halved
+        case .xR: return .staticLerp(TokenShiftLerp.r.timeMaa)
+        case .xW: return .staticLerp(TokenShiftLerp.w.timeMaa)
+        case .xK: return .staticLerp(TokenShiftLerp.k.timeMaa)
+        case .xV: return .staticLerp(TokenShiftLerp.v.timeMaa)
+        case .xA: return .iclrLerp
+        case .xG: return .staticLerp(TokenShiftLerp.g.timeMaa)
+        case .w0: return .copyTimeDecay
+        case .a0: return .constant(0)
+        case .v0: return .constant(1)
+        case .kK: return .constant(0.85)
+        case .kA: return .constant(1)
+        case .w1, .w2: return .resizedDecayLoRA
+        case .a1, .v1: return .zeroLoRA
+        case .a2, .v2: return .orthogonalLoRA
+        case .g1, .g2: return .gateFactors
+        case .rK: return .zeroBonus
+        case .receptance, .output: return .halved
+        case .key, .value, .head: return .copy
+        case .ffnXK: return .staticLerp(.ffnMaaK)
+        case .ffnKey: return .widenedRows
+        case .ffnValue: return .widenedColumns
+        }
+    }
 
     /// `refit`: receptance, key and value are refitted (`UpgradePlan.refitsProjections`).
     /// `options.ablations`: mappings put back to their plain counterparts.
-    static func preserve(_ options: UpgradeOptions, refit: Bool) -> [String: UpgradeStep] {
+    static func preserve(_ options: UpgradeOptions, refit: Bool) -> (RWKV7Key) -> UpgradeStep {
         let ablations = options.ablations, off = options.switchedOffBias
         func lerp(_ l: TokenShiftLerp) -> UpgradeStep { ablations.contains(.tokenShift) ? .staticLerp(l.timeMaa) : .meanLerp(l) }
         let on = ablations.contains(.switchedOff), bonus = !ablations.contains(.bonus), decay = !ablations.contains(.decay)
-        return [
-            "emb.weight": .copy,
-            "ln0.weight": .copy, "ln0.bias": .copy,
-            "ln1.weight": .copy, "ln1.bias": .copy,
-            "ln2.weight": .copy, "ln2.bias": .copy,
-            "att.x_r": lerp(.r), "att.x_w": lerp(.w), "att.x_k": lerp(.k), "att.x_v": lerp(.v),
-            "att.x_a": .iclrLerp, "att.x_g": lerp(.g),
-            "att.w0": decay ? .decayFit : .copyTimeDecay,
-            "att.a0": on ? .constant(0) : .switchedOff(off), "att.v0": on ? .constant(1) : .switchedOff(off),
-            "att.k_k": .constant(0.85), "att.k_a": .constant(on ? 1 : 0),
-            "att.w1": .resizedDecayLoRA, "att.w2": decay ? .decayLoRATimesSlope : .resizedDecayLoRA,
-            "att.a1": .zeroLoRA, "att.a2": .orthogonalLoRA, "att.v1": .zeroLoRA, "att.v2": .orthogonalLoRA,
-            "att.g1": ablations.contains(.gate) ? .gateSVD : .gateFit, "att.g2": ablations.contains(.gate) ? .gateSVD : .gateFit,
-            "att.r_k": bonus ? .bonus : .zeroBonus,
-            "att.receptance.weight": bonus ? .bonusReceptance(refit: refit) : refit ? .refitProjection(.r) : .copy,
-            "att.key.weight": refit ? .refitProjection(.k) : .copy,
-            "att.value.weight": refit ? .refitProjection(.v) : .copy,
-            "att.output.weight": refit && options.fitsOnUpgradedInputs ? .outputRefit : .copy,
-            "att.ln_x.weight": .copy, "att.ln_x.bias": .copy,
-            "ffn.x_k": .staticLerp("ffn.time_maa_k"), "ffn.key.weight": .widenedRows,
-            "ffn.value.weight": ablations.contains(.ffnFold) ? .widenedColumns : .channelMixFold(refit: refit),
-            "ln_out.weight": .copy, "ln_out.bias": .copy,
-            "head.weight": refit && options.fitsOnUpgradedInputs ? .headRefit : .copy,
-        ]
+        let upgradedInputs = refit && options.fitsOnUpgradedInputs
+        return { key in
+            switch key {
+            case .emb, .ln0Weight, .ln0Bias, .ln1Weight, .ln1Bias, .ln2Weight, .ln2Bias, .lnXWeight, .lnXBias,
+                 .lnOutWeight, .lnOutBias: return .copy
+            case .xR: return lerp(.r)
+            case .xW: return lerp(.w)
+            case .xK: return lerp(.k)
+            case .xV: return lerp(.v)
+            case .xA: return .iclrLerp
+            case .xG: return lerp(.g)
+            case .w0: return decay ? .decayFit : .copyTimeDecay
+            case .a0: return on ? .constant(0) : .switchedOff(off)
+            case .v0: return on ? .constant(1) : .switchedOff(off)
+            case .kK: return .constant(0.85)
+            case .kA: return .constant(on ? 1 : 0)
+            case .w1: return .resizedDecayLoRA
+            case .w2: return decay ? .decayLoRATimesSlope : .resizedDecayLoRA
+            case .a1, .v1: return .zeroLoRA
+            case .a2, .v2: return .orthogonalLoRA
+            case .g1, .g2: return ablations.contains(.gate) ? .gateSVD : .gateFit
+            case .rK: return bonus ? .bonus : .zeroBonus
+            case .receptance: return bonus ? .bonusReceptance(refit: refit) : refit ? .refitProjection(.r) : .copy
+            case .key: return refit ? .refitProjection(.k) : .copy
+            case .value: return refit ? .refitProjection(.v) : .copy
+            case .output: return upgradedInputs ? .outputRefit : .copy
+            case .ffnXK: return .staticLerp(.ffnMaaK)
+            case .ffnKey: return .widenedRows
+            case .ffnValue: return ablations.contains(.ffnFold) ? .widenedColumns : .channelMixFold(refit: refit)
+            case .head: return upgradedInputs ? .headRefit : .copy
+            }
+        }
     }
 
-    static func of(_ options: UpgradeOptions, refit: Bool) -> [String: UpgradeStep] {
+    static func of(_ options: UpgradeOptions, refit: Bool) -> (RWKV7Key) -> UpgradeStep {
         options.recipe == .paper ? paper : preserve(options, refit: refit)
     }
 }

@@ -73,7 +73,7 @@ struct ConversionArguments: ParsableArguments {
             help: "Type of the output matrix (the head). Default for quantized types: q6_K (q8_0 for q8_0, or when its rows are not whole 256-value blocks), as llama.cpp's quantizer keeps it at higher precision; --type otherwise.")
     var outputTensorType: OutputType?
 
-    @Option(name: .customLong("token-embedding-type"), help: "Type of token_embd.weight, as llama-quantize's option.")
+    @Option(name: .customLong("token-embedding-type"), help: "Type of \(LlamaTensorTypes.tokenEmbeddingName), as llama-quantize's option.")
     var tokenEmbeddingType: OutputType?
 
     @Option(name: .customLong("tensor-type"),

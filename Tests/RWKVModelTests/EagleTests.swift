@@ -44,7 +44,7 @@ import RWKVFormats
     @Test func sharedTensorsPassThroughAndMadeOnesFollowTheirRule() throws {
         let file = try ModelFile.open(fixture("models/rwkv5.1-tiny-fp32.pth"))
         let view = try EagleCheckpoint(file)
-        let made = Set(ArchitectureSchema.rwkv5.map(\.rwkv6))
+        let made = Set(ArchitectureSchema.rwkv5.map(\.rwkv6.rawValue))
         for t in view.tensors {
             let leaf = String(t.name.split(separator: ".", maxSplits: 2).last!)
             if t.name.hasPrefix("blocks."), made.contains(leaf) { continue }

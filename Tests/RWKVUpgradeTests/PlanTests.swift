@@ -7,14 +7,25 @@ import RWKVModel
 /// The recipe tables: every RWKV-7 tensor has a step, and every step reads only the RWKV-6
 /// tensors it declares (which the report lists as its sources).
 @Suite struct PlanTests {
-    @Test func tablesCoverTheRWKV7SchemaExactly() {
-        let rows = Set(ArchitectureSchema.rwkv7.tensors.map(\.name))
-        #expect(Set(RecipeTable.paper.keys) == rows)
+    /// The tables are exhaustive switches over RWKV7Key (a missing row does not compile); here:
+    /// every step that copies or rescales a tensor is given a row RWKV-6 has too, and every step's
+    /// sources are RWKV-6 rows.
+    @Test func tablesMapEveryRowToRWKV6Rows() {
         var ablated = UpgradeOptions()
         ablated.ablations = Set(PreserveMapping.allCases)
-        for options in [UpgradeOptions(), ablated] {
-            #expect(Set(RecipeTable.preserve(options, refit: false).keys) == rows)
-            #expect(Set(RecipeTable.preserve(options, refit: true).keys) == rows)
+        let tables = [RecipeTable.paper] + [UpgradeOptions(), ablated].flatMap { o in [false, true].map { RecipeTable.preserve(o, refit: $0) } }
+        for table in tables {
+            for key in RWKV7Key.allCases {
+                let step = table(key)
+                switch step {
+                case .copy, .halved, .normWeight, .widenedRows, .widenedColumns, .bonusReceptance, .refitProjection,
+                     .outputRefit, .headRefit, .channelMixFold:
+                    #expect(RWKV6Key(rawValue: key.rawValue) != nil, "\(key) -> \(step.name)")
+                default: break
+                }
+                #expect(!step.sources(target: key).isEmpty || [UpgradeStep.iclrLerp, .zeroLoRA, .orthogonalLoRA, .zeroBonus].contains(step)
+                        || { if case .constant = step { return true }; if case .switchedOff = step { return true }; return false }())
+            }
         }
     }
 
@@ -63,12 +74,11 @@ import RWKVModel
 
     @Test func sourcesAreRWKV6TensorsOfTheBlock() throws {
         let config = TinyRWKV6.config
-        #expect(try UpgradePlan.sourceName("att.time_decay", layer: 1, of: config) == "blocks.1.att.time_decay")
-        #expect(try UpgradePlan.sourceName("ln0.weight", layer: 0, of: config) == "blocks.0.ln0.weight")
-        #expect(try UpgradePlan.sourceName("head.weight", layer: nil, of: config) == "head.weight")
-        #expect(throws: RWKVError.self) { try UpgradePlan.sourceName("att.w0", layer: 0, of: config) }       // RWKV-7 only
-        #expect(throws: RWKVError.self) { try UpgradePlan.sourceName("ln0.weight", layer: 1, of: config) }   // block 0 only
-        #expect(throws: RWKVError.self) { try UpgradePlan.sourceName("ln1.weight", layer: nil, of: config) }
+        #expect(try UpgradePlan.sourceName(.decay, layer: 1, of: config) == "blocks.1.att.time_decay")
+        #expect(try UpgradePlan.sourceName(.ln0Weight, layer: 0, of: config) == "blocks.0.ln0.weight")
+        #expect(try UpgradePlan.sourceName(.head, layer: nil, of: config) == "head.weight")
+        #expect(throws: RWKVError.self) { try UpgradePlan.sourceName(.ln0Weight, layer: 1, of: config) }   // block 0 only
+        #expect(throws: RWKVError.self) { try UpgradePlan.sourceName(.ln1Weight, layer: nil, of: config) }
     }
 
     /// The names the report has always printed (scripts and docs read them).
