@@ -57,7 +57,7 @@ public enum GGUFValue: Equatable, Sendable {
     case int32s([Int32])
     /// An array of fixed-size items (numbers, bools) as the file stores them, little-endian
     /// bytes: what GGUFReader returns for such arrays, so an item costs in memory what it costs
-    /// in the file (a `GGUFValue` per one-byte item took 30 bytes). Equal to the `.array` of
+    /// in the file (a `GGUFValue` is ~30 bytes). Equal to the `.array` of
     /// the same items.
     case numbers(GGUFValueType, [UInt8])
 

@@ -27,8 +27,8 @@ public final class GGUFReader: TensorSource {
     public static let maxMetadataArrayItems = 4 << 20
     /// Caps on the header's tensor and key counts, far above any RWKV model (the largest, 61
     /// layers, holds about 2,100 tensors and 30 keys). Each costs a few hundred bytes once read
-    /// and listed (`inspect --json` about 850), so these keep any header within 64 MB of memory:
-    /// a 14 MB file of 360,000 empty tensors took 135 MB to inspect, 330 MB as JSON.
+    /// and listed (`inspect --json` about 850), so these keep any header within 64 MB of memory
+    /// (docs/formats-reading.md, "Hostile files").
     public static let maxTensors = 32_768
     public static let maxMetadataKeys = 65_536
 
@@ -271,7 +271,7 @@ struct GGUFCursor {
                 throw RWKVError(file.path, "\(what): metadata arrays hold more than \(GGUFReader.maxMetadataArrayItems) values in all")
             }
             // Packed, so no item takes more memory than its bytes in the file (+ 8 for a string's
-            // offset): a 4 MB array of 4 million u8 was 120 MB as one GGUFValue per item.
+            // offset), where a GGUFValue per item costs ~30 bytes.
             switch elementType {
             case .string:
                 var list = GGUFStringList()

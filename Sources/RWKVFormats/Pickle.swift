@@ -24,9 +24,8 @@ public enum Pickle {
     public struct Limits: Sendable {
         /// Values on the stack plus memo entries plus container items. A value costs up to ~48
         /// bytes (24 on the stack, 24 again in the container it goes into) however short its
-        /// opcode (`N` is one byte: a 3.9 MB tuple of Nones took 211 MB under the old cap of 4
-        /// million). torch.save writes ~32 opcodes, ~64 values, a tensor: 700,000 values are
-        /// ~11,000 tensors, 5x the largest RWKV checkpoint (61 layers, ~2,100), in ~34 MB.
+        /// opcode (`N` is one byte). torch.save writes ~32 opcodes, ~64 values, a tensor: 700,000
+        /// values are ~11,000 tensors, 5x the largest RWKV checkpoint (61 layers, ~2,100), in ~34 MB.
         public var maxValues = 700_000
         /// Nested MARKs (torch nests 3 deep).
         public var maxMarkDepth = 256

@@ -473,7 +473,7 @@ final class UpgradeContext: @unchecked Sendable {
             let fit = try timed(.gate) { try PreserveRecipe.gateFit(gate: weights.matrix(.gate, layer), v6Input: v6Input,
                                                  v7Input: v7Input, rank: plan.target.gateRank,
                                                  spreads: options.gateUnitSpreads,
-                                                 // On the stand-in a refined gate fits the noise (KL 1.14 → 1.16 on the trained fixture).
+                                                 // On the stand-in a refined gate fits the noise (docs/upgrade.md).
                                                  refineSteps: plan.refitsProjections ? options.gateRefineSteps : 0,
                                                  ridge: options.gateRidge, targetRank: options.gateTargetRank) }
             report(layer) { $0.gateRelativeError = fit.relativeError }

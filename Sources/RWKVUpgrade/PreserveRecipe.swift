@@ -372,8 +372,8 @@ public enum PreserveRecipe {
     /// only the static lerp. With recorded activations the matrix is refitted so that
     /// W'·x7 ≈ W·x6 over the batch: argmin ‖X7·W'ᵀ - X6·Wᵀ‖² + λ‖W' - W‖², the ridge pulling
     /// towards the original where the batch says little. λ is worth `priorTokens` tokens of
-    /// average feature energy (default 2·C); measured on the fixture with 330 and 4000
-    /// calibration tokens, 2·C was best or near-best in both (docs/upgrade.md).
+    /// average feature energy (default 2·C, best or near-best at every batch size measured,
+    /// docs/upgrade.md).
     /// W: out×in, X6 and X7: N×in.
     public static func refitProjection(_ w: Matrix, v6Input: Matrix, v7Input: Matrix, priorTokens: Double? = nil) throws -> RidgeSolution {
         let wt = w.transposed()
