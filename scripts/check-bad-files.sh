@@ -88,6 +88,13 @@ expect "--recipe x" 2 -- "$bin/rwkv-upgrade" v6-to-v7 "$model" "$scratch/x.pth" 
 v6=fixtures/models/rwkv6-tiny-bf16.pth
 expect "--calibrate with --no-calibrate" 2 -- "$bin/rwkv-upgrade" v6-to-v7 "$v6" "$scratch/x.pth" --calibrate README.md --no-calibrate
 expect "rwkv-upgrade --ablate (experiments only)" 2 -- "$bin/rwkv-upgrade" v6-to-v7 "$v6" "$scratch/x.pth" --ablate decay
+# An option that does not apply to the mode is an error, not silently ignored.
+for opt in "--tolerance 0.5" "--mode-tolerance 1" "--mode rnn"; do
+    expect "rwkv-verify --text with $opt" 2 -- "$bin/rwkv-verify" "$model" --text fixtures/text/english.txt $opt
+done
+for opt in "--chunk 64" "--chunks 2" "--vocab README.md"; do
+    expect "rwkv-verify --against with $opt" 2 -- "$bin/rwkv-verify" "$model" --against "$model" $opt
+done
 expect "rwkv-upgrade --threads 0" 2 -- "$bin/rwkv-upgrade" v6-to-v7 "$v6" "$scratch/x.pth" --threads 0
 expect "upgrade-lab --ablate x" 2 -- "$bin/upgrade-lab" "$v6" "$scratch/x.pth" --ablate x
 expect "paper --calibrate" 2 -- "$bin/rwkv-upgrade" v6-to-v7 "$v6" "$scratch/x.pth" --recipe paper --calibrate README.md

@@ -69,8 +69,8 @@ struct Verify: ParsableCommand {
     @Option(help: "A text file: perplexity and mean NLL over it in chunks, as llama-perplexity (with --against: KL divergence, top-1 agreement and the perplexity ratio, as llama-perplexity --kl-divergence).")
     var text: String?
 
-    @Option(help: "Tokens per chunk of --text (llama-perplexity's -c).")
-    var chunk: Int = TextChunks.defaultSize
+    @Option(help: "Tokens per chunk of --text (llama-perplexity's -c; default \(TextChunks.defaultSize)).")
+    var chunk: Int?
 
     @Option(help: "Score at most this many chunks of --text.")
     var chunks: Int?
@@ -79,21 +79,34 @@ struct Verify: ParsableCommand {
     var vocab: String?
 
     @Option(help: "Maximum |Δlogit| accepted against the reference (default 1e-4, fp32 arithmetic noise).")
-    var tolerance: Float = Tolerance.fp32
+    var tolerance: Float?
 
-    @Option(help: "Maximum |Δlogit| accepted between RNN and sequence mode.")
-    var modeTolerance: Float = Tolerance.modes
+    @Option(help: "Maximum |Δlogit| accepted between RNN and sequence mode (default \(Tolerance.modes)).")
+    var modeTolerance: Float?
 
-    @Option(help: "rnn (token by token), seq (blocks of tokens, GEMMs) or both (also checks they agree).")
-    var mode: ModeChoice = .both
+    @Option(name: .customLong("mode"), help: "rnn (token by token), seq (blocks of tokens, GEMMs) or both (also checks they agree; the default).")
+    var modeChoice: ModeChoice?
+    var mode: ModeChoice { modeChoice ?? .both }
+    var modeGiven: Bool { modeChoice != nil }
 
     @Flag(help: "Print the report as JSON.")
     var json = false
 
     func run() throws {
         do {
-            if let text { try evaluateText(text); return }
+            // An option that does not apply to the mode is an error, not ignored.
+            if let text {
+                let given = [("--tolerance", tolerance != nil), ("--mode-tolerance", modeTolerance != nil), ("--mode", modeGiven)]
+                if let (option, _) = given.first(where: \.1) {
+                    throw RWKVError(nil, "\(option) applies to --fixture and --against, not to --text (which measures, and passes unless the input is bad)")
+                }
+                try evaluateText(text)
+                return
+            }
+            let textOnly = [("--chunk", chunk != nil), ("--chunks", chunks != nil), ("--vocab", vocab != nil)]
+            if let (option, _) = textOnly.first(where: \.1) { throw RWKVError(nil, "\(option) applies to --text only") }
             guard (fixture == nil) != (against == nil) else { throw RWKVError(nil, "give exactly one of --fixture or --against") }
+            let tolerance = self.tolerance ?? Tolerance.fp32, modeTolerance = self.modeTolerance ?? Tolerance.modes
             guard tolerance >= 0, modeTolerance >= 0 else { throw RWKVError(nil, "tolerances must be non-negative") }
             let subject = try RWKVModelLoader.load(path: model)
             let report: VerificationReport
@@ -121,7 +134,7 @@ struct Verify: ParsableCommand {
         }
         let subject = try RWKVModelLoader.load(path: model)
         let chunks = try TextChunks(textFile: path, vocabularySize: subject.config.vocabSize, vocabularyPath: vocab,
-                                    size: chunk, maxChunks: self.chunks)
+                                    size: chunk ?? TextChunks.defaultSize, maxChunks: self.chunks)
         if let against {
             let reference = try RWKVModelLoader.load(path: against)
             let progress = ProgressBar(total: chunks.count * chunks.size, label: "KL divergence")
