@@ -71,6 +71,14 @@ case "$message" in
     *) echo "FAIL st-json-int-array.safetensors: not refused for its 4,000,000-value array: $message"; fail=1 ;;
 esac
 [ "$n" -ge 80 ] || { echo "check-bad-files: only $n files in fixtures/bad (expected at least 80)"; fail=1; }
+# The counts README.md and fixtures/README.md state are the tree's (they drifted once).
+committed=$(ls fixtures/bad | grep -cvE '\.(md|json)$'); large=$(ls "$scratch/large" | wc -l)
+for doc in README.md fixtures/README.md; do
+    stated=$(tr '\n' ' ' < "$doc" | grep -oE '[0-9]+ malformed or hostile inputs' | head -1 | cut -d' ' -f1)
+    [ "$stated" = "$committed" ] || { echo "FAIL $doc says $stated malformed inputs, fixtures/bad holds $committed"; fail=1; }
+done
+stated=$(tr '\n' ' ' < README.md | grep -oE 'and [0-9]+ too large to commit' | head -1 | cut -d' ' -f2)
+[ "$stated" = "$large" ] || { echo "FAIL README.md says $stated generated inputs, make_large_bad.py writes $large"; fail=1; }
 
 # The command-line layer (issue 9, classes 6, 7, 8).
 model=fixtures/models/rwkv7-tiny.safetensors

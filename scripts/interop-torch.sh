@@ -30,8 +30,11 @@ EOF
 fi
 
 swift build --build-tests >/dev/null
-RWKV_INTEROP_DIR="$out" RWKV_INTEROP_BIG="$big" swift test --skip-build --filter TorchInteropTests 2>&1 \
-    | grep -E "^(✘|✔) (Test|Suite)|error" || true
+# The Swift side writes the files (TorchInteropTests); its failure is a failure here too.
+status=0
+RWKV_INTEROP_DIR="$out" RWKV_INTEROP_BIG="$big" swift test --skip-build --filter TorchInteropTests > "$out/swift-test.log" 2>&1 || status=1
+grep -E "^(✘|✔) (Test|Suite)|error" "$out/swift-test.log" || true   # (only a summary; the status is kept above)
+[ $status = 0 ] || { echo "interop-torch: TorchInteropTests failed (log above)"; exit 1; }
 
 "$PY" - "$out" "$big" <<'EOF'
 import os, sys, zipfile, collections
@@ -40,6 +43,7 @@ from torch.utils.serialization import config
 
 out, big = sys.argv[1], sys.argv[2]
 ok = True
+checked = 0
 
 def same(a, b):
     return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.contiguous(), b)
@@ -54,6 +58,7 @@ for name in sorted(os.listdir(out)):
         got = torch.load(path, weights_only=True, **kwargs)
         good = isinstance(got, collections.OrderedDict) and list(got) == list(want) and all(same(want[k], got[k]) for k in want)
         ok &= good
+        checked += 1
         print(f"{'ok  ' if good else 'FAIL'} {name}: torch.load({label}) matches {original}")
     # torch's mmap loader can compute storage offsets itself, trusting miniz's exact layout.
     config.load.calculate_storage_offsets = True
@@ -111,6 +116,10 @@ if big:
     ok &= good
     print(f"{'ok  ' if good else 'FAIL'} big checkpoint: torch.load(mmap=True) matches")
 
-print("interop-torch:", "all checks passed" if ok else "FAILURES")
+# Nothing written means nothing checked: a failure, not a pass.
+if checked == 0:
+    ok = False
+    print("FAIL no .pth written by TorchInteropTests: nothing was checked")
+print(f"interop-torch: {checked} loads checked,", "all passed" if ok else "FAILURES")
 sys.exit(0 if ok else 1)
 EOF

@@ -13,7 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CHUNKS=${1:-8}
 [ -f .corpus/heldout.txt ] || python3 scripts/train/corpus.py --out .corpus >/dev/null
-swift build -c release --product rwkv-convert --product rwkv-verify >/dev/null
+# One --product per call: several build only the last.
+swift build -c release --product rwkv-convert >/dev/null
+swift build -c release --product rwkv-verify >/dev/null
 B=.build/release
 OUT=$(mktemp -d /tmp/rwkv-quant-quality.XXXXXX)
 trap 'rm -rf "$OUT"' EXIT
