@@ -9,7 +9,7 @@ struct RWKVUpgradeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rwkv-upgrade",
         abstract: "Build newer-architecture checkpoints from older trained ones, ready for continued training.",
-        subcommands: [V6ToV7.self, V5ToV6.self, V5ToV7.self])
+        subcommands: [ToV7<FromRWKV6>.self, V5ToV6.self, ToV7<FromRWKV5>.self])
 }
 
 enum RecipeArgument: String, ExpressibleByArgument, CaseIterable {
@@ -101,24 +101,29 @@ struct ToV7Arguments: ParsableArguments {
     }
 }
 
-struct V6ToV7: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "v6-to-v7",
-        abstract: "Upgrade an RWKV-6 checkpoint to RWKV-7 (see docs/upgrade.md).")
-
-    @OptionGroup var arguments: ToV7Arguments
-
-    func run() throws { try arguments.run(fromEagle: false) }
+/// The architecture an upgrade to RWKV-7 reads: one command type for both subcommands.
+protocol UpgradeSource {
+    static var commandName: String { get }
+    static var abstract: String { get }
+    /// RWKV-5, read as the RWKV-6 it equals.
+    static var eagle: Bool { get }
 }
 
-struct V5ToV7: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "v5-to-v7",
-        abstract: "Upgrade an RWKV-5.1/5.2 checkpoint to RWKV-7, through the RWKV-6 it equals (see docs/upgrade.md).")
+enum FromRWKV6: UpgradeSource {
+    static let commandName = "v6-to-v7", abstract = "Upgrade an RWKV-6 checkpoint to RWKV-7 (see docs/upgrade.md).", eagle = false
+}
+
+enum FromRWKV5: UpgradeSource {
+    static let commandName = "v5-to-v7", eagle = true
+    static let abstract = "Upgrade an RWKV-5.1/5.2 checkpoint to RWKV-7, through the RWKV-6 it equals (see docs/upgrade.md)."
+}
+
+struct ToV7<Source: UpgradeSource>: ParsableCommand {
+    static var configuration: CommandConfiguration { CommandConfiguration(commandName: Source.commandName, abstract: Source.abstract) }
 
     @OptionGroup var arguments: ToV7Arguments
 
-    func run() throws { try arguments.run(fromEagle: true) }
+    func run() throws { try arguments.run(fromEagle: Source.eagle) }
 }
 
 struct V5ToV6: ParsableCommand {
