@@ -13,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo /work/main/.venv/bin/python )}
 OUT=${OUT:-$(mktemp -d /tmp/rwkv-interop.XXXXXX)}
+mkdir -p "$OUT"
 parity=0
 "$PY" scripts/train/parity.py || parity=1
 "$PY" -c 'import gguf, llama_cpp' || {
@@ -26,6 +27,15 @@ for m in $MODELS; do
         .build/debug/rwkv-convert safetensors-to-native "fixtures/models/$m.safetensors" "$OUT/$m.$t.gguf" --type "$t" >/dev/null
     done
 done
+# 256-wide RWKV-7 and RWKV-6 (the fixtures' builders, official logits made now) in every type,
+# k-quants and iq4_nl included: the fixtures are too narrow for them.
+"$PY" scripts/make-wide-interop.py "$OUT" >/dev/null
+for m in rwkv7-wide rwkv6-wide; do
+    for t in f32 f16 bf16 q8_0 q6_k q5_k q5_1 q5_0 q4_k q4_1 q4_0 iq4_nl q3_k q2_k; do
+        .build/debug/rwkv-convert safetensors-to-native "$OUT/$m.safetensors" "$OUT/$m.$t.gguf" --type "$t" >/dev/null
+    done
+done
+MODELS="$MODELS rwkv7-wide rwkv6-wide"
 status=$parity
 "$PY" scripts/interop.py "$OUT" $MODELS || status=1
 # A World-vocabulary model (65536 rows): llama.cpp must tokenize like the official package.
