@@ -4,7 +4,7 @@ APT_PACKAGES = libzip-dev libopenblas-dev pkg-config time
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RELEASE = .build/release
 
-.PHONY: setup build test test-asan example fuzz demo bench venv clean
+.PHONY: setup build test test-asan example fuzz demo bench venv interop clean
 
 # Installs the Debian packages the system-library targets need, only when missing.
 setup:
@@ -64,6 +64,17 @@ bench: build
 # Python is for fixtures and interop checks only (never needed by build, test or demo).
 venv:
 	scripts/venv.sh
+
+# The promises about other people's tools, checked with those tools (README, "What is checked"):
+# the pinned venv from PyPI (torch, rwkv, gguf, safetensors; llama-cpp-python compiles llama.cpp,
+# about half an hour on 2 cores the first time, then pip's wheel cache), then llama.cpp and gguf-py
+# on every type (scripts/interop.sh) and torch.load on our .pth files (scripts/interop-torch.sh).
+# Not in .ci/run yet: its time on a new machine is not measured.
+interop: setup
+	scripts/venv.sh
+	.venv/bin/python -m pip install -r scripts/interop-requirements.txt
+	scripts/interop.sh
+	scripts/interop-torch.sh
 
 clean:
 	rm -rf .build
