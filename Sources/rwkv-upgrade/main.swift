@@ -20,13 +20,31 @@ enum DTypeArgument: String, ExpressibleByArgument, CaseIterable {
     case bf16, fp32
 }
 
-/// What v6-to-v7 and v5-to-v7 share: everything but the input's architecture.
-struct ToV7Arguments: ParsableArguments {
+/// What every upgrade takes: the files, the seed of its random parts, the stored type, and how
+/// the result is reported and written.
+struct UpgradeFiles: ParsableArguments {
     @Argument(help: "The checkpoint to upgrade (.pth, .safetensors or a Hugging Face folder).")
     var input: String
 
-    @Argument(help: "The RWKV-7 checkpoint to write: .pth (what the official trainer loads) or .safetensors.")
+    @Argument(help: "The checkpoint to write: .pth (what the official trainer loads) or .safetensors.")
     var output: String
+
+    @Option(help: "Seed of the new random parameters.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Element type of the written tensors.")
+    var dtype: DTypeArgument = .bf16
+
+    @Flag(help: "Print a JSON report of what was done on stdout.")
+    var json = false
+
+    @Flag(help: "Flush the output to disk before moving it into place, so a power cut cannot leave it short (slower).")
+    var sync = false
+}
+
+/// What v6-to-v7 and v5-to-v7 share: everything but the input's architecture.
+struct ToV7Arguments: ParsableArguments {
+    @OptionGroup var files: UpgradeFiles
 
     @Option(help: "preserve: keep the RWKV-6 behaviour as closely as possible, calibrated on text (the best start for continued training, docs/upgrade.md). paper: the published recipe (RWKV-7 paper, section 6).")
     var recipe: RecipeArgument = .preserve
@@ -46,23 +64,11 @@ struct ToV7Arguments: ParsableArguments {
     @Option(name: .customLong("value-rank"), help: "Value residual LoRA rank.")
     var valueRank: Int?
 
-    @Option(help: "Seed of the new random parameters.")
-    var seed: UInt64 = 0
-
-    @Option(help: "Element type of the written tensors.")
-    var dtype: DTypeArgument = .bf16
-
     @Option(help: "preserve: the text to run the RWKV-6 model over, whose real activations the fits use (default: a built-in English text; bytes for byte-level vocabularies, the World tokenizer for 65536 tokens). Text like the model's training data is best.")
     var calibrate: String?
 
     @Flag(name: .customLong("no-calibrate"), help: "preserve: fit on a Gaussian stand-in for the activations instead of text.")
     var noCalibrate = false
-
-    @Flag(help: "Print a JSON report of what was done on stdout.")
-    var json = false
-
-    @Flag(help: "Flush the output to disk before moving it into place, so a power cut cannot leave it short (slower).")
-    var sync = false
 
     @Option(name: .customLong("fit-tokens"), help: "preserve: tokens the fits run over (the Gaussian stand-in's batch, or the first tokens of the calibration text; default 4096).")
     var fitTokens: Int?
@@ -82,7 +88,7 @@ struct ToV7Arguments: ParsableArguments {
             options.decayRank = decayRank
             options.iclrRank = iclrRank
             options.valueResidualRank = valueRank
-            options.seed = seed
+            options.seed = files.seed
             if let fitTokens { options.fitTokens = fitTokens }
             if noCalibrate && calibrate != nil { throw RWKVError(nil, "give --calibrate FILE or --no-calibrate, not both") }
             options.calibration = noCalibrate ? .standIn : calibrate.map(CalibrationSource.file)
@@ -92,11 +98,11 @@ struct ToV7Arguments: ParsableArguments {
             }
             let bar = ProgressBar(total: 1, label: "upgrading", showsTimeLeft: true)
             defer { bar.finish() }
-            let report = try Upgrade.run(input: input, output: output, options: options,
-                                             dtype: dtype == .bf16 ? .bf16 : .f32, sync: sync, fromEagle: fromEagle,
+            let report = try Upgrade.run(input: files.input, output: files.output, options: options,
+                                             dtype: files.dtype == .bf16 ? .bf16 : .f32, sync: files.sync, fromEagle: fromEagle,
                                              progress: bar.callback)
             bar.finish()
-            print(json ? try RWKVCommandLine.json(report) : report.summary)
+            print(files.json ? try RWKVCommandLine.json(report) : report.summary)
         }
     }
 }
@@ -129,33 +135,18 @@ struct ToV7<Source: UpgradeSource>: ParsableCommand {
 struct V5ToV6: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "v5-to-v6",
-        abstract: "Write the RWKV-6 an RWKV-5.1/5.2 checkpoint equals, with LoRAs that can learn (exact; see docs/upgrade.md).")
+        abstract: "Write the RWKV-6 an RWKV-5.1/5.2 checkpoint equals, with LoRAs that can learn (exact; see docs/upgrade.md).",
+        discussion: "--seed draws the LoRAs' second factors (uniform ±0.01, as RWKV-LM initialises them).")
 
-    @Argument(help: "The RWKV-5 checkpoint (.pth, .safetensors or a Hugging Face folder).")
-    var input: String
-
-    @Argument(help: "The RWKV-6 checkpoint to write: .pth (what the official trainer loads) or .safetensors.")
-    var output: String
-
-    @Option(help: "Seed of the LoRAs' second factors (uniform ±0.01, as RWKV-LM initialises them).")
-    var seed: UInt64 = 0
-
-    @Option(help: "Element type of the written tensors.")
-    var dtype: DTypeArgument = .bf16
-
-    @Flag(help: "Print a JSON report of what was done on stdout.")
-    var json = false
-
-    @Flag(help: "Flush the output to disk before moving it into place, so a power cut cannot leave it short (slower).")
-    var sync = false
+    @OptionGroup var files: UpgradeFiles
 
     func run() throws {
         let bar = ProgressBar(total: 1, label: "upgrading")
         defer { bar.finish() }
-        let report = try EagleUpgrade.run(input: input, output: output, seed: seed, dtype: dtype == .bf16 ? .bf16 : .f32,
-                                          sync: sync, progress: bar.callback)
+        let report = try EagleUpgrade.run(input: files.input, output: files.output, seed: files.seed,
+                                          dtype: files.dtype == .bf16 ? .bf16 : .f32, sync: files.sync, progress: bar.callback)
         bar.finish()
-        print(json ? try RWKVCommandLine.json(report) : report.summary)
+        print(files.json ? try RWKVCommandLine.json(report) : report.summary)
     }
 }
 
