@@ -209,7 +209,7 @@ public final class ImportanceCollector: MatmulObserver {
             names[t.canonicalNames[0]] = t.name
         }
         let head = config.schema.headName
-        if processOutput { names[head] = config.schema.row(head)!.gguf.name }
+        if processOutput { names[head] = config.schema.headRow.gguf.name }
         self.head = head
         self.names = names
     }

@@ -129,8 +129,8 @@ public struct TensorTypeOverrides: Sendable {
 }
 
 public enum LlamaTensorTypes {
-    public static let outputName = ArchitectureSchema.rwkv7.row(ArchitectureSchema.rwkv7.headName)!.gguf.name
-    public static let tokenEmbeddingName = RWKV7Key.emb.spec.gguf.name
+    public static let outputName = ArchitectureSchema.rwkv7.headRow.gguf.name
+    public static let tokenEmbeddingName = ArchitectureSchema.rwkv7.embeddingRow.gguf.name
 
     /// The type llama-quantize gives a large matrix (`llama_tensor_get_type`), with a note when it
     /// is not `type` itself. For float types (no quantization) only the overrides apply, as in

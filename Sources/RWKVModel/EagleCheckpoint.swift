@@ -130,7 +130,13 @@ public final class EagleCheckpoint: TensorSource {
     /// rather than copied or made from nothing: such values need f32 to stay exact.
     public func isComputed(_ name: String) -> Bool {
         guard case .made(let rule, let source, _)? = origins[name] else { return false }
-        return rule == .oneMinus || (rule == .bonus && source?.hasSuffix(".time_first") == true)
+        return rule == .oneMinus || (rule == .bonus && Self.storesTimeFirst(source))
+    }
+
+    /// Whether the bonus comes from `time_first` (older files: u = exp(time_first)) rather than
+    /// `time_faaaa` (u as stored): the second of the bonus row's RWKV-5 names.
+    private static func storesTimeFirst(_ source: String?) -> Bool {
+        source.flatMap(TensorSpec.row(of:)) == ArchitectureSchema.rwkv5Row(.faaaa)!.rwkv5[1]
     }
 
     public func data(_ name: String) throws -> [UInt8] {
@@ -165,7 +171,7 @@ public final class EagleCheckpoint: TensorSource {
         case .perChannel, .bonus:
             var values = try base.floats(source!)
             if values.count != c { values = values.flatMap { [Float](repeating: $0, count: n) } }   // per head
-            if rule == .bonus, source!.hasSuffix(".time_first") { values = values.map { expf($0) } }
+            if rule == .bonus, Self.storesTimeFirst(source) { values = values.map { expf($0) } }
             return values
         }
     }

@@ -54,7 +54,7 @@ extension RWKVConfig {
         guard let schema = ArchitectureSchema.all.first(where: { $0.ggufArchitecture == arch }) else {
             throw RWKVError(r.path, "GGUF architecture \"\(arch)\" is not rwkv6 or rwkv7")
         }
-        let embName = schema.tensors.first { $0.role == .embedding }!.gguf.name
+        let embName = schema.embeddingRow.gguf.name
         guard let emb = r.info(embName), emb.shape.count == 2 else {
             throw RWKVError(r.path, "GGUF file has no 2-D \(embName)")
         }

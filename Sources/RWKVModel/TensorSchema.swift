@@ -113,14 +113,14 @@ public struct ArchitectureSchema: Sendable {
     public let hfModelType: String
     public let hfModelClass: String
 
-    /// The embedding's name (every architecture has one, by role).
-    public var embeddingName: String { tensors.first { $0.role == .embedding }!.name }
+    /// The embedding's and the output matrix's rows: every architecture has one of each, found by role.
+    public var embeddingRow: TensorSpec { tensors.first { $0.role == .embedding }! }
+    public var headRow: TensorSpec { tensors.first { $0.role == .head }! }
+    public var embeddingName: String { embeddingRow.name }
+    public var headName: String { headRow.name }
 
     /// The RWKV-5 row of RWKV-6 tensor `key` (nil: an RWKV-5 stores it as it is).
     public static func rwkv5Row(_ key: RWKV6Key) -> EagleRow? { rwkv5.first { $0.rwkv6 == key } }
-
-    /// The output matrix's name (every architecture has one, by role).
-    public var headName: String { tensors.first { $0.role == .head }!.name }
 
     /// The row of a block-relative or model-level BlinkDL name.
     public func row(_ name: String) -> TensorSpec? { tensors.first { $0.name == name } }

@@ -67,7 +67,7 @@ public enum EagleUpgrade {
             return try ElementCodec.encode(values, as: info.dtype, overflowCount: &overflow)
         }, note: "v5-to-v6 seed=\(seed)")
         return Report(input: input, output: output, sourceVersion: source.version.rawValue, target: config, seed: seed,
-                      dtype: dtype == .f32 ? "fp32" : dtype.rawValue, tensors: infos.count, bytesWritten: size,
+                      dtype: Upgrade.dtypeName(dtype), tensors: infos.count, bytesWritten: size,
                       seconds: Date().timeIntervalSince(started))
     }
 }

@@ -59,6 +59,9 @@ public enum Upgrade {
                              bytesWritten: size, seconds: Date().timeIntervalSince(started))
     }
 
+    /// The output type as the command line names it (`--dtype bf16|fp32`).
+    static func dtypeName(_ dtype: DType) -> String { dtype == .f32 ? "fp32" : dtype.rawValue }
+
     /// Writes the tensors `data` makes in `format`, never over `input`; returns the bytes written.
     static func write(_ format: OutputFormat, to output: String, tensors: [TensorInfo], input: String, sync: Bool,
                       data: (TensorInfo) throws -> [UInt8], note: String) throws -> Int {
@@ -132,7 +135,7 @@ public struct UpgradeReport: Codable, Sendable {
         }
         self.calibrationTokens = calibrationTokens
         ablations = PreserveMapping.allCases.filter(plan.options.ablations.contains).map(\.rawValue)
-        self.dtype = dtype == .f32 ? "fp32" : dtype.rawValue
+        self.dtype = Upgrade.dtypeName(dtype)
         source = plan.source
         target = plan.target
         let official = RWKV7Ranks.official[plan.source.embeddingSize] != nil ? "official" : "trainer formula"
