@@ -148,6 +148,7 @@ public enum Converter {
         let hashing = BackgroundHash(paths: folder(of: source)?.weightFiles ?? [input])
         let config = try RWKVConfig.detect(source)
         try config.requireGate(path: input, for: "llama.cpp's rwkv6 architecture")
+        try config.requireNoAttention(path: input, for: "GGUF (llama.cpp has no RWKV-X architecture)")
         let plan = ConversionPlan(config: config, type: options.type, preset: options.preset, keepF32: options.keepF32,
                                   outputTensorType: options.outputTensorType, tokenEmbeddingType: options.tokenEmbeddingType,
                                   tensorTypes: options.tensorTypes)

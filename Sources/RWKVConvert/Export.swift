@@ -39,6 +39,7 @@ public enum Export {
         let source = try adapters.merged(into: try Checkpoint.open(input))
         let config = try RWKVConfig.detect(source)
         try config.requireNotEagle(path: input, "exports write RWKV-6/7 layouts; use rwkv-upgrade v5-to-v6 for a trainable RWKV-6 .pth, or to-gguf")
+        try config.requireNoAttention(path: input, for: "an RWKV-6/7 export")
         let schema = config.schema
         var tensors: [(info: TensorInfo, from: String, transposed: Bool)] = []
         for (name, row, layer) in config.checkpointTensors {
@@ -112,6 +113,7 @@ public enum Export {
         let source = try adapters.merged(into: try Checkpoint.open(input))
         let config = try RWKVConfig.detect(source)
         try config.requireNotEagle(path: input, "exports write RWKV-6/7 layouts; use rwkv-upgrade v5-to-v6 for a trainable RWKV-6 .pth, or to-gguf")
+        try config.requireNoAttention(path: input, for: "an RWKV-6/7 export")
         let dtype = source.info(config.schema.embeddingName)?.dtype ?? .f32
         let infos = config.expectedShapes.map { name, shape in
             TensorInfo(name: name, dtype: source.info(name)?.dtype ?? dtype, shape: source.info(name)?.shape ?? shape)

@@ -305,6 +305,7 @@ public enum ImportanceMatrixRun {
                            processOutput: Bool, vocabularyPath: String?,
                            progress: ((Int, Int, String) -> Void)? = nil) throws -> Report {
         let model = try RWKVModelLoader.load(path: path)
+        try model.config.requireNoAttention(path: path, for: "an importance matrix (it serves GGUF quantization)")
         let chunks = try TextChunks(textFile: text, vocabularySize: model.config.vocabSize, vocabularyPath: vocabularyPath,
                                     size: chunkSize, maxChunks: maxChunks)
         let (matrix, seconds) = try collect(model, chunks: chunks, processOutput: processOutput, progress: progress)

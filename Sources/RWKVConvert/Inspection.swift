@@ -32,6 +32,18 @@ public struct InspectReport: Codable, Sendable {
     }
     /// Checkpoint entries that are not tensors (a .pth's epoch counter, config ...): ignored.
     public let ignoredEntries: [String]
+    /// RWKV-X: the order its blocks run in ("RWKV-7 0-1", "attention 0", ...); nil for other models.
+    public let blockOrder: [String]?
+
+    static func blockOrder(_ config: RWKVConfig?) -> [String]? {
+        guard let c = config, c.attentionBlocks > 0 else { return nil }
+        return c.blockOrder.map {
+            switch $0 {
+            case .rwkv(let r): return r.count == 1 ? "RWKV-7 \(r.lowerBound)" : "RWKV-7 \(r.lowerBound)-\(r.upperBound - 1)"
+            case .attention(let i): return "attention \(i)"
+            }
+        }
+    }
 
     public init(source: TensorSource) {
         file = source.path
@@ -51,6 +63,7 @@ public struct InspectReport: Codable, Sendable {
             config = nil
             architectureError = "\(error)"
         }
+        blockOrder = Self.blockOrder(config)
         // The file's own tensors, also when it is read through a view (RWKV-5 as RWKV-6).
         let stored = Checkpoint.underlying(source)
         tensors = stored.tensors.map { Tensor(name: $0.name, dtype: $0.dtype.rawValue, shape: $0.shape, bytes: $0.byteCount) }
@@ -84,7 +97,8 @@ public struct InspectReport: Codable, Sendable {
         // cannot forge lines or widen every row of the table (a 200 KB name on 3,000 rows).
         var lines = ["file:    \(Printable.escaped(file, limit: 1024))", "format:  \(format)"]
         if let c = config {
-            let name = c.eagle.map { "RWKV-\($0.rawValue) (Eagle), read as RWKV-6" } ?? "RWKV-\(c.version.rawValue)"
+            let name = c.eagle.map { "RWKV-\($0.rawValue) (Eagle), read as RWKV-6" }
+                ?? (c.attentionBlocks > 0 ? "RWKV-X (RWKV-7 with \(c.attentionBlocks) attention blocks)" : "RWKV-\(c.version.rawValue)")
             var arch = "\(name): \(c.layerCount) layers, n_embd \(c.embeddingSize), head size \(c.headSize) (\(c.headCount) heads), vocab \(c.vocabSize), FFN \(c.ffnSize)"
             switch c.version {
             case .v7: arch += ", LoRA ranks decay \(c.decayRank) iclr \(c.iclrRank) value-residual \(c.valueResidualRank) gate \(c.gateRank)"
@@ -92,6 +106,10 @@ public struct InspectReport: Codable, Sendable {
             case .v6: arch += ", LoRA ranks token-shift \(c.tokenShiftRank) decay \(c.decayRank)"
             }
             lines.append("model:   \(arch)")
+            if let order = blockOrder {
+                let heads = c.attentionHeads
+                lines.append("blocks:  \(order.joined(separator: ", ")) (attention: \(heads.count) heads of \(heads.size), FFN \(RWKVXKey.ffnMultiple * c.embeddingSize))")
+            }
         } else if let e = architectureError {
             lines.append("model:   not a usable RWKV-6/7 checkpoint: \(e)")
         }

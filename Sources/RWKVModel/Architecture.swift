@@ -24,6 +24,9 @@ public struct RWKVConfig: Equatable, Sendable, Codable {
     /// An RWKV-5 checkpoint read as the RWKV-6 that computes the same (`EagleCheckpoint`):
     /// its version; nil for an RWKV-6 or RWKV-7 checkpoint.
     public var eagle: EagleVersion?
+    /// An RWKV-X checkpoint (`RWKVXCheckpoint`): its attention blocks, which sit between the
+    /// RWKV-7 blocks (`blockOrder`); 0 for every other checkpoint.
+    public var attentionBlocks: Int = 0
 
     /// RWKV-5.0 has no output gate; every other RWKV-6 view has one.
     public var hasGate: Bool { eagle != .v5_0 }
@@ -84,6 +87,7 @@ public struct RWKVConfig: Equatable, Sendable, Codable {
         }
         var config = RWKVConfig(version: schema.version, layerCount: layerCount, embeddingSize: 0, headSize: 0,
                                 vocabSize: 0, ffnSize: 0, decayRank: 0, eagle: (source as? EagleCheckpoint)?.version)
+        config.attentionBlocks = (source as? RWKVXCheckpoint)?.attentionBlocks ?? 0
         var known: Set<Dim> = [.H]   // H = C / N
         for row in schema.tensors where config.holds(row) {
             for (axis, d) in row.shape.enumerated() where !known.contains(d) {
@@ -133,6 +137,15 @@ public struct RWKVConfig: Equatable, Sendable, Codable {
     /// checkpoint's own architecture, which they cannot write for RWKV-5.
     public func requireNotEagle(path: String, _ advice: String) throws {
         if let eagle { throw RWKVError(path, "RWKV-\(eagle.rawValue) checkpoint: \(advice)") }
+    }
+
+    /// Refuses an RWKV-X (RWKV-7 with attention blocks) where only the RWKV-7 layout can be
+    /// written: dropping the attention blocks would silently make another model.
+    public func requireNoAttention(path: String, for what: String) throws {
+        if attentionBlocks > 0 {
+            throw RWKVError(path, "RWKV-X checkpoint (\(layerCount) RWKV-7 + \(attentionBlocks) attention blocks): \(what) has no place for "
+                                  + "its attention blocks (rwkv-convert inspect and rwkv-verify read it)")
+        }
     }
 
     /// Sets the hyperparameter a schema symbol stands for.

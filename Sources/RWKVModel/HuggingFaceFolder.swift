@@ -234,14 +234,15 @@ final class ShapeList: TensorSource {
 
 /// Opens any checkpoint the programs accept: a file (`ModelFile`) or a Hugging Face folder.
 public enum Checkpoint {
-    /// An RWKV-5 comes back as the RWKV-6 it equals (`EagleCheckpoint`).
+    /// An RWKV-5 comes back as the RWKV-6 it equals (`EagleCheckpoint`), an RWKV-X as its RWKV-7
+    /// with the attention blocks beside it (`RWKVXCheckpoint`).
     public static func open(_ path: String) throws -> TensorSource {
         let source = try ModelFormat.detect(path: path) == .huggingFaceFolder ? try HuggingFaceFolder(path: path) : try ModelFile.open(path)
-        return try EagleCheckpoint.wrappingIfRWKV5(source)
+        return try RWKVXCheckpoint.wrappingIfRWKVX(try EagleCheckpoint.wrappingIfRWKV5(source))
     }
 
     /// The file or folder under any views (RWKV-5 as RWKV-6, merged adapters' base is not unwrapped).
     public static func underlying(_ source: TensorSource) -> TensorSource {
-        (source as? EagleCheckpoint)?.base ?? source
+        (source as? EagleCheckpoint)?.base ?? (source as? RWKVXCheckpoint)?.base ?? source
     }
 }

@@ -82,10 +82,12 @@ public enum RWKVModelLoader {
         }
     }
 
-    /// Opens a checkpoint file (any format `ModelFile` reads) and builds its model.
-    public static func load(path: String) throws -> RWKVLanguageModel {
+    /// Opens a checkpoint file (any format `ModelFile` reads) and builds its model. `memory` is an
+    /// RWKV-X's attention memory setting (the package's default when nil; ignored by other models).
+    public static func load(path: String, memory: AttentionMemory? = nil) throws -> RWKVLanguageModel {
         let source = try Checkpoint.open(path)
         if let gguf = source as? GGUFReader { return try load(WeightLoader(gguf: gguf)) }
+        if let hybrid = source as? RWKVXCheckpoint { return try RWKVXModel(hybrid, memory: memory ?? .packageDefault) }
         return try load(WeightLoader(source: source))
     }
 }

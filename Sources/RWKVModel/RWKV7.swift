@@ -79,6 +79,9 @@ public final class RWKV7Model: LayerStack {
     public var matmulObserver: MatmulObserver?
     /// Sees each block's LayerNorm outputs (nil: none, the default).
     public var layerInputObserver: LayerInputObserver?
+    /// Sees each block's keys (after the k_a scaling) and values (after the value residual) as
+    /// the state update reads them: (state slot, k, v, rows). RWKV-X ranks its memory by them.
+    var recurrenceObserver: ((Int, UnsafePointer<Float>, UnsafePointer<Float>, Int) -> Void)?
 
     /// The decay's scale: w = exp(-0.606531 · sigmoid(·)), the literal the official code uses (≈ e^-0.5).
     static let decayScale: Float = 0.606531
@@ -100,6 +103,11 @@ public final class RWKV7Model: LayerStack {
     }
 
     func runLayers(rows T: Int, work: Workspace, state: StatePointers) {
+        runLayers(rows: T, work: work, state: state, slots: weights.layers.indices)
+    }
+
+    /// Runs the blocks in state slots `slots` only (RWKV-X runs its groups of blocks apart).
+    func runLayers(rows T: Int, work: Workspace, state: StatePointers, slots: Range<Int>) {
         let C = config.embeddingSize
         let x = work.x.base, xn = work.xn.base, shift = work.shift.base, y = work.y.base
         let r = work.r.base, k = work.k.base, v = work.v.base, w = work.w.base, a = work.a.base, g = work.g.base
@@ -107,8 +115,8 @@ public final class RWKV7Model: LayerStack {
         let xr = work.mixes[0].base, xw = work.mixes[1].base, xk = work.mixes[2].base
         let xv = work.mixes[3].base, xa = work.mixes[4].base, xg = work.mixes[5].base
 
-        for (slot, L) in weights.layers.enumerated() {
-            let l = L.index
+        for slot in slots {
+            let L = weights.layers[slot], l = L.index
             // Time mix: token-shifted interpolations, then every projection as one GEMM over the block.
             Kernels.normalize(x, rows: T, width: C, L.ln1, eps: Kernels.layerNormEpsilon, into: xn)
             layerInputObserver?.observe(layer: l, part: .timeMix, input: xn, rows: T, width: C)
@@ -143,6 +151,7 @@ public final class RWKV7Model: LayerStack {
                 vr.v2.apply(lora, rows: T, to: work.vGate.base)
             }
             prepareKeysAndValues(L, rows: T, work: work)
+            recurrenceObserver?(slot, k, v, T)
             recurrence(slot: slot, rows: T, work: work, state: state)
 
             Kernels.normalize(y, rows: T, width: C, groups: config.headCount, L.lnX, eps: Kernels.groupNormEpsilon, into: y)

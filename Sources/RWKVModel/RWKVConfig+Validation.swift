@@ -34,6 +34,7 @@ extension RWKVConfig {
         guard embeddingSize % headSize == 0 else {
             throw RWKVError(path, "n_embd \(embeddingSize) is not a multiple of the head size \(headSize)")
         }
+        if attentionBlocks > 0 { try validateRWKVX(path: path) }
         // The whole model's element count (with the limits above it cannot overflow; checked
         // anyway, so a future larger limit cannot make it trap).
         guard elementCount != nil else { throw RWKVError(path, "the model's dimensions overflow 64-bit sizes") }

@@ -18,6 +18,8 @@ public struct RWKVState: Equatable, Sendable {
     public var channelMixShift: [Float]
     /// [layer][head][N][N]
     public var wkv: [Float]
+    /// RWKV-X: each attention block's kept memory and token shift (empty for other models).
+    public var attention: [AttentionState]
     /// Tokens processed since the zero state.
     public var tokenCount: Int
 
@@ -30,6 +32,7 @@ public struct RWKVState: Equatable, Sendable {
         timeMixShift = [Float](repeating: 0, count: layerCount * embeddingSize)
         channelMixShift = timeMixShift
         wkv = [Float](repeating: 0, count: layerCount * headCount * headSize * headSize)
+        attention = (0..<config.attentionBlocks).map { _ in AttentionState(width: config.embeddingSize) }
         tokenCount = 0
     }
 
@@ -37,7 +40,7 @@ public struct RWKVState: Equatable, Sendable {
 
     func matches(_ config: RWKVConfig) -> Bool {
         layerCount == config.layerCount && embeddingSize == config.embeddingSize
-            && headCount == config.headCount && headSize == config.headSize
+            && headCount == config.headCount && headSize == config.headSize && attention.count == config.attentionBlocks
     }
 
     /// Raw pointers to the three arrays for the duration of `body`.

@@ -500,3 +500,52 @@ extension RWKVConfig {
         checkpointTensors.map { ($0.name, shape($0.spec.shape)) }
     }
 }
+
+// MARK: - RWKV-X: RWKV-7 blocks with attention blocks between them
+
+/// An RWKV-X checkpoint (Hou et al. 2025; howard-hou/RWKV-X, PyPI `rwkv-x`) holds an RWKV-7 under
+/// `rwkv.` (the RWKV-7 rows above, names unchanged) and attention blocks under `moba.{i}.`: these
+/// rows, in the trainer's registration order (`pretrain/src/model.py` MOBABlock; the package's
+/// MemoryAttentionBlock reads the same names). No layout but BlinkDL's `.pth` exists for it.
+public enum RWKVXKey: String, CaseIterable, Sendable {
+    case ln1Weight = "ln1.weight", ln1Bias = "ln1.bias", ln2Weight = "ln2.weight", ln2Bias = "ln2.bias"
+    case receptance = "att.receptance.weight", key = "att.key.weight", value = "att.value.weight", output = "att.output.weight"
+    case ffnXK = "ffn.x_k", ffnKey = "ffn.key.weight", ffnValue = "ffn.value.weight"
+
+    /// What the RWKV-7 tensors' names start with.
+    public static let rwkvPrefix = "rwkv."
+    /// What the attention blocks' names start with, before their number.
+    public static let blockPrefix = "moba."
+    /// The attention block's FFN is 4·C wide whatever the RWKV-7's is (the package's RWKV_CMix_x070).
+    public static let ffnMultiple = 4
+    /// The attention's head size: the package uses C / 64 heads (`n_head = n_embd // 64`).
+    public static let headSize = 64
+
+    /// The checkpoint name in attention block `block`.
+    public func name(block: Int) -> String { Self.blockPrefix + "\(block)." + rawValue }
+
+    /// The attention block number of a `moba.N.` name (nil for any other name).
+    public static func block(of name: String) -> Int? {
+        guard name.hasPrefix(blockPrefix) else { return nil }
+        return Int(name.dropFirst(blockPrefix.count).prefix { $0 != "." })
+    }
+
+    public var role: TensorRole {
+        switch self {
+        case .ln1Weight, .ln1Bias, .ln2Weight, .ln2Bias: return .norm
+        case .receptance, .key, .value, .output, .ffnKey, .ffnValue: return .linear
+        case .ffnXK: return .vector
+        }
+    }
+
+    /// The tensor's shape in a model of width `c`.
+    public func shape(embedding c: Int) -> [Int] {
+        switch self {
+        case .ln1Weight, .ln1Bias, .ln2Weight, .ln2Bias: return [c]
+        case .receptance, .key, .value, .output: return [c, c]
+        case .ffnXK: return [1, 1, c]
+        case .ffnKey: return [Self.ffnMultiple * c, c]
+        case .ffnValue: return [c, Self.ffnMultiple * c]
+        }
+    }
+}

@@ -1,14 +1,21 @@
 import RWKVFormats
+import RWKVModel
 
 /// Expected logits made by the official implementation: a safetensors file holding `tokens`
 /// (int32 or int64 [T]) and `logits` (f32 [T, V], row t = the logits after token t, from the
-/// zero state). Its `__metadata__` says how it was made.
+/// zero state). Its `__metadata__` says how it was made, and for an RWKV-X, whose result
+/// depends on it, how the tokens were split into calls (`calls`, e.g. "12,1,1": a 12-token
+/// prefill, then two tokens one at a time) and the attention memory setting (`memory`).
 public struct LogitFixture: Sendable {
     public let path: String
     public let tokens: [Int]
     /// [T][V]
     public let logits: [[Float]]
     public let metadata: [String: String]
+    /// Token counts of the forward calls that made the logits, in order (one call by default).
+    public let calls: [Int]
+    /// The RWKV-X attention memory setting the logits were made with, when recorded.
+    public let memory: AttentionMemory?
 
     public var vocabSize: Int { logits.first?.count ?? 0 }
 
@@ -37,6 +44,20 @@ public struct LogitFixture: Sendable {
         let flat = try file.floats("logits")
         logits = (0..<T).map { Array(flat[$0 * V ..< ($0 + 1) * V]) }
         metadata = file.metadata
+        if let text = metadata["calls"] {
+            let counts = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
+            guard counts.allSatisfy({ ($0 ?? 0) > 0 }), counts.reduce(0, { $0 + ($1 ?? 0) }) == T else {
+                throw RWKVError(path, "metadata calls \(Printable.escaped(text, limit: 80)) is not a list of positive token counts adding up to \(T)")
+            }
+            calls = counts.map { $0! }
+        } else {
+            calls = [T]
+        }
+        do {
+            memory = try metadata["memory"].map(AttentionMemory.init(parsing:))
+        } catch let error as RWKVError {
+            throw RWKVError(path, "metadata: \(error.message)")
+        }
         self.path = path
     }
 }

@@ -25,6 +25,10 @@ public struct ModelSummary: Codable, Sendable, Equatable {
     public let vocabSize: Int
     /// "5.0", "5.1" or "5.2" for an RWKV-5 (run as the RWKV-6 it equals, so `version` is 6).
     public let eagle: String?
+    /// An RWKV-X (`version` 7, `layers` its RWKV-7 blocks): its attention blocks and the memory
+    /// setting this run used (`tokens=N` or `ratio=R`); nil for other models.
+    public let attentionBlocks: Int?
+    public let memory: String?
 
     public init(_ model: RWKVLanguageModel) {
         path = model.path
@@ -33,9 +37,19 @@ public struct ModelSummary: Codable, Sendable, Equatable {
         embeddingSize = model.config.embeddingSize
         vocabSize = model.config.vocabSize
         eagle = model.config.eagle?.rawValue
+        let hybrid = model as? RWKVXModel
+        attentionBlocks = hybrid?.config.attentionBlocks
+        memory = hybrid?.memory.description
     }
 
-    var text: String { "\(Printable.escaped(path, limit: 1024)) (RWKV-\(eagle.map { "\($0) run as RWKV-6" } ?? String(version)), \(layers) layers × \(embeddingSize), vocab \(vocabSize))" }
+    var text: String {
+        var architecture = "RWKV-\(version), \(layers) layers × \(embeddingSize)"
+        if let eagle { architecture = "RWKV-\(eagle) run as RWKV-6, \(layers) layers × \(embeddingSize)" }
+        if let attentionBlocks, let memory {
+            architecture = "RWKV-X, \(layers) RWKV-7 + \(attentionBlocks) attention block\(attentionBlocks == 1 ? "" : "s") × \(embeddingSize), memory \(memory)"
+        }
+        return "\(Printable.escaped(path, limit: 1024)) (\(architecture), vocab \(vocabSize))"
+    }
 }
 
 /// The outcome of `rwkv-verify`: one check per comparison, each with per-position figures.
@@ -129,7 +143,7 @@ public enum Verifier {
         if let bad = fixture.tokens.first(where: { $0 >= V }) {
             throw RWKVError(fixture.path, "token id \(bad) is outside the model's vocabulary (0..<\(V))")
         }
-        let outputs = try modes.map { (mode: $0, logits: try model.logits(fixture.tokens, mode: $0).rows) }
+        let outputs = try modes.map { (mode: $0, logits: try calls(fixture.calls, of: fixture.tokens, through: model, mode: $0)) }
         var checks = outputs.map {
             VerificationReport.Check(name: "\($0.mode.rawValue) vs reference", reference: fixture.logits, model: $0.logits, tolerance: tolerance)
         }
@@ -138,6 +152,16 @@ public enum Verifier {
         }
         return VerificationReport(model: ModelSummary(model), fixture: fixture.path, fixtureMetadata: fixture.metadata,
                                   referenceModel: nil, tokens: fixture.tokens, checks: checks)
+    }
+
+    /// The logits of every token, run through `model` from the zero state in calls of `counts` tokens.
+    static func calls(_ counts: [Int], of tokens: [Int], through model: RWKVLanguageModel, mode: ForwardMode) throws -> [[Float]] {
+        var state = model.makeState(), rows: [[Float]] = [], start = 0
+        for n in counts {
+            rows += try model.forward(Array(tokens[start ..< start + n]), state: &state, mode: mode, positions: .all).rows
+            start += n
+        }
+        return rows
     }
 
     /// Runs the same tokens through two models (any versions with the same vocabulary) and

@@ -78,6 +78,9 @@ struct Verify: ParsableCommand {
     @Option(help: "A World-format vocabulary file for --text (default: bytes for ≤ 256-row models, the bundled World vocabulary for 65536 rows).")
     var vocab: String?
 
+    @Option(help: "RWKV-X attention memory kept after a prefill: tokens=N or ratio=R (default: the fixture's recorded setting, else the rwkv-x package's tokens=128).")
+    var memory: String?
+
     @Option(help: "Maximum |Δlogit| accepted against the reference (default 1e-4, fp32 arithmetic noise).")
     var tolerance: Float?
 
@@ -108,16 +111,17 @@ struct Verify: ParsableCommand {
             guard (fixture == nil) != (against == nil) else { throw RWKVError(nil, "give exactly one of --fixture or --against") }
             let tolerance = self.tolerance ?? Tolerance.fp32, modeTolerance = self.modeTolerance ?? Tolerance.modes
             guard tolerance >= 0, modeTolerance >= 0 else { throw RWKVError(nil, "tolerances must be non-negative") }
-            let subject = try RWKVModelLoader.load(path: model)
+            let expected = try fixture.map(LogitFixture.init(path:))
+            let subject = try load(model, fixtureMemory: expected?.memory)
             let report: VerificationReport
-            if let fixture {
+            if let expected {
                 if tokenOptions.tokens != nil || tokenOptions.random != nil {
                     throw RWKVError(nil, "--tokens and --random go with --against; a fixture brings its own tokens")
                 }
-                report = try Verifier.verify(subject, fixture: try LogitFixture(path: fixture), modes: mode.modes,
+                report = try Verifier.verify(subject, fixture: expected, modes: mode.modes,
                                              tolerance: tolerance, modeTolerance: modeTolerance)
             } else {
-                let reference = try RWKVModelLoader.load(path: against!)
+                let reference = try load(against!, fixtureMemory: nil)
                 let tokens = try tokenOptions.resolve(vocab: min(subject.config.vocabSize, reference.config.vocabSize), defaultCount: 32)
                 report = try Verifier.compare(subject, against: reference, tokens: tokens, modes: mode.modes,
                                               tolerance: tolerance, modeTolerance: modeTolerance)
@@ -127,16 +131,27 @@ struct Verify: ParsableCommand {
         }
     }
 
+    /// A model with the RWKV-X memory setting of --memory, else the fixture's; refuses --memory
+    /// for a model without attention blocks.
+    private func load(_ path: String, fixtureMemory: AttentionMemory?) throws -> RWKVLanguageModel {
+        let chosen = try memory.map(AttentionMemory.init(parsing:))
+        let model = try RWKVModelLoader.load(path: path, memory: chosen ?? fixtureMemory)
+        if chosen != nil, model.config.attentionBlocks == 0 {
+            throw RWKVError(path, "--memory applies to RWKV-X models (with attention blocks) only")
+        }
+        return model
+    }
+
     /// `--text`: a measurement, not a check, so it passes unless the input is bad.
     private func evaluateText(_ path: String) throws {
         guard fixture == nil, tokenOptions.tokens == nil, tokenOptions.random == nil else {
             throw RWKVError(nil, "--text brings its own tokens: it goes without --fixture, --tokens and --random")
         }
-        let subject = try RWKVModelLoader.load(path: model)
+        let subject = try load(model, fixtureMemory: nil)
         let chunks = try TextChunks(textFile: path, vocabularySize: subject.config.vocabSize, vocabularyPath: vocab,
                                     size: chunk ?? TextChunks.defaultSize, maxChunks: self.chunks)
         if let against {
-            let reference = try RWKVModelLoader.load(path: against)
+            let reference = try load(against, fixtureMemory: nil)
             let progress = ProgressBar(total: chunks.count * chunks.size, label: "KL divergence")
             defer { progress.finish() }
             let report = try TextEvaluation.compare(subject, against: reference, chunks: chunks, progress: progress.callback)
