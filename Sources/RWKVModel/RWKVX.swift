@@ -312,13 +312,19 @@ public final class RWKVXModel: RWKVLanguageModel {
         }
         state.attention = attentionStates
 
+        // ln_out and the head over the wanted rows, in the blocks the mode uses (as `runForward`
+        // does: a GEMV per token in RNN mode), so a preserve upgrade equals its RWKV-7 bit for bit.
         let first = positions == .all ? 0 : T - 1
-        let n = T - first
-        let normed = FloatBuffer(count: n * C)
-        Kernels.normalize(x.base + first * C, rows: n, width: C, rwkv.outputNorm, eps: Kernels.layerNormEpsilon, into: normed.base)
+        let normed = FloatBuffer(count: min(block, T - first) * C)
         out.withUnsafeMutableBufferPointer { logits in
-            rwkv.observe(config.schema.headName, rwkv.head, normed.base, rows: n)
-            rwkv.head.apply(normed.base, rows: n, to: logits.baseAddress!)
+            var start = first
+            while start < T {
+                let n = min(block, T - start)
+                Kernels.normalize(x.base + start * C, rows: n, width: C, rwkv.outputNorm, eps: Kernels.layerNormEpsilon, into: normed.base)
+                rwkv.observe(config.schema.headName, rwkv.head, normed.base, rows: n)
+                rwkv.head.apply(normed.base, rows: n, to: logits.baseAddress! + (start - first) * V)
+                start += n
+            }
         }
         state.tokenCount += T
         return Logits(vocabSize: V, values: out)

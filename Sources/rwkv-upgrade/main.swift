@@ -9,7 +9,7 @@ struct RWKVUpgradeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rwkv-upgrade",
         abstract: "Build newer-architecture checkpoints from older trained ones, ready for continued training.",
-        subcommands: [ToV7<FromRWKV6>.self, V5ToV6.self, ToV7<FromRWKV5>.self])
+        subcommands: [ToV7<FromRWKV6>.self, V5ToV6.self, ToV7<FromRWKV5>.self, V7ToX.self])
 }
 
 enum RecipeArgument: String, ExpressibleByArgument, CaseIterable {
@@ -145,6 +145,32 @@ struct V5ToV6: ParsableCommand {
         defer { bar.finish() }
         let report = try EagleUpgrade.run(input: files.input, output: files.output, seed: files.seed,
                                           dtype: files.dtype == .bf16 ? .bf16 : .f32, sync: files.sync, progress: bar.callback)
+        bar.finish()
+        print(files.json ? try RWKVCommandLine.json(report) : report.summary)
+    }
+}
+
+extension HybridUpgrade.Recipe: ExpressibleByArgument {}
+
+struct V7ToX: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "v7-to-x",
+        abstract: "Write an RWKV-X (RWKV-7 with attention blocks) from an RWKV-7, for the RWKV-X trainer and package (docs/upgrade.md).",
+        discussion: "The RWKV-7 tensors are kept bit for bit under rwkv.; attention blocks moba.N. are added where the rwkv-x package runs them.")
+
+    @OptionGroup var files: UpgradeFiles
+
+    @Option(help: "preserve: the attention blocks add nothing until trained (zero output projections), so the logits are the RWKV-7's. rwkv-x: the published init (init_moba_from_rwkv), which changes them.")
+    var recipe: HybridUpgrade.Recipe = .preserve
+
+    @Option(help: "Attention blocks: 1 (after all RWKV-7 blocks) or a divisor of the depth (one after each group). Default: the published configuration (8 for 32 layers, else 1).")
+    var blocks: Int?
+
+    func run() throws {
+        let bar = ProgressBar(total: 1, label: "upgrading")
+        defer { bar.finish() }
+        let report = try HybridUpgrade.run(input: files.input, output: files.output, recipe: recipe, blocks: blocks, seed: files.seed,
+                                           dtype: files.dtype == .bf16 ? .bf16 : .f32, sync: files.sync, progress: bar.callback)
         bar.finish()
         print(files.json ? try RWKVCommandLine.json(report) : report.summary)
     }
