@@ -75,6 +75,8 @@ interop: setup
 	.venv/bin/python -m pip install -r scripts/interop-requirements.txt
 	scripts/interop.sh
 	scripts/interop-torch.sh
+	.venv/bin/python -m pip install -r fixtures/rwkvx-requirements.txt
+	swift build --product rwkv-upgrade >/dev/null && .venv/bin/python scripts/interop-rwkvx.py
 
 clean:
 	rm -rf .build

@@ -107,6 +107,8 @@ import RWKVVerify
                                                                  output: dir.path + "/a.pth", options: options))
         try Self.check("rwkv-upgrade v5-to-v6", try EagleUpgrade.run(input: Self.fixture("models/rwkv5.2-tiny-bf16.pth"),
                                                                       output: dir.path + "/b.pth"))
+        try Self.check("rwkv-upgrade v7-to-x", try HybridUpgrade.run(input: Self.fixture("models/rwkv7-tiny-bf16.pth"),
+                                                                     output: dir.path + "/c.pth"))
     }
 
     @Test func rwkvVerify() throws {
@@ -120,5 +122,8 @@ import RWKVVerify
         try Self.check("rwkv-verify bench", try ForwardBenchmark.run(model, tokens: [1, 2, 3, 4], repeats: 1, loadSeconds: 0))
         let eagle = try RWKVModelLoader.load(path: Self.fixture("models/rwkv5.1-tiny-fp32.pth"))
         try Self.check("rwkv-verify", try Verifier.compare(eagle, against: eagle, tokens: [1, 2, 3], modes: [.rnn]))
+        let hybrid = try RWKVModelLoader.load(path: Self.fixture("models/rwkvx-tiny-2x1.pth"), memory: .tokens(2))
+        try Self.check("rwkv-verify", try Verifier.compare(hybrid, against: eagle, tokens: [1, 2, 3], modes: [.rnn]))
+        try Self.check("rwkv-convert inspect", InspectReport(source: try Checkpoint.open(Self.fixture("models/rwkvx-tiny-2x1.pth"))))
     }
 }
