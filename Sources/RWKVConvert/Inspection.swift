@@ -34,6 +34,8 @@ public struct InspectReport: Codable, Sendable {
     public let ignoredEntries: [String]
     /// RWKV-X: the order its blocks run in ("RWKV-7 0-1", "attention 0", ...); nil for other models.
     public let blockOrder: [String]?
+    /// GoldFinch: its configuration (layer kinds bottom up, ranks, the key cache's width); nil for other files.
+    public let goldFinch: GoldFinchConfig?
 
     static func blockOrder(_ config: RWKVConfig?) -> [String]? {
         guard let c = config, c.attentionBlocks > 0 else { return nil }
@@ -64,6 +66,7 @@ public struct InspectReport: Codable, Sendable {
             architectureError = "\(error)"
         }
         blockOrder = Self.blockOrder(config)
+        goldFinch = GoldFinchCheckpoint.holdsGoldFinch(source) ? try? GoldFinchCheckpoint(source).config : nil
         // The file's own tensors, also when it is read through a view (RWKV-5 as RWKV-6).
         let stored = Checkpoint.underlying(source)
         tensors = stored.tensors.map { Tensor(name: $0.name, dtype: $0.dtype.rawValue, shape: $0.shape, bytes: $0.byteCount) }
@@ -84,7 +87,7 @@ public struct InspectReport: Codable, Sendable {
     /// The error `inspect` exits with when the file opened but is not a usable RWKV-6/7 model
     /// (nil when it is): bad input for every command, so scripts can tell from the exit status.
     public var unusableModelError: RWKVError? {
-        guard config == nil, let e = architectureError else { return nil }
+        guard config == nil, goldFinch == nil, let e = architectureError else { return nil }
         return RWKVError(file, "not a usable RWKV-6/7 model: \(e)")
     }
 
@@ -109,6 +112,14 @@ public struct InspectReport: Codable, Sendable {
             if let order = blockOrder {
                 let heads = c.attentionHeads
                 lines.append("blocks:  \(order.joined(separator: ", ")) (attention: \(heads.count) heads of \(heads.size), FFN \(RWKVXKey.ffnMultiple * c.embeddingSize))")
+            }
+        } else if let g = goldFinch {
+            let cache = g.cachePerToken
+            lines.append("model:   GoldFinch: \(GoldFinchConfig.describe(g.layers.map(\.rawValue))) (GOLD from block \(g.split)), n_embd \(g.embeddingSize), "
+                         + "head size \(g.headSize) (\(g.headCount) heads), vocab \(g.vocabSize), FFN \(g.ffnSize)")
+            if g.compressedSize > 0 {
+                lines.append("cache:   \(cache.ours) floats + the token id per token of context (the repository keeps \(cache.repository) + the id; "
+                             + "a transformer of this depth and width \(cache.transformer))")
             }
         } else if let e = architectureError {
             lines.append("model:   not a usable RWKV-6/7 checkpoint: \(e)")

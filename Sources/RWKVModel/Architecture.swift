@@ -64,6 +64,11 @@ public struct RWKVConfig: Equatable, Sendable, Codable {
         guard shapes[emb] != nil, shapes.keys.contains(where: { $0.hasPrefix(blocks) }) else {
             throw RWKVError(source.path, "not an RWKV checkpoint (no \(emb) and \(blocks)* tensors)")
         }
+        if GoldFinchCheckpoint.holdsGoldFinch(source) {
+            // Read by GoldFinchCheckpoint (rwkv-verify, inspect); no RWKV-6/7 layout or GGUF holds it.
+            throw RWKVError(source.path, "GoldFinch checkpoint (Finch with GOLD attention layers): llama.cpp has no GoldFinch architecture "
+                                         + "and the RWKV-6/7 layouts have no place for its GOLD layers (rwkv-convert inspect and rwkv-verify read it)")
+        }
         if let variant = ArchitectureSchema.unsupportedVariants.first(where: { v in shapes.keys.contains { $0.contains(v.marker) } }) {
             throw RWKVError(source.path, "\(variant.name) checkpoint: llama.cpp cannot run it yet, so neither do we")
         }

@@ -88,6 +88,7 @@ public enum RWKVModelLoader {
         let source = try Checkpoint.open(path)
         if let gguf = source as? GGUFReader { return try load(WeightLoader(gguf: gguf)) }
         if let hybrid = source as? RWKVXCheckpoint { return try RWKVXModel(hybrid, memory: memory ?? .packageDefault) }
+        if GoldFinchCheckpoint.holdsGoldFinch(source) { return try GoldFinchModel(try GoldFinchCheckpoint(source)) }
         return try load(WeightLoader(source: source))
     }
 }

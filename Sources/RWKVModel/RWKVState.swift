@@ -20,6 +20,10 @@ public struct RWKVState: Equatable, Sendable {
     public var wkv: [Float]
     /// RWKV-X: each attention block's kept memory and token shift (empty for other models).
     public var attention: [AttentionState]
+    /// GoldFinch: the compressed key cache, one row per token of context ([tokens][C/16]), and the
+    /// context's token ids (GOLD's values come from their embeddings); empty for other models.
+    public var compressedKeys: [Float] = []
+    public var cachedTokens: [Int] = []
     /// Tokens processed since the zero state.
     public var tokenCount: Int
 

@@ -549,3 +549,78 @@ public enum RWKVXKey: String, CaseIterable, Sendable {
         }
     }
 }
+
+// MARK: - GoldFinch: Finch (RWKV-6) layers with GOLD attention layers on top
+
+/// A GoldFinch checkpoint's tensors that RWKV-6 lacks (Goldstein et al. 2024; recursal/GoldFinch-paper,
+/// `tmix/tmix_x060c2.py`, `tmix/tmix_gold.py`, `src/model.py`), block-relative like the RWKV-6 rows.
+/// Its Finch-C2 and GOLD layers otherwise hold RWKV-6 rows under RWKV-6 names (`RWKV6Key`: lerps,
+/// LoRAs, decay, projections, `ln_x`, every FFN tensor); `GoldFinchLayer.keys` lists each kind's.
+public enum GoldFinchKey: String, CaseIterable, Sendable {
+    /// Finch-C2: the second value path's lerp and LoRA.
+    case maaV2 = "att.time_maa_v2", value2W1 = "att.time_value2_w1", value2W2 = "att.time_value2_w2"
+    /// GOLD: the query's lerp and LoRA, the value stream's lerp, the key/value streams' lerp LoRA.
+    case maaQ = "att.time_maa_q", maaVCache = "att.time_maa_v_cache", maaQW1 = "att.time_maa_q_w1", maaQW2 = "att.time_maa_q_w2"
+    case maaKVW1 = "att.time_maa_kv_w1", maaKVW2 = "att.time_maa_kv_w2"
+    /// GOLD: the key and value LoRAs, the query projection and the query/key/value LayerNorms.
+    case keyW1 = "att.time_key_w1", keyW2 = "att.time_key_w2", valueW1 = "att.time_value_w1", valueW2 = "att.time_value_w2"
+    case query = "att.query.weight"
+    case lnQWeight = "att.ln_q.weight", lnQBias = "att.ln_q.bias", lnKWeight = "att.ln_k.weight", lnKBias = "att.ln_k.bias"
+    case lnVWeight = "att.ln_v.weight", lnVBias = "att.ln_v.bias"
+    /// Model-level: the key cache's compression (C → C/16) and decompression ([emb; compressed] → C).
+    case kvCacheA = "w_kv_cache_a.weight", kvCacheB = "w_kv_cache_b.weight"
+
+    /// The checkpoint name in block `layer` (model-level keys ignore it).
+    public func name(layer: Int) -> String {
+        self == .kvCacheA || self == .kvCacheB ? rawValue : TensorSpec.blockPrefix + "\(layer)." + rawValue
+    }
+}
+
+/// The three kinds of GoldFinch layer, told apart by their keys (the checkpoint stores no configuration).
+public enum GoldFinchLayer: String, Codable, Sendable, CaseIterable {
+    /// Plain Finch (x060): what `goldfinch_upgrade.yaml` keeps of a trained RWKV-6.
+    case finch = "x060"
+    /// Finch-C2 (x060c2): no gate, LayerNorm ln_x, no bonus, keys scaled by 1 − decay, a second value path.
+    case finchC2 = "c2"
+    /// GOLD attention: queries from the layer, keys from the shared compressed cache, values from the embedding.
+    case gold
+
+    /// The key only this kind has, which decides it.
+    public var marker: String {
+        switch self {
+        case .finch: return RWKV6Key.gate.rawValue
+        case .finchC2: return GoldFinchKey.maaV2.rawValue
+        case .gold: return GoldFinchKey.query.rawValue
+        }
+    }
+
+    /// The time-mix tensors of this kind, in the repository's registration order (name, role).
+    public var timeMixKeys: [String] {
+        typealias K = RWKV6Key
+        typealias G = GoldFinchKey
+        switch self {
+        case .finch:
+            return [K.maaX, .maaW, .maaK, .maaV, .maaR, .maaG, .maaW1, .maaW2, .decay, .decayW1, .decayW2, .faaaa,
+                    .receptance, .key, .value, .gate, .output, .lnXWeight, .lnXBias].map(\.rawValue)
+        case .finchC2:
+            return [K.maaX.rawValue, K.maaR.rawValue, K.maaK.rawValue, K.maaV.rawValue, K.maaW.rawValue, G.maaV2.rawValue,
+                    K.maaW2.rawValue, K.maaW1.rawValue, K.decay.rawValue, K.decayW1.rawValue, K.decayW2.rawValue,
+                    G.value2W1.rawValue, G.value2W2.rawValue, K.faaaa.rawValue, K.receptance.rawValue, K.key.rawValue,
+                    K.value.rawValue, K.output.rawValue, K.lnXWeight.rawValue, K.lnXBias.rawValue]
+        case .gold:
+            return [K.maaX.rawValue, G.maaQ.rawValue, G.maaVCache.rawValue, K.maaK.rawValue, K.maaV.rawValue,
+                    G.maaQW1.rawValue, G.maaQW2.rawValue, G.maaKVW1.rawValue, G.maaKVW2.rawValue, G.keyW1.rawValue,
+                    G.keyW2.rawValue, G.valueW1.rawValue, G.valueW2.rawValue, G.query.rawValue, K.output.rawValue,
+                    G.lnQWeight.rawValue, G.lnQBias.rawValue, G.lnKWeight.rawValue, G.lnKBias.rawValue,
+                    G.lnVWeight.rawValue, G.lnVBias.rawValue, K.lnXWeight.rawValue, K.lnXBias.rawValue]
+        }
+    }
+
+    /// Every tensor of a block of this kind (block 0 also has ln0), in the repository's order:
+    /// ln1, ln2, the time mix, the RWKV-6 FFN.
+    public func keys(layer: Int) -> [String] {
+        typealias K = RWKV6Key
+        let norms = [K.ln1Weight, .ln1Bias, .ln2Weight, .ln2Bias] + (layer == 0 ? [K.ln0Weight, .ln0Bias] : [])
+        return norms.map(\.rawValue) + timeMixKeys + [K.ffnMaaK, .ffnMaaR, .ffnKey, .ffnReceptance, .ffnValue].map(\.rawValue)
+    }
+}

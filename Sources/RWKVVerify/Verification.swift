@@ -29,6 +29,8 @@ public struct ModelSummary: Codable, Sendable, Equatable {
     /// setting this run used (`tokens=N` or `ratio=R`); nil for other models.
     public let attentionBlocks: Int?
     public let memory: String?
+    /// A GoldFinch (`version` 6): each layer's kind, "x060", "c2" or "gold"; nil for other models.
+    public let goldFinchLayers: [String]?
 
     public init(_ model: RWKVLanguageModel) {
         path = model.path
@@ -40,6 +42,7 @@ public struct ModelSummary: Codable, Sendable, Equatable {
         let hybrid = model as? RWKVXModel
         attentionBlocks = hybrid?.config.attentionBlocks
         memory = hybrid?.memory.description
+        goldFinchLayers = (model as? GoldFinchModel)?.goldFinch.layers.map(\.rawValue)
     }
 
     var text: String {
@@ -48,6 +51,7 @@ public struct ModelSummary: Codable, Sendable, Equatable {
         if let attentionBlocks, let memory {
             architecture = "RWKV-X, \(layers) RWKV-7 + \(attentionBlocks) attention block\(attentionBlocks == 1 ? "" : "s") × \(embeddingSize), memory \(memory)"
         }
+        if let goldFinchLayers { architecture = "GoldFinch, \(GoldFinchConfig.describe(goldFinchLayers)) × \(embeddingSize)" }
         return "\(Printable.escaped(path, limit: 1024)) (\(architecture), vocab \(vocabSize))"
     }
 }

@@ -125,5 +125,8 @@ import RWKVVerify
         let hybrid = try RWKVModelLoader.load(path: Self.fixture("models/rwkvx-tiny-2x1.pth"), memory: .tokens(2))
         try Self.check("rwkv-verify", try Verifier.compare(hybrid, against: eagle, tokens: [1, 2, 3], modes: [.rnn]))
         try Self.check("rwkv-convert inspect", InspectReport(source: try Checkpoint.open(Self.fixture("models/rwkvx-tiny-2x1.pth"))))
+        let goldFinch = try RWKVModelLoader.load(path: Self.fixture("models/goldfinch-r2-tiny.pth"))
+        try Self.check("rwkv-verify", try Verifier.compare(goldFinch, against: eagle, tokens: [1, 2, 3], modes: [.rnn]))
+        try Self.check("rwkv-convert inspect", InspectReport(source: try Checkpoint.open(Self.fixture("models/goldfinch-r2-tiny.pth"))))
     }
 }

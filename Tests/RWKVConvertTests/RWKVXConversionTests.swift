@@ -36,3 +36,24 @@ import RWKVModel
         #expect(report.tensors.count == 94)
     }
 }
+
+/// GoldFinch has no GGUF architecture in llama.cpp and no RWKV-6/7 layout holds its GOLD layers.
+@Suite struct GoldFinchConversionTests {
+    static let input = ConversionFiles.fixture("goldfinch-tiny.pth")
+
+    @Test func writersRefuseGoldFinch() throws {
+        let dir = try ConversionFiles.ScratchDirectory()
+        let error = RWKVError(Self.input, "GoldFinch checkpoint (Finch with GOLD attention layers): llama.cpp has no GoldFinch architecture and the RWKV-6/7 layouts have no place for its GOLD layers (rwkv-convert inspect and rwkv-verify read it)")
+        #expect(throws: error) { try Converter.convert(input: Self.input, output: dir.path + "/out.gguf") }
+        #expect(throws: error) { try Export.toPth(input: Self.input, output: dir.path + "/out.pth") }
+        #expect(dir.files.isEmpty)
+    }
+
+    @Test func inspectNamesTheLayersAndTheCache() throws {
+        let report = InspectReport(source: try Checkpoint.open(Self.input))
+        #expect(report.unusableModelError == nil)
+        #expect(report.goldFinch?.layers == [.finchC2, .finchC2, .finchC2, .finchC2, .gold, .gold])
+        #expect(report.text.contains("model:   GoldFinch: 4 Finch-C2 + 2 GOLD layers (GOLD from block 4), n_embd 64, head size 32 (2 heads), vocab 256, FFN 224"))
+        #expect(report.text.contains("cache:   4 floats + the token id per token of context (the repository keeps 64 + the id; a transformer of this depth and width 768)"))
+    }
+}
