@@ -77,6 +77,8 @@ interop: setup
 	scripts/interop-torch.sh
 	.venv/bin/python -m pip install -r fixtures/rwkvx-requirements.txt
 	swift build --product rwkv-upgrade >/dev/null && .venv/bin/python scripts/interop-rwkvx.py
+	@if [ -n "$(GOLDFINCH)" ]; then .venv/bin/python scripts/interop-goldfinch.py "$(GOLDFINCH)"; \
+	 else echo "interop: GoldFinch skipped (GOLDFINCH=PATH names a checkout of recursal/GoldFinch-paper)"; fi
 
 clean:
 	rm -rf .build

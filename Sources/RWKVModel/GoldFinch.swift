@@ -32,6 +32,22 @@ public struct GoldFinchConfig: Codable, Equatable, Sendable {
     /// The compressed key cache's width (C/16 in the published models); 0 without GOLD layers.
     public var compressedSize: Int
 
+    public init(layers: [GoldFinchLayer], embeddingSize: Int, headSize: Int, vocabSize: Int, ffnSize: Int, tokenShiftRank: Int,
+                decayRank: Int, value2Rank: Int, queryRank: Int, keyValueShiftRank: Int, keyValueRank: Int, compressedSize: Int) {
+        self.layers = layers
+        self.embeddingSize = embeddingSize
+        self.headSize = headSize
+        self.vocabSize = vocabSize
+        self.ffnSize = ffnSize
+        self.tokenShiftRank = tokenShiftRank
+        self.decayRank = decayRank
+        self.value2Rank = value2Rank
+        self.queryRank = queryRank
+        self.keyValueShiftRank = keyValueShiftRank
+        self.keyValueRank = keyValueRank
+        self.compressedSize = compressedSize
+    }
+
     public var headCount: Int { embeddingSize / headSize }
     /// The first GOLD layer (the repository's `get_second_submodel_layer_id`); the layer count without any.
     public var split: Int { layers.firstIndex(of: .gold) ?? layers.count }

@@ -9,7 +9,7 @@ struct RWKVUpgradeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rwkv-upgrade",
         abstract: "Build newer-architecture checkpoints from older trained ones, ready for continued training.",
-        subcommands: [ToV7<FromRWKV6>.self, V5ToV6.self, ToV7<FromRWKV5>.self, V7ToX.self])
+        subcommands: [ToV7<FromRWKV6>.self, V5ToV6.self, ToV7<FromRWKV5>.self, V7ToX.self, V6ToGoldFinch.self])
 }
 
 enum RecipeArgument: String, ExpressibleByArgument, CaseIterable {
@@ -171,6 +171,32 @@ struct V7ToX: ParsableCommand {
         defer { bar.finish() }
         let report = try HybridUpgrade.run(input: files.input, output: files.output, recipe: recipe, blocks: blocks, seed: files.seed,
                                            dtype: files.dtype == .bf16 ? .bf16 : .f32, sync: files.sync, progress: bar.callback)
+        bar.finish()
+        print(files.json ? try RWKVCommandLine.json(report) : report.summary)
+    }
+}
+
+extension GoldFinchUpgrade.Recipe: ExpressibleByArgument {}
+
+struct V6ToGoldFinch: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "v6-to-goldfinch",
+        abstract: "Write a GoldFinch (Finch with GOLD attention layers on top) from an RWKV-6, for the GoldFinch repository's upgrade configuration (docs/upgrade.md).",
+        discussion: "The Finch's blocks are kept bit for bit; GOLD blocks are added until the repository's split rule puts exactly them below the split.")
+
+    @OptionGroup var files: UpgradeFiles
+
+    @Option(help: "preserve: the GOLD blocks add nothing until trained (zero output projections), so the logits are the Finch's. goldfinch: what the repository's goldfinch_upgrade.yaml with load_partial gives.")
+    var recipe: GoldFinchUpgrade.Recipe = .preserve
+
+    @Option(help: "The repository's inv_other_layer_ratio: the GOLD blocks are the top 1/ratio of the depth (goldfinch_upgrade.yaml: 6).")
+    var ratio: Double = GoldFinchUpgrade.upgradeRatio
+
+    func run() throws {
+        let bar = ProgressBar(total: 1, label: "upgrading")
+        defer { bar.finish() }
+        let report = try GoldFinchUpgrade.run(input: files.input, output: files.output, recipe: recipe, ratio: ratio, seed: files.seed,
+                                              dtype: files.dtype == .bf16 ? .bf16 : .f32, sync: files.sync, progress: bar.callback)
         bar.finish()
         print(files.json ? try RWKVCommandLine.json(report) : report.summary)
     }

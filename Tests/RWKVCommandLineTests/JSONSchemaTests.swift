@@ -109,6 +109,8 @@ import RWKVVerify
                                                                       output: dir.path + "/b.pth"))
         try Self.check("rwkv-upgrade v7-to-x", try HybridUpgrade.run(input: Self.fixture("models/rwkv7-tiny-bf16.pth"),
                                                                      output: dir.path + "/c.pth"))
+        try Self.check("rwkv-upgrade v6-to-goldfinch", try GoldFinchUpgrade.run(input: Self.fixture("models/rwkv6-tiny-bf16.pth"),
+                                                                                output: dir.path + "/d.pth"))
     }
 
     @Test func rwkvVerify() throws {

@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Interop check for `rwkv-upgrade v6-to-goldfinch`: the GoldFinch repository's own model code
+loads what we write strictly and computes the Finch with the preserve recipe.
+
+    .venv/bin/python scripts/interop-goldfinch.py GOLDFINCH_CHECKOUT [RWKV6.pth ...] [--upgrade .build/debug/rwkv-upgrade]
+
+GOLDFINCH_CHECKOUT: an exported checkout of github.com/recursal/GoldFinch-paper (not part of this
+repository; fixtures/make_goldfinch.py imports it the same way: its CUDA kernel replaced by a torch
+loop, lightning stubbed). For each RWKV-6 (default fixtures/models/rwkv6-trained-bf16.pth and
+rwkv6-tiny-fp32.pth) and each recipe (preserve, goldfinch):
+  1. `rwkv-upgrade v6-to-goldfinch IN OUT.pth --recipe R` (fp32 for an fp32 input);
+  2. the repository's Transformer, built as configs/goldfinch_upgrade.yaml builds it (tmix x060,
+     tmix2 gold, inv_other_layer_ratio 6) for OUT's depth and width, takes OUT's state dict with
+     load_state_dict(strict=True); its layer kinds must be the Finch's blocks then GOLD;
+  3. its sequence-mode logits on 64 bytes of fixtures/text/english.txt against the same code run
+     as a plain Finch on IN (the repository's Transformer with tmix x060 and no tmix2, strict load):
+     preserve must agree to mean KL <= 1e-9 with equal top-1; goldfinch's KL is reported. Reported
+     besides: KL against the official `rwkv` package's RWKV-6 (0.8.32, cpu fp32, fresh process) on
+     IN, which for a bf16 file also holds the package's own rounding of ln0's output to bf16 (~1e-6).
+Prints what was checked; exits 1 on any failure or if nothing was checked.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(ROOT, "fixtures"))
+os.environ.setdefault("RWKV_JIT_ON", "0")
+
+
+def official_rwkv6(path, tokens):
+    code = ("import sys, json, torch\ntorch.set_num_threads(1)\nfrom rwkv.model import RWKV\n"
+            "m = RWKV(model=sys.argv[1][:-4], strategy='cpu fp32')\n"
+            "out, _ = m.forward(json.loads(sys.argv[2]), None, full_output=True)\n"
+            "torch.save(out.float(), sys.argv[3])\n")
+    env = dict(os.environ, RWKV_JIT_ON="1", RWKV_CUDA_ON="0", OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    env.pop("RWKV_V7_ON", None)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "logits.pt")
+        subprocess.run([sys.executable, "-c", code, path, json.dumps(tokens), out], env=env, check=True, capture_output=True)
+        return torch.load(out)
+
+
+def kl(reference, model):
+    p = F.log_softmax(reference.double(), -1)
+    q = F.log_softmax(model.double(), -1)
+    return (p.exp() * (p - q)).sum(-1)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("checkout")
+    ap.add_argument("models", nargs="*", default=[os.path.join(ROOT, "fixtures/models/rwkv6-trained-bf16.pth"),
+                                                  os.path.join(ROOT, "fixtures/models/rwkv6-tiny-fp32.pth")])
+    ap.add_argument("--upgrade", default=os.path.join(ROOT, ".build/debug/rwkv-upgrade"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    import make_goldfinch as mg
+    R = mg.load_repo(args.checkout)
+    with open(os.path.join(ROOT, "fixtures/text/english.txt"), "rb") as f:
+        tokens = list(f.read(64))
+    failures, checked = [], 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in args.models:
+            official = official_rwkv6(model, tokens)
+            fp32 = "fp32" in os.path.basename(model)
+            finch = {k: v.float() for k, v in torch.load(model, weights_only=True).items()}
+            pf = dict(config="Transformer_Config", tmix="x060", tmix2="", inv_other_layer_ratio=6,
+                      n_layer=1 + max(int(k.split(".")[1]) for k in finch if k.startswith("blocks.")),
+                      n_embd=finch["emb.weight"].shape[1], head_size=finch["blocks.0.att.time_faaaa"].shape[1],
+                      vocab=finch["emb.weight"].shape[0], ctx_len=1024)
+            plain = mg.make_model(R, pf)
+            plain.load_state_dict(finch, strict=True)
+            with torch.no_grad():
+                reference = plain(torch.tensor([tokens]), None)[0][0].float()
+            for recipe in ("preserve", "goldfinch"):
+                out = os.path.join(tmp, f"{recipe}.pth")
+                subprocess.run([args.upgrade, "v6-to-goldfinch", model, out, "--recipe", recipe]
+                               + (["--dtype", "fp32"] if fp32 else []), check=True, capture_output=True)
+                sd = torch.load(out, weights_only=True)
+                L = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
+                C = sd["emb.weight"].shape[1]
+                N = sd["blocks.0.att.time_faaaa"].shape[1]
+                p = dict(config="Transformer_Config", tmix="x060", tmix2="gold", inv_other_layer_ratio=6,
+                         n_layer=L, n_embd=C, head_size=N, vocab=sd["emb.weight"].shape[0], ctx_len=1024)
+                net = mg.make_model(R, p)
+                missing = net.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
+                kinds = mg.layer_kinds(net)
+                with torch.no_grad():
+                    logits, _ = net(torch.tensor([tokens]), None)
+                d = kl(reference, logits[0].float())
+                top1 = bool((reference.argmax(-1) == logits[0].argmax(-1)).all())
+                line = (f"{os.path.basename(model)} {recipe:9s}: strict load OK ({L} layers: {','.join(kinds)}); "
+                        f"KL(Finch || GoldFinch) mean {d.mean():.3e} max {d.max():.3e}, top-1 equal {top1}; "
+                        f"vs the rwkv package's Finch: mean {kl(official, logits[0].float()).mean():.3e}")
+                ok = kinds[:-1].count("x060") >= 1 and kinds[-1] == "gold" and not missing.missing_keys and not missing.unexpected_keys
+                if recipe == "preserve":
+                    ok = ok and d.mean() <= 1e-9 and top1
+                if not ok:
+                    failures.append(line)
+                print(line, flush=True)
+                checked += 1
+    if failures or checked == 0:
+        print("FAILED:\n  " + "\n  ".join(failures) if failures else "nothing was checked")
+        sys.exit(1)
+    print(f"all {checked} GoldFinch upgrade checks passed")
+
+
+if __name__ == "__main__":
+    main()
