@@ -17,6 +17,12 @@ rwkv6-tiny-fp32.pth) and each recipe (preserve, goldfinch):
      preserve must agree to mean KL <= 1e-9 with equal top-1; goldfinch's KL is reported. Reported
      besides: KL against the official `rwkv` package's RWKV-6 (0.8.32, cpu fp32, fresh process) on
      IN, which for a bf16 file also holds the package's own rounding of ln0's output to bf16 (~1e-6).
+  4. preserve only: three Adam steps on the repository's model (the Finch frozen, every new tensor
+     trainable, next-token cross-entropy on the same text). The first backward reaches only the zero
+     output projections (GOLD att.output, ffn.value); the second everything behind them except the
+     second factors of LoRAs whose first factor is still zero and the lerps that only feed those
+     LoRAs; the third, after two optimizer steps, every new tensor. Checked: nonzero gradients at the
+     first backward are exactly the output projections, and at the third all new tensors.
 Prints what was checked; exits 1 on any failure or if nothing was checked.
 """
 import argparse
@@ -53,6 +59,25 @@ def kl(reference, model):
     p = F.log_softmax(reference.double(), -1)
     q = F.log_softmax(model.double(), -1)
     return (p.exp() * (p - q)).sum(-1)
+
+
+def gradient_steps(net, upgraded, tokens, finch, steps=3):
+    """Adam on the tensors the upgrade added (the Finch's frozen); per backward, the names whose
+    gradient is nonzero, and the set of new names."""
+    new = {n for n in upgraded if n not in finch}
+    params = dict(net.named_parameters())
+    for n, p in params.items():
+        p.requires_grad_(n in new)
+    opt = torch.optim.Adam([params[n] for n in sorted(new)], lr=1e-3)
+    x, y = torch.tensor([tokens[:-1]]), torch.tensor(tokens[1:])
+    seen = []
+    for _ in range(steps):
+        opt.zero_grad()
+        logits, _ = net(x, None)
+        F.cross_entropy(logits[0].float(), y).backward()
+        seen.append({n for n in new if params[n].grad is not None and params[n].grad.abs().max() > 0})
+        opt.step()
+    return seen, new
 
 
 def main():
@@ -104,6 +129,11 @@ def main():
                 ok = kinds[:-1].count("x060") >= 1 and kinds[-1] == "gold" and not missing.missing_keys and not missing.unexpected_keys
                 if recipe == "preserve":
                     ok = ok and d.mean() <= 1e-9 and top1
+                    seen, new = gradient_steps(net, sd, tokens, finch)
+                    outputs = {n for n in new if n.endswith("att.output.weight") or n.endswith("ffn.value.weight")}
+                    line += (f"; gradients: backward 1 {len(seen[0])}/{len(new)} (exactly the output projections: {seen[0] == outputs}), "
+                             f"2: {len(seen[1])}/{len(new)}, 3: {len(seen[2])}/{len(new)}")
+                    ok = ok and seen[0] == outputs and seen[2] == new
                 if not ok:
                     failures.append(line)
                 print(line, flush=True)
