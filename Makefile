@@ -65,20 +65,12 @@ bench: build
 venv:
 	scripts/venv.sh
 
-# The promises about other people's tools, checked with those tools (README, "What is checked"):
-# the pinned venv from PyPI (torch, rwkv, gguf, safetensors; llama-cpp-python compiles llama.cpp,
-# about half an hour on 2 cores the first time, then pip's wheel cache), then llama.cpp and gguf-py
-# on every type (scripts/interop.sh) and torch.load on our .pth files (scripts/interop-torch.sh).
-# Not in .ci/run yet: its time on a new machine is not measured.
+# The promises about other people's tools, checked with those tools (README, "What is checked"),
+# in a venv built from PyPI and cached outside the clone, with llama.cpp built once into it
+# (scripts/interop-env.sh): scripts/interop-all.sh lists the checks. .ci/run runs it after the tests.
+# GOLDFINCH=PATH adds the GoldFinch repository check (needs a checkout).
 interop: setup
-	scripts/venv.sh
-	.venv/bin/python -m pip install -r scripts/interop-requirements.txt
-	scripts/interop.sh
-	scripts/interop-torch.sh
-	.venv/bin/python -m pip install -r fixtures/rwkvx-requirements.txt
-	swift build --product rwkv-upgrade >/dev/null && .venv/bin/python scripts/interop-rwkvx.py
-	@if [ -n "$(GOLDFINCH)" ]; then .venv/bin/python scripts/interop-goldfinch.py "$(GOLDFINCH)"; \
-	 else echo "interop: GoldFinch skipped (GOLDFINCH=PATH names a checkout of recursal/GoldFinch-paper)"; fi
+	GOLDFINCH="$(GOLDFINCH)" scripts/interop-all.sh
 
 clean:
 	rm -rf .build

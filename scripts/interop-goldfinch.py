@@ -16,7 +16,7 @@ rwkv6-tiny-fp32.pth) and each recipe (preserve, goldfinch):
      as a plain Finch on IN (the repository's Transformer with tmix x060 and no tmix2, strict load):
      preserve must agree to mean KL <= 1e-9 with equal top-1; goldfinch's KL is reported. Reported
      besides: KL against the official `rwkv` package's RWKV-6 (0.8.32, cpu fp32, fresh process) on
-     IN, which for a bf16 file also holds the package's own rounding of ln0's output to bf16 (~1e-6).
+     IN (scripts/train/official.py, the file upcast to fp32).
   4. preserve only: three Adam steps on the repository's model (the Finch frozen, every new tensor
      trainable, next-token cross-entropy on the same text). The first backward reaches only the zero
      output projections (GOLD att.output, ffn.value); the second everything behind them except the
@@ -38,21 +38,11 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(HERE, "train"))
+import official  # noqa: E402
+sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(ROOT, "fixtures"))
 os.environ.setdefault("RWKV_JIT_ON", "0")
-
-
-def official_rwkv6(path, tokens):
-    code = ("import sys, json, torch\ntorch.set_num_threads(1)\nfrom rwkv.model import RWKV\n"
-            "m = RWKV(model=sys.argv[1][:-4], strategy='cpu fp32')\n"
-            "out, _ = m.forward(json.loads(sys.argv[2]), None, full_output=True)\n"
-            "torch.save(out.float(), sys.argv[3])\n")
-    env = dict(os.environ, RWKV_JIT_ON="1", RWKV_CUDA_ON="0", OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    env.pop("RWKV_V7_ON", None)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "logits.pt")
-        subprocess.run([sys.executable, "-c", code, path, json.dumps(tokens), out], env=env, check=True, capture_output=True)
-        return torch.load(out)
 
 
 def kl(reference, model):
@@ -95,7 +85,7 @@ def main():
     failures, checked = [], 0
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
-            official = official_rwkv6(model, tokens)
+            package = official.logits(model, torch.tensor([tokens]))[0]
             fp32 = "fp32" in os.path.basename(model)
             finch = {k: v.float() for k, v in torch.load(model, weights_only=True).items()}
             pf = dict(config="Transformer_Config", tmix="x060", tmix2="", inv_other_layer_ratio=6,
@@ -125,7 +115,7 @@ def main():
                 top1 = bool((reference.argmax(-1) == logits[0].argmax(-1)).all())
                 line = (f"{os.path.basename(model)} {recipe:9s}: strict load OK ({L} layers: {','.join(kinds)}); "
                         f"KL(Finch || GoldFinch) mean {d.mean():.3e} max {d.max():.3e}, top-1 equal {top1}; "
-                        f"vs the rwkv package's Finch: mean {kl(official, logits[0].float()).mean():.3e}")
+                        f"vs the rwkv package's Finch: mean {kl(package, logits[0].float()).mean():.3e}")
                 ok = kinds[:-1].count("x060") >= 1 and kinds[-1] == "gold" and not missing.missing_keys and not missing.unexpected_keys
                 if recipe == "preserve":
                     ok = ok and d.mean() <= 1e-9 and top1

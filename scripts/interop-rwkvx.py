@@ -33,6 +33,9 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(HERE, "train"))
+import official  # noqa: E402
 MEMORY_TOKENS = 8
 CALLS = [48] + [1] * 16
 
@@ -40,19 +43,6 @@ CALLS = [48] + [1] * 16
 def text_tokens(n=64):
     with open(os.path.join(ROOT, "fixtures/text/english.txt"), "rb") as f:
         return list(f.read(n))
-
-
-def official_rwkv7(path, tokens):
-    """The official package's RWKV-7 logits for every token (one sequence call), in a fresh process."""
-    code = ("import sys, json, torch\ntorch.set_num_threads(1)\nfrom rwkv.model import RWKV\n"
-            "m = RWKV(model=sys.argv[1][:-4], strategy='cpu fp32')\n"
-            "out, _ = m.forward(json.loads(sys.argv[2]), None, full_output=True)\n"
-            "torch.save(out.float(), sys.argv[3])\n")
-    env = dict(os.environ, RWKV_V7_ON="1", RWKV_JIT_ON="1", RWKV_CUDA_ON="0", OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "logits.pt")
-        subprocess.run([sys.executable, "-c", code, path, json.dumps(tokens), out], env=env, check=True, capture_output=True)
-        return torch.load(out)
 
 
 def package_model(path):
@@ -121,7 +111,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)
     tokens = text_tokens()
-    reference = official_rwkv7(args.model, tokens)
+    reference = official.logits(args.model, torch.tensor([tokens]))[0]
     failures, checked = [], 0
     with tempfile.TemporaryDirectory() as tmp:
         for recipe, blocks in [("preserve", 1), ("preserve", 3), ("rwkv-x", 1), ("rwkv-x", 3)]:

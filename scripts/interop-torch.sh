@@ -33,7 +33,8 @@ swift build --build-tests >/dev/null
 # The Swift side writes the files (TorchInteropTests); its failure is a failure here too.
 status=0
 RWKV_INTEROP_DIR="$out" RWKV_INTEROP_BIG="$big" swift test --skip-build --filter TorchInteropTests > "$out/swift-test.log" 2>&1 || status=1
-grep -E "^(✘|✔) (Test|Suite)|error" "$out/swift-test.log" || true   # (only a summary; the status is kept above)
+sed -nE '/^(✘|✔) (Test|Suite)|error/p' "$out/swift-test.log"   # a summary; the status is kept above
+grep -qE "Test run with [1-9][0-9]* tests? .*passed" "$out/swift-test.log" || status=1   # none run is a failure
 [ $status = 0 ] || { echo "interop-torch: TorchInteropTests failed (log above)"; exit 1; }
 
 "$PY" - "$out" "$big" <<'EOF'

@@ -6,7 +6,8 @@
 #     fixture tokens are compared with the official package's;
 #   - GGUFInteropTests (Swift, opt-in): our reader's values equal gguf.quants.dequantize's;
 #   - rwkv-verify (our forward pass) on the same files and tokens, for comparison;
-#   - scripts/train/parity.py: the trainable torch RWKV-6/7 against the official package (fixtures).
+#   - scripts/train/parity.py: the trainable torch RWKV-6/7 against the official package (fixtures);
+#     parity_goldfinch.py: the trainable torch GoldFinch against its repository's logits (fixtures).
 # Needs the venv (scripts/venv.sh) plus llama-cpp-python (scripts/interop-requirements.txt:
 # compiles llama.cpp, slow). Writes to $OUT (default: a new folder in /tmp).
 set -euo pipefail
@@ -16,6 +17,7 @@ OUT=${OUT:-$(mktemp -d /tmp/rwkv-interop.XXXXXX)}
 mkdir -p "$OUT"
 parity=0
 "$PY" scripts/train/parity.py || parity=1
+"$PY" scripts/train/parity_goldfinch.py || parity=1   # the trainable torch GoldFinch against its repository's logits
 "$PY" -c 'import gguf, llama_cpp' || {
     echo "interop: the venv needs gguf and llama-cpp-python: $PY -m pip install -r scripts/interop-requirements.txt" >&2; exit 1; }
 swift build --product rwkv-convert >/dev/null
@@ -45,14 +47,17 @@ mkdir -p "$OUT/world"
 .build/debug/rwkv-convert safetensors-to-native "$OUT/world/world-tiny.safetensors" "$OUT/world/world-tiny.gguf" --type q8_0 >/dev/null
 "$PY" scripts/interop.py --tokenizer "$OUT/world/world-tiny.gguf" 2>/dev/null || status=1
 swift build --build-tests >/dev/null
-RWKV_INTEROP_DIR="$OUT" swift test --skip-build --filter GGUFInteropTests 2>&1 | grep -E "GGUFInteropTests:|✘|Test run" || status=1
+RWKV_INTEROP_DIR="$OUT" swift test --skip-build --filter GGUFInteropTests > "$OUT/gguf-interop-tests.log" 2>&1 || status=1
+sed -nE '/GGUFInteropTests:|✘|Test run/p' "$OUT/gguf-interop-tests.log"
+grep -qE "Test run with [1-9][0-9]* tests? .*passed" "$OUT/gguf-interop-tests.log" || { echo "interop: GGUFInteropTests failed or ran no test"; status=1; }
 # rwkv-convert to-hf: transformers (rwkv7-hf model code, fixtures/hf-requirements.txt) loads the
 # folder and runs it like the official package.
 if "$PY" -c 'import rwkv7_hf' 2>/dev/null; then
     .build/debug/rwkv-convert to-hf fixtures/models/rwkv7-tiny-bf16.pth "$OUT/rwkv7-tiny-hf" >/dev/null
     "$PY" scripts/interop-hf.py "$OUT/rwkv7-tiny-hf" 2>/dev/null || status=1
 else
-    echo "interop: skipping the to-hf check (pip install -r fixtures/hf-requirements.txt)" >&2
+    echo "interop: skipping the to-hf check (pip install -r scripts/interop-requirements.txt)" >&2
+    [ -z "${REQUIRE_ALL:-}" ] || status=1
 fi
 # Presets: our one-step files against llama-quantize's from our f32 GGUF (scripts/check-presets.py),
 # when llama-quantize is built (scripts/build-llama-quantize.sh) or named by LLAMA_QUANTIZE.
@@ -62,6 +67,7 @@ if [ -x "$LQ" ]; then
         fixtures/models/rwkv6-trained-bf16.pth | tail -1 || status=1
 else
     echo "interop: skipping the preset check (scripts/build-llama-quantize.sh, or LLAMA_QUANTIZE=...)" >&2
+    [ -z "${REQUIRE_ALL:-}" ] || status=1
 fi
 # rwkv-upgrade v5-to-v6: RWKV-LM's RWKV-6 trainer loads the output strictly and the official
 # package runs it exactly as the RWKV-5 (scripts/interop-rwkv5.py), given a checkout of RWKV-LM.

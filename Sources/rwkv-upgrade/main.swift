@@ -40,6 +40,18 @@ struct UpgradeFiles: ParsableArguments {
 
     @Flag(help: "Flush the output to disk before moving it into place, so a power cut cannot leave it short (slower).")
     var sync = false
+
+    var outputType: DType { dtype == .bf16 ? .bf16 : .f32 }
+
+    /// Runs an upgrade under a progress bar and prints its report (JSON with --json).
+    func run<Report: Encodable>(_ upgrade: (_ progress: @escaping (Int, Int, String) -> Void) throws -> Report,
+                                summary: (Report) -> String) throws {
+        let bar = ProgressBar(total: 1, label: "upgrading")
+        defer { bar.finish() }
+        let report = try upgrade(bar.callback)
+        bar.finish()
+        print(json ? try RWKVCommandLine.json(report) : summary(report))
+    }
 }
 
 /// What v6-to-v7 and v5-to-v7 share: everything but the input's architecture.
@@ -99,7 +111,7 @@ struct ToV7Arguments: ParsableArguments {
             let bar = ProgressBar(total: 1, label: "upgrading", showsTimeLeft: true)
             defer { bar.finish() }
             let report = try Upgrade.run(input: files.input, output: files.output, options: options,
-                                             dtype: files.dtype == .bf16 ? .bf16 : .f32, sync: files.sync, fromEagle: fromEagle,
+                                             dtype: files.outputType, sync: files.sync, fromEagle: fromEagle,
                                              progress: bar.callback)
             bar.finish()
             print(files.json ? try RWKVCommandLine.json(report) : report.summary)
@@ -141,12 +153,8 @@ struct V5ToV6: ParsableCommand {
     @OptionGroup var files: UpgradeFiles
 
     func run() throws {
-        let bar = ProgressBar(total: 1, label: "upgrading")
-        defer { bar.finish() }
-        let report = try EagleUpgrade.run(input: files.input, output: files.output, seed: files.seed,
-                                          dtype: files.dtype == .bf16 ? .bf16 : .f32, sync: files.sync, progress: bar.callback)
-        bar.finish()
-        print(files.json ? try RWKVCommandLine.json(report) : report.summary)
+        try files.run({ try EagleUpgrade.run(input: files.input, output: files.output, seed: files.seed, dtype: files.outputType,
+                                             sync: files.sync, progress: $0) }, summary: \.summary)
     }
 }
 
@@ -167,12 +175,8 @@ struct V7ToX: ParsableCommand {
     var blocks: Int?
 
     func run() throws {
-        let bar = ProgressBar(total: 1, label: "upgrading")
-        defer { bar.finish() }
-        let report = try HybridUpgrade.run(input: files.input, output: files.output, recipe: recipe, blocks: blocks, seed: files.seed,
-                                           dtype: files.dtype == .bf16 ? .bf16 : .f32, sync: files.sync, progress: bar.callback)
-        bar.finish()
-        print(files.json ? try RWKVCommandLine.json(report) : report.summary)
+        try files.run({ try HybridUpgrade.run(input: files.input, output: files.output, recipe: recipe, blocks: blocks, seed: files.seed,
+                                              dtype: files.outputType, sync: files.sync, progress: $0) }, summary: \.summary)
     }
 }
 
@@ -193,12 +197,8 @@ struct V6ToGoldFinch: ParsableCommand {
     var ratio: Double = GoldFinchUpgrade.upgradeRatio
 
     func run() throws {
-        let bar = ProgressBar(total: 1, label: "upgrading")
-        defer { bar.finish() }
-        let report = try GoldFinchUpgrade.run(input: files.input, output: files.output, recipe: recipe, ratio: ratio, seed: files.seed,
-                                              dtype: files.dtype == .bf16 ? .bf16 : .f32, sync: files.sync, progress: bar.callback)
-        bar.finish()
-        print(files.json ? try RWKVCommandLine.json(report) : report.summary)
+        try files.run({ try GoldFinchUpgrade.run(input: files.input, output: files.output, recipe: recipe, ratio: ratio, seed: files.seed,
+                                                 dtype: files.outputType, sync: files.sync, progress: $0) }, summary: \.summary)
     }
 }
 

@@ -3,6 +3,7 @@
 
     nice -n 10 python scripts/train/train.py --arch v6 --layers 3 --embd 128 --minutes 20 --out M.pth
     python scripts/train/train.py --init START.pth --steps 300 ...   # continue training a checkpoint
+                                                                     # (RWKV-5.2/6/7, or a GoldFinch: goldfinch_torch.py)
 
 Optimiser as RWKV-LM's trainers set it up: Adam(W) betas (0.9, 0.99), weight decay only on the
 matrices (".weight" with >= 2 dimensions), att.w0 (RWKV-7) / att.time_decay (RWKV-5.2, RWKV-6) at 2x the
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+import goldfinch_torch  # noqa: E402
 import rwkv_torch  # noqa: E402
 
 
@@ -47,6 +49,14 @@ class L2Wrap(torch.autograd.Function):
         maxx, ids = torch.max(y, -1, keepdim=True)
         gy = torch.zeros_like(y).scatter_(-1, ids, maxx * factor)
         return grad_output, grad_output * gy
+
+
+def load_checkpoint(path):
+    """An RWKV-5.2/6/7 (rwkv_torch) or a GoldFinch (goldfinch_torch: Finch-C2 / GOLD layers), told by its keys."""
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    if goldfinch_torch.is_goldfinch(sd):
+        return goldfinch_torch.load_state_dict(sd)
+    return rwkv_torch.load_pth(path)
 
 
 def load_corpus(corpus_dir):
@@ -145,7 +155,7 @@ def main(argv=None):
 
     data = load_corpus(args.corpus)
     if args.init:
-        model = rwkv_torch.load_pth(args.init)
+        model = load_checkpoint(args.init)
     else:
         if not args.arch:
             raise SystemExit("train: --arch or --init is needed")
