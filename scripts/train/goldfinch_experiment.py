@@ -46,6 +46,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import corpus  # noqa: E402
+import parallel_runs  # noqa: E402
 import goldfinch_torch  # noqa: E402
 import rwkv_torch  # noqa: E402
 import train  # noqa: E402
@@ -268,33 +269,11 @@ def main():
     runs = dict(starts)
     if not args.no_control:
         runs[CONTROL] = args.v6
-    procs = []
     settings = [args.steps, args.lr, args.lr_final, args.warmup, args.batch, args.ctx, args.eval_at,
                 args.eval_windows, args.final_eval_windows]
-    for i, name in enumerate(runs):
-        out = os.path.join(args.out, f"run{i}.pth")
-        done = os.path.splitext(out)[0] + ".log.json"
-        stamp = {"init_sha256": corpus.sha256(runs[name]), "settings": settings}
-        if os.path.exists(done) and os.path.exists(out + ".stamp.json"):
-            with open(out + ".stamp.json") as fh:
-                if json.load(fh) == stamp:
-                    print(f"{name}: reusing {done}", flush=True)
-                    procs.append((name, out, subprocess.Popen(["true"])))
-                    continue
-        with open(out + ".stamp.json", "w") as fh:
-            json.dump(stamp, fh)
-        cmd = [sys.executable, os.path.join(HERE, "train.py"), "--init", runs[name], "--steps", str(args.steps),
-               "--lr", str(args.lr), "--lr-final", str(args.lr_final), "--warmup", str(args.warmup),
-               "--batch", str(args.batch), "--ctx", str(args.ctx), "--eval-every", str(10 ** 9),
-               "--eval-at", args.eval_at, "--eval-windows", str(args.eval_windows),
-               "--final-eval-windows", str(args.final_eval_windows), "--data-seed", "1", "--threads", "1",
-               "--dtype", "fp32", "--out", out]
-        log = open(os.path.join(args.out, f"run{i}.out"), "w")
-        print(f"{name}: training ({' '.join(cmd[1:])})", flush=True)
-        procs.append((name, out, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                                  env=dict(os.environ, OMP_NUM_THREADS="1"))))
-        while sum(p.poll() is None for _, _, p in procs) >= args.jobs:
-            procs[[p.poll() is None for _, _, p in procs].index(True)][2].wait()
+    procs = parallel_runs.train_all(runs, args.out, args, settings,
+                                    ["--eval-windows", str(args.eval_windows), "--final-eval-windows", str(args.final_eval_windows),
+                                     "--dtype", "fp32"])
     steps = [int(s) for s in args.eval_at.split(",")]
     for name, out, p in procs:
         if p.wait() != 0:

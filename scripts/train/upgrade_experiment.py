@@ -42,6 +42,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import corpus  # noqa: E402
+import parallel_runs  # noqa: E402
 import official  # noqa: E402
 import rwkv_torch  # noqa: E402
 import train  # noqa: E402
@@ -141,31 +142,10 @@ def main():
         results["starts"][name] = r
 
     # 2. identical continued training, --jobs at a time (separate processes, one thread each)
-    procs = []
     settings = [args.steps, args.lr, args.lr_final, args.warmup, args.batch, args.ctx, args.eval_at]
-    for i, name in enumerate(starts):
-        out = os.path.join(args.out, f"run{i}.pth")
-        done = os.path.splitext(out)[0] + ".log.json"
-        stamp = {"init_sha256": corpus.sha256(starts[name]), "settings": settings}
-        # A finished run of the same start file (by content) and settings is reused, so an
-        # interrupted experiment resumes; a start whose file changed is trained again.
-        if os.path.exists(done) and os.path.exists(out + ".stamp.json"):
-            with open(out + ".stamp.json") as fh:
-                if json.load(fh) == stamp:
-                    print(f"{name}: reusing {done}", flush=True)
-                    procs.append((name, out, subprocess.Popen(["true"])))
-                    continue
-        with open(out + ".stamp.json", "w") as fh:
-            json.dump(stamp, fh)
-        cmd = [sys.executable, os.path.join(HERE, "train.py"), "--init", starts[name], "--steps", str(args.steps),
-               "--lr", str(args.lr), "--lr-final", str(args.lr_final), "--warmup", str(args.warmup),
-               "--batch", str(args.batch), "--ctx", str(args.ctx), "--eval-every", str(10 ** 9),
-               "--eval-at", args.eval_at, "--save-at", args.eval_at, "--eval-windows", str(args.eval_windows),
-               "--final-eval-windows", str(args.eval_windows), "--data-seed", "1", "--threads", "1", "--out", out]
-        log = open(os.path.join(args.out, f"run{i}.out"), "w")
-        procs.append((name, out, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))
-        while sum(p.poll() is None for _, _, p in procs) >= args.jobs:
-            procs[[p.poll() is None for _, _, p in procs].index(True)][2].wait()
+    procs = parallel_runs.train_all(starts, args.out, args, settings,
+                                    ["--save-at", args.eval_at, "--eval-windows", str(args.eval_windows),
+                                     "--final-eval-windows", str(args.eval_windows)])
     steps = [int(s) for s in args.eval_at.split(",")]
     tok = args.batch * args.ctx
     for name, out, p in procs:
