@@ -306,6 +306,7 @@ public enum ImportanceMatrixRun {
                            progress: ((Int, Int, String) -> Void)? = nil) throws -> Report {
         let model = try RWKVModelLoader.load(path: path)
         try model.config.requireNoAttention(path: path, for: "an importance matrix (it serves GGUF quantization)")
+        if model is GoldFinchModel { throw GoldFinchCheckpoint.notRWKV(path) }
         let chunks = try TextChunks(textFile: text, vocabularySize: model.config.vocabSize, vocabularyPath: vocabularyPath,
                                     size: chunkSize, maxChunks: maxChunks)
         let (matrix, seconds) = try collect(model, chunks: chunks, processOutput: processOutput, progress: progress)

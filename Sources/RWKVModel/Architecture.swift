@@ -66,8 +66,7 @@ public struct RWKVConfig: Equatable, Sendable, Codable {
         }
         if GoldFinchCheckpoint.holdsGoldFinch(source) {
             // Read by GoldFinchCheckpoint (rwkv-verify, inspect); no RWKV-6/7 layout or GGUF holds it.
-            throw RWKVError(source.path, "GoldFinch checkpoint (Finch with GOLD attention layers): llama.cpp has no GoldFinch architecture "
-                                         + "and the RWKV-6/7 layouts have no place for its GOLD layers (rwkv-convert inspect and rwkv-verify read it)")
+            throw GoldFinchCheckpoint.notRWKV(source.path)
         }
         if let variant = ArchitectureSchema.unsupportedVariants.first(where: { v in shapes.keys.contains { $0.contains(v.marker) } }) {
             throw RWKVError(source.path, "\(variant.name) checkpoint: llama.cpp cannot run it yet, so neither do we")

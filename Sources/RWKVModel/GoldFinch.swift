@@ -124,6 +124,12 @@ public struct GoldFinchCheckpoint {
         }
     }
 
+    /// What every RWKV-6/7 writer (GGUF, exports, importance matrices) says to a GoldFinch.
+    public static func notRWKV(_ path: String) -> RWKVError {
+        RWKVError(path, "GoldFinch checkpoint (Finch with GOLD attention layers): llama.cpp has no GoldFinch architecture "
+                        + "and the RWKV-6/7 layouts have no place for its GOLD layers (rwkv-convert inspect and rwkv-verify read it)")
+    }
+
     public init(_ source: TensorSource) throws {
         self.source = source
         let path = source.path
