@@ -35,7 +35,7 @@ def main():
     ap.add_argument("models", nargs="+")
     a = ap.parse_args()
     imatrix = dict(x.split("=", 1) for x in a.imatrix)
-    failures = 0
+    failures = compared = 0
     with tempfile.TemporaryDirectory() as tmp:
         for model in a.models:
             base = os.path.basename(model).rsplit(".", 1)[0]
@@ -51,6 +51,7 @@ def main():
                     o, t = tensors(ours), tensors(theirs)
                     bad = [n for n in t if n not in o or o[n] != t[n]] + [n for n in o if n not in t]
                     label = f"{base} {preset}{' imatrix' if im else ''}"
+                    compared += 1
                     if bad:
                         failures += 1
                         n = bad[0]
@@ -61,8 +62,8 @@ def main():
                     else:
                         types = sorted({v[0] for v in t.values()})
                         print(f"same {label}: {len(t)} tensors, ggml types {types}")
-    print(f"{failures} difference(s)")
-    sys.exit(1 if failures else 0)
+    print(f"presets: {compared} files compared with llama-quantize's, {failures} differ")
+    sys.exit(1 if failures or compared == 0 else 0)
 
 
 if __name__ == "__main__":

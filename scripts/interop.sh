@@ -63,8 +63,9 @@ fi
 # when llama-quantize is built (scripts/build-llama-quantize.sh) or named by LLAMA_QUANTIZE.
 LQ=${LLAMA_QUANTIZE:-.llama/build/bin/llama-quantize}
 if [ -x "$LQ" ]; then
-    "$PY" scripts/check-presets.py --llama-quantize "$LQ" fixtures/models/rwkv7-tiny-bf16.pth \
-        fixtures/models/rwkv6-trained-bf16.pth | tail -1 || status=1
+    # With and without an importance matrix (the fixture's, in llama.cpp's legacy layout).
+    "$PY" scripts/check-presets.py --llama-quantize "$LQ" fixtures/models/rwkv7-tiny-bf16.pth fixtures/models/rwkv6-trained-bf16.pth \
+        --imatrix fixtures/models/rwkv7-tiny-bf16.pth=fixtures/expected/text/rwkv7-tiny-fp32.imatrix.dat | tail -1 || status=1
 else
     echo "interop: skipping the preset check (scripts/build-llama-quantize.sh, or LLAMA_QUANTIZE=...)" >&2
     [ -z "${REQUIRE_ALL:-}" ] || status=1
