@@ -153,7 +153,9 @@ public struct GoldFinchCheckpoint {
         let layers = try (0..<layerCount).map { i -> GoldFinchLayer in
             let kinds = GoldFinchLayer.allCases.filter { source.info(TensorSpec.blockPrefix + "\(i)." + $0.marker) != nil }
             guard kinds.count == 1 else {
-                throw RWKVError(path, "block \(i) is \(kinds.isEmpty ? "none" : "more than one") of Finch (att.gate.weight), Finch-C2 (att.time_maa_v2) and GOLD (att.query.weight)")
+                let names = ["Finch", "Finch-C2", "GOLD"], markers = GoldFinchLayer.allCases.map(\.marker)
+                throw RWKVError(path, "block \(i) is \(kinds.isEmpty ? "none" : "more than one") of \(names[0]) (\(markers[0])), "
+                                      + "\(names[1]) (\(markers[1])) and \(names[2]) (\(markers[2]))")
             }
             return kinds[0]
         }
