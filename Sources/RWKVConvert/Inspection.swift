@@ -39,17 +39,14 @@ public struct InspectReport: Codable, Sendable {
 
     static func blockOrder(_ config: RWKVConfig?) -> [String]? {
         guard let c = config, c.attentionBlocks > 0 else { return nil }
-        return c.blockOrder.map {
-            switch $0 {
-            case .rwkv(let r): return r.count == 1 ? "RWKV-7 \(r.lowerBound)" : "RWKV-7 \(r.lowerBound)-\(r.upperBound - 1)"
-            case .attention(let i): return "attention \(i)"
-            }
-        }
+        return c.blockOrder.map(\.label)
     }
 
     public init(source: TensorSource) {
         file = source.path
         format = source.formatName
+        func message(_ error: Error) -> String { (error as? RWKVError)?.message ?? "\(error)" }
+        var problem: String?
         do {
             if let gguf = source as? GGUFReader {
                 // Hyperparameters from the metadata; the canonical view checks every tensor's shape.
@@ -57,16 +54,24 @@ public struct InspectReport: Codable, Sendable {
             } else {
                 config = try RWKVConfig.detect(source)
             }
-            architectureError = nil
-        } catch let e as RWKVError {
-            config = nil
-            architectureError = e.message
         } catch {
             config = nil
-            architectureError = "\(error)"
+            problem = message(error)
         }
+        // A GoldFinch is no RWKV-6/7 (detect says so); its own reader says whether it is usable, and why not.
+        if GoldFinchCheckpoint.holdsGoldFinch(source) {
+            do {
+                goldFinch = try GoldFinchCheckpoint(source).config
+                problem = nil
+            } catch {
+                goldFinch = nil
+                problem = message(error)
+            }
+        } else {
+            goldFinch = nil
+        }
+        architectureError = problem
         blockOrder = Self.blockOrder(config)
-        goldFinch = GoldFinchCheckpoint.holdsGoldFinch(source) ? try? GoldFinchCheckpoint(source).config : nil
         // The file's own tensors, also when it is read through a view (RWKV-5 as RWKV-6).
         let stored = Checkpoint.underlying(source)
         tensors = stored.tensors.map { Tensor(name: $0.name, dtype: $0.dtype.rawValue, shape: $0.shape, bytes: $0.byteCount) }

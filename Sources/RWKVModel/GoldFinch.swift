@@ -62,8 +62,14 @@ public struct GoldFinchConfig: Codable, Equatable, Sendable {
     public static func describe(_ kinds: [String]) -> String {
         var runs: [(String, Int)] = []
         for k in kinds { if runs.last?.0 == k { runs[runs.count - 1].1 += 1 } else { runs.append((k, 1)) } }
-        let names = ["x060": "Finch", "c2": "Finch-C2", "gold": "GOLD"]
-        return runs.map { "\($0.1) \(names[$0.0] ?? $0.0)" }.joined(separator: " + ") + " layers"
+        return runs.map { "\($0.1) \(GoldFinchLayer(rawValue: $0.0)?.displayName ?? $0.0)" }.joined(separator: " + ") + " layers"
+    }
+
+    /// Refuses sizes beyond what the tools read (`RWKVConfig.limits`), for a file or for an upgrade's result.
+    public func validate(path: String) throws {
+        try summary.validate(path: path)
+        let ranks = [value2Rank, queryRank, keyValueShiftRank, keyValueRank, compressedSize]
+        guard ranks.allSatisfy({ $0 <= RWKVConfig.limits.rank }) else { throw RWKVError(path, "a GoldFinch LoRA rank is above \(RWKVConfig.limits.rank)") }
     }
 
     /// The configuration the RWKV tools see: an RWKV-6 of this depth and width (for sizes in reports).
@@ -139,7 +145,9 @@ public struct GoldFinchCheckpoint {
         }
         func dims(_ name: String, _ count: Int) throws -> [Int] {
             let s = try shape(name)
-            guard s.count == count, s.allSatisfy({ $0 >= 1 }) else { throw RWKVError(path, "tensor \(name) has shape \(s), expected \(count) dimensions") }
+            guard s.count == count, s.allSatisfy({ $0 >= 1 }) else {
+                throw RWKVError(path, "tensor \(name) has shape \(s), expected \(count) dimensions of at least 1")
+            }
             return s
         }
         var layerCount = 0
@@ -153,9 +161,8 @@ public struct GoldFinchCheckpoint {
         let layers = try (0..<layerCount).map { i -> GoldFinchLayer in
             let kinds = GoldFinchLayer.allCases.filter { source.info(TensorSpec.blockPrefix + "\(i)." + $0.marker) != nil }
             guard kinds.count == 1 else {
-                let names = ["Finch", "Finch-C2", "GOLD"], markers = GoldFinchLayer.allCases.map(\.marker)
-                throw RWKVError(path, "block \(i) is \(kinds.isEmpty ? "none" : "more than one") of \(names[0]) (\(markers[0])), "
-                                      + "\(names[1]) (\(markers[1])) and \(names[2]) (\(markers[2]))")
+                let all = GoldFinchLayer.allCases.map { "\($0.displayName) (\($0.marker))" }
+                throw RWKVError(path, "block \(i) is \(kinds.isEmpty ? "none" : "more than one") of \(all[0]), \(all[1]) and \(all[2])")
             }
             return kinds[0]
         }
@@ -185,9 +192,7 @@ public struct GoldFinchCheckpoint {
         guard faaaa[0] * faaaa[1] == config.embeddingSize else {
             throw RWKVError(path, "tensor \(RWKV6Key.faaaa.name(layer: 0)) has shape \(faaaa): heads × head size must be n_embd \(config.embeddingSize)")
         }
-        try config.summary.validate(path: path)
-        let ranks = [config.value2Rank, config.queryRank, config.keyValueShiftRank, config.keyValueRank, config.compressedSize]
-        guard ranks.allSatisfy({ $0 <= RWKVConfig.limits.rank }) else { throw RWKVError(path, "a GoldFinch LoRA rank is above \(RWKVConfig.limits.rank)") }
+        try config.validate(path: path)
 
         var expected = Set<String>()
         for (name, s) in config.expectedShapes {

@@ -35,6 +35,10 @@ public protocol RWKVLanguageModel: AnyObject {
     /// Runs `tokens` from `state` (updated to include them) and returns logits.
     /// Throws when a token is outside the vocabulary or the state belongs to another shape.
     func forward(_ tokens: [Int], state: inout RWKVState, mode: ForwardMode, positions: LogitPositions) throws -> Logits
+    /// Whether the logits depend on how the tokens are split into calls (RWKV-X: a call of
+    /// several tokens is a prefill that replaces the attention memory). Text evaluation then runs
+    /// each chunk as one call.
+    var logitsDependOnCalls: Bool { get }
     /// Sees the input of every weight-matrix product (nil: none, the default).
     var matmulObserver: MatmulObserver? { get set }
     /// Sees each block's LayerNorm outputs (nil: none, the default).
@@ -64,6 +68,7 @@ public enum BlockPart: Sendable {
 }
 
 extension RWKVLanguageModel {
+    public var logitsDependOnCalls: Bool { false }
     public func makeState() -> RWKVState { RWKVState(config: config) }
 
     /// Logits of every position, from the zero state.

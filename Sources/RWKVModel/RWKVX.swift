@@ -56,6 +56,14 @@ public enum HybridBlock: Equatable, Sendable {
     case rwkv(Range<Int>)
     /// Attention block `i`, which ranks positions by the RWKV-7 block just before it.
     case attention(Int)
+
+    /// "RWKV-7 0-5", "attention 0": how reports name the step.
+    public var label: String {
+        switch self {
+        case .rwkv(let r): return r.count == 1 ? "RWKV-7 \(r.lowerBound)" : "RWKV-7 \(r.lowerBound)-\(r.upperBound - 1)"
+        case .attention(let i): return "attention \(i)"
+        }
+    }
 }
 
 extension RWKVConfig {
@@ -246,6 +254,9 @@ public final class RWKVXModel: RWKVLanguageModel {
         get { rwkv.layerInputObserver }
         set { rwkv.layerInputObserver = newValue }
     }
+
+    /// A prefill keeps only some positions, so splitting a sequence into calls changes the logits.
+    public var logitsDependOnCalls: Bool { true }
 
     /// Query rows per block of attention scores: memory stays rows × T, not T × T.
     static let queryBlock = 128

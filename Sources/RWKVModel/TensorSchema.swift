@@ -585,6 +585,15 @@ public enum GoldFinchLayer: String, Codable, Sendable, CaseIterable {
     /// GOLD attention: queries from the layer, keys from the shared compressed cache, values from the embedding.
     case gold
 
+    /// How reports name the kind.
+    public var displayName: String {
+        switch self {
+        case .finch: return "Finch"
+        case .finchC2: return "Finch-C2"
+        case .gold: return "GOLD"
+        }
+    }
+
     /// The key only this kind has, which decides it.
     public var marker: String {
         switch self {

@@ -63,8 +63,7 @@ public enum EagleUpgrade {
                 values = try NonFiniteCount.checked(source.floats(info.name), path: input, tensor: info.name,
                                                      advice: WeightLoader.nonFiniteAdvice)
             }
-            var overflow = 0
-            return try ElementCodec.encode(values, as: info.dtype, overflowCount: &overflow)
+            return try Upgrade.encode(values, info.dtype)
         }, note: "v5-to-v6 seed=\(seed)")
         return Report(input: input, output: output, sourceVersion: source.version.rawValue, target: config, seed: seed,
                       dtype: Upgrade.dtypeName(dtype), tensors: infos.count, bytesWritten: size,

@@ -18,9 +18,11 @@ public enum GoldFinchUpgrade {
     }
 
     /// The repository's fixed sizes (`tmix/tmix_gold.py`, `src/model.py`, `configs.py`): token-shift
-    /// LoRA rank 32 per target, key cache compression C/16, key/value LoRA rank max(C/16, 64).
+    /// LoRA rank 32 per target, key cache compression C/16.
     public static let shiftRank = 32
     public static let compression = 16.0
+    /// The GOLD key and value LoRAs' rank (`tmix_gold.py`: max(C // 16, 64)).
+    public static func keyValueRank(embedding c: Int) -> Int { max(c / 16, 64) }
     /// `goldfinch_upgrade.yaml`'s inv_other_layer_ratio.
     public static let upgradeRatio = 6.0
     /// The init range of the repository's LoRA second factors (U(±0.01)).
@@ -67,18 +69,20 @@ public enum GoldFinchUpgrade {
         let source = try Checkpoint.open(input)
         let finch = try RWKVConfig.detect(source)
         guard finch.version == .v6, finch.attentionBlocks == 0 else { throw RWKVError(input, "is not an RWKV-6 (Finch) checkpoint (v6-to-goldfinch reads RWKV-6)") }
-        try finch.requireGate(path: input, for: "a Finch (x060) block")
+        // An RWKV-5 read as RWKV-6 has LoRAs that cannot learn (both factors zero); v5-to-v6 draws them.
+        try finch.requireNotEagle(path: input, "run rwkv-upgrade v5-to-v6 first (its RWKV-6 has LoRAs that can learn), then v6-to-goldfinch")
         guard let depth = depth(finchLayers: finch.layerCount, ratio: ratio) else {
             throw RWKVError(input, "no depth puts exactly \(finch.layerCount) Finch blocks below the GOLD ones at ratio \(ratio)")
         }
         let c = finch.embeddingSize
         let compressed = Int(Double(c) / compression)
-        guard compressed >= 1 else { throw RWKVError(input, "n_embd \(c) is too narrow for a key cache of n_embd / 16") }
+        guard compressed >= 1 else { throw RWKVError(input, "n_embd \(c) is too narrow for a key cache of n_embd / \(Int(compression))") }
         let target = GoldFinchConfig(
             layers: Array(repeating: .finch, count: finch.layerCount) + Array(repeating: .gold, count: depth - finch.layerCount),
             embeddingSize: c, headSize: finch.headSize, vocabSize: finch.vocabSize, ffnSize: finch.ffnSize,
             tokenShiftRank: finch.tokenShiftRank, decayRank: finch.decayRank, value2Rank: 0, queryRank: shiftRank,
-            keyValueShiftRank: shiftRank, keyValueRank: max(c / 16, 64), compressedSize: compressed)
+            keyValueShiftRank: shiftRank, keyValueRank: keyValueRank(embedding: c), compressedSize: compressed)
+        try target.validate(path: input)
 
         var infos: [TensorInfo] = []
         for (name, shape) in target.expectedShapes {
@@ -94,13 +98,13 @@ public enum GoldFinchUpgrade {
             progress?(done, infos.count, info.name)
             done += 1
             if let layer = TensorSpec.layer(of: info.name), layer >= finch.layerCount {
-                return try encode(newBlockTensor(TensorSpec.row(of: info.name)!, layer: layer, shape: info.shape, target: target,
+                return try Upgrade.encode(newBlockTensor(TensorSpec.row(of: info.name)!, layer: layer, shape: info.shape, target: target,
                                                  recipe: recipe, seed: seed, name: info.name), dtype)
             }
             if let key = GoldFinchKey(rawValue: info.name) {   // the key cache projections
-                return try encode(linearDefault(info.shape, seed: seed, name: key.rawValue), dtype)
+                return try Upgrade.encode(linearDefault(info.shape, seed: seed, name: key.rawValue), dtype)
             }
-            return try source.data(info.name)
+            return try Upgrade.checkedCopy(source, info.name)
         }, note: "v6-to-goldfinch recipe=\(recipe.rawValue) ratio=\(ratio) seed=\(seed)")
         return Report(input: input, output: output, recipe: recipe, ratio: ratio, target: target, seed: seed,
                       dtype: Upgrade.dtypeName(dtype), tensors: infos.count, bytesWritten: size, seconds: Date().timeIntervalSince(started))
@@ -150,10 +154,5 @@ public enum GoldFinchUpgrade {
             }
         }
         throw RWKVError(nil, "internal error: no GOLD init for \(name)")
-    }
-
-    private static func encode(_ values: [Float], _ dtype: DType) throws -> [UInt8] {
-        var overflow = 0
-        return try ElementCodec.encode(values, as: dtype, overflowCount: &overflow)
     }
 }

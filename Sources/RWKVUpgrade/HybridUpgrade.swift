@@ -81,11 +81,11 @@ public enum HybridUpgrade {
             let out = RWKVXKey.rwkvPrefix + name
             if let stored = source.info(name) {
                 infos.append(TensorInfo(name: out, dtype: stored.dtype, shape: stored.shape))
-                made[out] = { try source.data(name) }
+                made[out] = { try Upgrade.checkedCopy(source, name) }
             } else {
                 let info = TensorInfo(name: out, dtype: dtype, shape: config.shape(row.shape))
                 infos.append(info)
-                made[out] = { try encode([Float](repeating: 0, count: info.elementCount), dtype) }
+                made[out] = { try Upgrade.encode([Float](repeating: 0, count: info.elementCount), dtype) }
             }
         }
         for (i, donor) in donors.enumerated() {
@@ -93,7 +93,7 @@ public enum HybridUpgrade {
                 let info = TensorInfo(name: key.name(block: i), dtype: dtype, shape: key.shape(embedding: c))
                 infos.append(info)
                 made[info.name] = {
-                    try encode(try values(key, block: i, donor: donor, recipe: recipe, config: config, blocks: target.attentionBlocks,
+                    try Upgrade.encode(try values(key, block: i, donor: donor, recipe: recipe, config: config, blocks: target.attentionBlocks,
                                           ffnKeyCopied: ffnKeyCopied, seed: seed, source: source), dtype)
                 }
             }
@@ -104,12 +104,7 @@ public enum HybridUpgrade {
             done += 1
             return try made[info.name]!()
         }, note: "v7-to-x recipe=\(recipe.rawValue) blocks=\(target.attentionBlocks) seed=\(seed)")
-        let order = target.blockOrder.map { step -> String in
-            switch step {
-            case .rwkv(let r): return r.count == 1 ? "RWKV-7 \(r.lowerBound)" : "RWKV-7 \(r.lowerBound)-\(r.upperBound - 1)"
-            case .attention(let i): return "attention \(i)"
-            }
-        }
+        let order = target.blockOrder.map(\.label)
         return Report(input: input, output: output, recipe: recipe, target: target, blockOrder: order, copiedFrom: donors,
                       ffnKeyCopied: ffnKeyCopied, seed: seed, dtype: Upgrade.dtypeName(dtype), tensors: infos.count,
                       bytesWritten: size, seconds: Date().timeIntervalSince(started))
@@ -142,10 +137,5 @@ public enum HybridUpgrade {
             let exponent = pow(1 - Double(i) / Double(config.layerCount), 4)
             return (0..<c).map { Float(1 - pow(Double($0) / Double(c), exponent)) }
         }
-    }
-
-    private static func encode(_ values: [Float], _ dtype: DType) throws -> [UInt8] {
-        var overflow = 0
-        return try ElementCodec.encode(values, as: dtype, overflowCount: &overflow)
     }
 }

@@ -59,6 +59,21 @@ public enum Upgrade {
                              bytesWritten: size, seconds: Date().timeIntervalSince(started))
     }
 
+    /// `values` in the output's element type.
+    static func encode(_ values: [Float], _ dtype: DType) throws -> [UInt8] {
+        var overflow = 0
+        return try ElementCodec.encode(values, as: dtype, overflowCount: &overflow)
+    }
+
+    /// A tensor copied as stored, refused if it holds a NaN or infinite value (a copy must not pass
+    /// on what every other path refuses).
+    static func checkedCopy(_ source: TensorSource, _ name: String) throws -> [UInt8] {
+        let bytes = try source.data(name)
+        let found = bytes.withUnsafeBytes { NonFiniteCount.scan($0, as: source.info(name)?.dtype ?? .f32) }
+        if found.count > 0 { throw found.error(path: source.path, tensor: name, advice: WeightLoader.nonFiniteAdvice) }
+        return bytes
+    }
+
     /// The output type as the command line names it (`--dtype bf16|fp32`).
     static func dtypeName(_ dtype: DType) -> String { dtype == .f32 ? "fp32" : dtype.rawValue }
 

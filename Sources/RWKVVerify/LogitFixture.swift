@@ -46,7 +46,8 @@ public struct LogitFixture: Sendable {
         metadata = file.metadata
         if let text = metadata["calls"] {
             let counts = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
-            guard counts.allSatisfy({ ($0 ?? 0) > 0 }), counts.reduce(0, { $0 + ($1 ?? 0) }) == T else {
+            // Each count is checked against T before any is added, so the sum cannot overflow.
+            guard counts.allSatisfy({ ($0 ?? 0) > 0 && ($0 ?? 0) <= T }), counts.reduce(0, { $0 + ($1 ?? 0) }) == T else {
                 throw RWKVError(path, "metadata calls \(Printable.escaped(text, limit: 80)) is not a list of positive token counts adding up to \(T)")
             }
             calls = counts.map { $0! }

@@ -83,6 +83,20 @@ public enum TextEvaluation {
     static func score(_ chunk: ArraySlice<Int>, scored: Range<Int>, models: [RWKVLanguageModel],
                       _ body: ([UnsafeBufferPointer<Float>], Int) -> Void) throws {
         let tokens = Array(chunk)
+        if models.contains(where: \.logitsDependOnCalls) {
+            // RWKV-X: the chunk as one prefill (every position attends to all before it), so the
+            // figures do not depend on how this code would split the chunk.
+            var logits: [Logits] = []
+            for model in models {
+                var state = model.makeState()
+                logits.append(try model.forward(Array(tokens[..<scored.upperBound]), state: &state, mode: .sequence, positions: .all))
+            }
+            let V = logits[0].vocabSize
+            withRows(logits.map(\.values)) { all in
+                for t in scored { body(all.map { UnsafeBufferPointer(rebasing: $0[(t * V)..<((t + 1) * V)]) }, tokens[t + 1]) }
+            }
+            return
+        }
         var states = models.map { $0.makeState() }
         if scored.lowerBound > 0 {
             for m in models.indices {

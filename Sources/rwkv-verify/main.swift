@@ -118,10 +118,12 @@ struct Verify: ParsableCommand {
                 if tokenOptions.tokens != nil || tokenOptions.random != nil {
                     throw RWKVError(nil, "--tokens and --random go with --against; a fixture brings its own tokens")
                 }
+                try requireMemoryUsed(subject)
                 report = try Verifier.verify(subject, fixture: expected, modes: mode.modes,
                                              tolerance: tolerance, modeTolerance: modeTolerance)
             } else {
                 let reference = try load(against!, fixtureMemory: nil)
+                try requireMemoryUsed(subject, reference)
                 let tokens = try tokenOptions.resolve(vocab: min(subject.config.vocabSize, reference.config.vocabSize), defaultCount: 32)
                 report = try Verifier.compare(subject, against: reference, tokens: tokens, modes: mode.modes,
                                               tolerance: tolerance, modeTolerance: modeTolerance)
@@ -131,15 +133,16 @@ struct Verify: ParsableCommand {
         }
     }
 
-    /// A model with the RWKV-X memory setting of --memory, else the fixture's; refuses --memory
-    /// for a model without attention blocks.
+    /// A model with the RWKV-X memory setting of --memory, else the fixture's.
     private func load(_ path: String, fixtureMemory: AttentionMemory?) throws -> RWKVLanguageModel {
-        let chosen = try memory.map(AttentionMemory.init(parsing:))
-        let model = try RWKVModelLoader.load(path: path, memory: chosen ?? fixtureMemory)
-        if chosen != nil, model.config.attentionBlocks == 0 {
-            throw RWKVError(path, "--memory applies to RWKV-X models (with attention blocks) only")
+        try RWKVModelLoader.load(path: path, memory: try memory.map(AttentionMemory.init(parsing:)) ?? fixtureMemory)
+    }
+
+    /// Refuses --memory when no model of the run is an RWKV-X (it would be ignored).
+    private func requireMemoryUsed(_ models: RWKVLanguageModel...) throws {
+        if memory != nil, !models.contains(where: { $0.config.attentionBlocks > 0 }) {
+            throw RWKVError(models[0].path, "--memory applies to RWKV-X models (with attention blocks) only")
         }
-        return model
     }
 
     /// `--text`: a measurement, not a check, so it passes unless the input is bad.
@@ -148,10 +151,11 @@ struct Verify: ParsableCommand {
             throw RWKVError(nil, "--text brings its own tokens: it goes without --fixture, --tokens and --random")
         }
         let subject = try load(model, fixtureMemory: nil)
+        let reference = try against.map { try load($0, fixtureMemory: nil) }
+        if let reference { try requireMemoryUsed(subject, reference) } else { try requireMemoryUsed(subject) }
         let chunks = try TextChunks(textFile: path, vocabularySize: subject.config.vocabSize, vocabularyPath: vocab,
                                     size: chunk ?? TextChunks.defaultSize, maxChunks: self.chunks)
-        if let against {
-            let reference = try load(against, fixtureMemory: nil)
+        if let reference {
             let progress = ProgressBar(total: chunks.count * chunks.size, label: "KL divergence")
             defer { progress.finish() }
             let report = try TextEvaluation.compare(subject, against: reference, chunks: chunks, progress: progress.callback)

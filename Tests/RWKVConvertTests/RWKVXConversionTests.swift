@@ -49,6 +49,17 @@ import RWKVModel
         #expect(dir.files.isEmpty)
     }
 
+    /// A damaged GoldFinch: inspect exits with the reader's own reason, not a generic one.
+    @Test func inspectSaysWhyADamagedGoldFinchIsUnusable() throws {
+        let file = try ModelFile.open(Self.input)
+        let dir = try ConversionFiles.ScratchDirectory()
+        let damaged = dir.path + "/damaged.safetensors"
+        let kept = file.tensors.filter { $0.name != "blocks.5.att.ln_q.bias" }
+        try SafetensorsWriter.write(to: damaged, tensors: kept) { try file.data($0.name) }
+        let report = InspectReport(source: try Checkpoint.open(damaged))
+        #expect(report.unusableModelError == RWKVError(damaged, "not a usable RWKV-6/7 model: missing tensor blocks.5.att.ln_q.bias"))
+    }
+
     @Test func inspectNamesTheLayersAndTheCache() throws {
         let report = InspectReport(source: try Checkpoint.open(Self.input))
         #expect(report.unusableModelError == nil)

@@ -74,14 +74,39 @@ import RWKVModel
         #expect(kvA.allSatisfy { abs($0) <= 1 / Float(128).squareRoot() + 1e-3 } && kvA.contains { $0 != 0 })
     }
 
+    /// A tensor copied as stored is checked like every other: a NaN in the Finch is refused, by
+    /// both hybrid upgrades, before an output exists.
+    @Test func nonFiniteWeightsAreRefusedNotCopied() throws {
+        let dir = try UpgradeScratch()
+        for (source, name) in [(Self.tiny, "blocks.1.att.output.weight"), (upgradeFixtures + "/models/rwkv7-tiny-fp32.pth", "blocks.1.att.output.weight")] {
+            let file = try ModelFile.open(source)
+            let damaged = dir.file("nan.safetensors")
+            try SafetensorsWriter.write(to: damaged, tensors: file.tensors) { info in
+                var values = try file.floats(info.name)
+                if info.name == name { values[7] = .nan }
+                return try Upgrade.encode(values, .f32)
+            }
+            let error = RWKVError(damaged, "tensor \(name) holds 1 NaN or infinite value (first at element 7): a diverged or damaged checkpoint; a model with NaN or infinite weights cannot be run")
+            if source == Self.tiny {
+                #expect(throws: error) { try GoldFinchUpgrade.run(input: damaged, output: dir.file("out.pth")) }
+            } else {
+                #expect(throws: error) { try HybridUpgrade.run(input: damaged, output: dir.file("out.pth")) }
+            }
+            #expect(!FileManager.default.fileExists(atPath: dir.file("out.pth")))
+        }
+    }
+
     @Test func refusesWhatItCannotUpgrade() throws {
         let dir = try UpgradeScratch()
         let v7 = upgradeFixtures + "/models/rwkv7-tiny-fp32.pth"
         #expect(throws: RWKVError(v7, "is not an RWKV-6 (Finch) checkpoint (v6-to-goldfinch reads RWKV-6)")) {
             try GoldFinchUpgrade.run(input: v7, output: dir.file("a.pth"))
         }
-        let v50 = upgradeFixtures + "/models/rwkv5.0-tiny-fp32.pth"
-        #expect(throws: RWKVError.self) { try GoldFinchUpgrade.run(input: v50, output: dir.file("b.pth")) }
+        // An RWKV-5 read as RWKV-6 has LoRAs with both factors zero, which could never learn.
+        let v52 = upgradeFixtures + "/models/rwkv5.2-tiny-fp32.pth"
+        #expect(throws: RWKVError(v52, "RWKV-5.2 checkpoint: run rwkv-upgrade v5-to-v6 first (its RWKV-6 has LoRAs that can learn), then v6-to-goldfinch")) {
+            try GoldFinchUpgrade.run(input: v52, output: dir.file("b.pth"))
+        }
         #expect(!FileManager.default.fileExists(atPath: dir.file("a.pth")))
     }
 }
