@@ -51,6 +51,12 @@ extension TensorSource {
         tensors.first { $0.name.utf8.elementsEqual(name.utf8) }
     }
 
+    /// The tensor's header, or the error every reader gives for a tensor the layout requires.
+    public func requiredInfo(_ name: String) throws -> TensorInfo {
+        guard let info = info(name) else { throw RWKVError(path, "missing tensor \(name)") }
+        return info
+    }
+
     /// The tensor's values as Float (widened, or dequantized for block types).
     public func floats(_ name: String) throws -> [Float] {
         guard let info = info(name) else { throw RWKVError(path, "no tensor named \(name)") }

@@ -43,10 +43,7 @@ public final class EagleCheckpoint: TensorSource {
     public init(_ base: TensorSource) throws {
         self.base = base
         let path = base.path
-        func shape(_ name: String) throws -> [Int] {
-            guard let s = base.info(name)?.shape else { throw RWKVError(path, "missing tensor \(name)") }
-            return s
-        }
+        func shape(_ name: String) throws -> [Int] { try base.requiredInfo(name).shape }
         typealias K = RWKV6Key
         guard base.info(K.lnXWeight.name(layer: 0)) != nil else {
             throw RWKVError(path, "RWKV-4 checkpoint (token-shift time_mix_k without att.ln_x): only RWKV-5, 6 and 7 are supported")
@@ -54,14 +51,7 @@ public final class EagleCheckpoint: TensorSource {
         let emb = try shape(K.emb.name)
         guard emb.count == 2 else { throw RWKVError(path, "tensor \(K.emb.name) has shape \(emb), expected 2 dimensions") }
         let c = emb[1]
-        var layerCount = 0
-        for t in base.tensors where t.name.hasPrefix(TensorSpec.blockPrefix) {
-            // A layer number beyond the tensor count is a damaged name (as `RWKVConfig.detect`).
-            guard let n = TensorSpec.layer(of: t.name), n >= 0, n < base.tensors.count else {
-                throw RWKVError(path, "tensor \(Printable.escaped(t.name, limit: 80)): not a block number the file's \(base.tensors.count) tensors can hold")
-            }
-            layerCount = max(layerCount, n + 1)
-        }
+        let layerCount = try TensorSpec.blockCount(of: base)
         let decay = try shape(K.decay.name(layer: 0))
         let gated = base.info(K.gate.name(layer: 0)) != nil
         guard (1...2).contains(decay.count), decay[0] >= 1, c >= 1, c % decay[0] == 0 else {

@@ -3,7 +3,6 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import COpenBLAS
 import RWKVFormats
 
 // GoldFinch (Goldstein et al. 2024, arXiv 2407.12077; github recursal/GoldFinch-paper): Finch
@@ -139,10 +138,7 @@ public struct GoldFinchCheckpoint {
     public init(_ source: TensorSource) throws {
         self.source = source
         let path = source.path
-        func shape(_ name: String) throws -> [Int] {
-            guard let s = source.info(name)?.shape else { throw RWKVError(path, "missing tensor \(name)") }
-            return s
-        }
+        func shape(_ name: String) throws -> [Int] { try source.requiredInfo(name).shape }
         func dims(_ name: String, _ count: Int) throws -> [Int] {
             let s = try shape(name)
             guard s.count == count, s.allSatisfy({ $0 >= 1 }) else {
@@ -150,13 +146,7 @@ public struct GoldFinchCheckpoint {
             }
             return s
         }
-        var layerCount = 0
-        for t in source.tensors where t.name.hasPrefix(TensorSpec.blockPrefix) {
-            guard let n = TensorSpec.layer(of: t.name), n >= 0, n < source.tensors.count else {
-                throw RWKVError(path, "tensor \(Printable.escaped(t.name, limit: 80)): not a block number the file's \(source.tensors.count) tensors can hold")
-            }
-            layerCount = max(layerCount, n + 1)
-        }
+        let layerCount = try TensorSpec.blockCount(of: source)
         guard layerCount > 0 else { throw RWKVError(path, "GoldFinch checkpoint without blocks") }
         let layers = try (0..<layerCount).map { i -> GoldFinchLayer in
             let kinds = GoldFinchLayer.allCases.filter { source.info(TensorSpec.blockPrefix + "\(i)." + $0.marker) != nil }
@@ -366,12 +356,7 @@ public final class GoldFinchModel: RWKVLanguageModel {
 
     public func forward(_ tokens: [Int], state: inout RWKVState, mode: ForwardMode, positions: LogitPositions) throws -> Logits {
         let V = config.vocabSize
-        guard state.matches(config), state.cachedTokens.count * goldFinch.compressedSize == state.compressedKeys.count else {
-            throw RWKVError(path, "state shape (\(state.layerCount) layers × \(state.embeddingSize)) does not match the model")
-        }
-        if let bad = tokens.first(where: { $0 < 0 || $0 >= V }) {
-            throw RWKVError(path, "token id \(bad) is outside the vocabulary (0..<\(V))")
-        }
+        try checkCall(tokens, state: state, stateFits: state.cachedTokens.count * goldFinch.compressedSize == state.compressedKeys.count)
         let block = mode == .rnn ? 1 : Self.sequenceBlock
         var values: [Float] = []
         var start = 0
@@ -577,23 +562,9 @@ public final class GoldFinchModel: RWKVLanguageModel {
         Kernels.normalize(k.base, rows: S, width: C, g.lnK, eps: Kernels.layerNormEpsilon, into: k.base)
         Kernels.normalize(v.base, rows: S, width: C, g.lnV, eps: Kernels.layerNormEpsilon, into: v.base)
         // Query row t (context position P + t) attends to positions 0 … P + t.
-        let y = FloatBuffer(count: T * C), scores = FloatBuffer(count: T * S)
-        let scale = 1 / Float(N).squareRoot()
-        for h in 0..<H {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(S), Int32(N), scale,
-                        q.base + h * N, Int32(C), k.base + h * N, Int32(C), 0, scores.base, Int32(S))
-            for t in 0..<T {
-                let p = scores.base + t * S, seen = P + t + 1
-                var top = -Float.infinity
-                for s in 0..<seen { top = max(top, p[s]) }
-                var sum: Float = 0
-                for s in 0..<seen { p[s] = expf(p[s] - top); sum += p[s] }
-                for s in 0..<seen { p[s] /= sum }
-                for s in seen..<S { p[s] = 0 }
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(N), Int32(S), 1,
-                        scores.base, Int32(S), v.base + h * N, Int32(C), 0, y.base + h * N, Int32(C))
-        }
+        let y = FloatBuffer(count: T * C)
+        Attention.attend(q.base, rows: T, keys: k.base, values: v.base, keyCount: S, heads: H, headSize: N, width: C,
+                         firstPosition: P, into: y.base)
         Kernels.normalize(y.base, rows: T, width: C, g.lnX, eps: Kernels.layerNormEpsilon, into: y.base)
         g.output.apply(y.base, rows: T, to: x, accumulate: true)
     }

@@ -69,6 +69,18 @@ public enum BlockPart: Sendable {
 
 extension RWKVLanguageModel {
     public var logitsDependOnCalls: Bool { false }
+
+    /// What every forward call checks first: the state belongs to this model (`stateFits`: a
+    /// model's own further condition), and every token id is in the vocabulary.
+    func checkCall(_ tokens: [Int], state: RWKVState, stateFits: Bool = true) throws {
+        guard state.matches(config), stateFits else {
+            throw RWKVError(path, "state shape (\(state.layerCount) layers × \(state.embeddingSize), head \(state.headSize), "
+                                  + "\(state.attention.count) attention blocks) does not match the model")
+        }
+        if let bad = tokens.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
+            throw RWKVError(path, "token id \(bad) is outside the vocabulary (0..<\(config.vocabSize))")
+        }
+    }
     public func makeState() -> RWKVState { RWKVState(config: config) }
 
     /// Logits of every position, from the zero state.
@@ -155,12 +167,7 @@ extension LayerStack {
 
     func runForward(_ tokens: [Int], state: inout RWKVState, mode: ForwardMode, positions: LogitPositions) throws -> Logits {
         let V = config.vocabSize, C = config.embeddingSize
-        guard state.matches(config) else {
-            throw RWKVError(path, "state shape (\(state.layerCount) layers × \(state.embeddingSize), head \(state.headSize)) does not match the model")
-        }
-        if let bad = tokens.first(where: { $0 < 0 || $0 >= V }) {
-            throw RWKVError(path, "token id \(bad) is outside the vocabulary (0..<\(V))")
-        }
+        try checkCall(tokens, state: state)
         let T = tokens.count
         let wanted = positions == .all ? T : min(T, 1)
         var out = [Float](repeating: 0, count: wanted * V)

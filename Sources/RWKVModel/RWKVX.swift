@@ -3,7 +3,6 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import COpenBLAS
 import RWKVFormats
 
 // RWKV-X (Hou et al. 2025, arXiv 2504.21463): an RWKV-7 with attention blocks between groups of
@@ -153,7 +152,7 @@ public final class RWKVXCheckpoint: TensorSource {
             for key in RWKVXKey.allCases {
                 let name = key.name(block: b)
                 expected.insert(name)
-                guard let info = base.info(name) else { throw RWKVError(path, "missing tensor \(name)") }
+                let info = try base.requiredInfo(name)
                 guard info.shape == key.shape(embedding: c) else {
                     throw RWKVError(path, "tensor \(name) has shape \(info.shape), expected \(key.shape(embedding: c))")
                 }
@@ -258,8 +257,6 @@ public final class RWKVXModel: RWKVLanguageModel {
     /// A prefill keeps only some positions, so splitting a sequence into calls changes the logits.
     public var logitsDependOnCalls: Bool { true }
 
-    /// Query rows per block of attention scores: memory stays rows × T, not T × T.
-    static let queryBlock = 128
 
     public init(_ file: RWKVXCheckpoint, memory: AttentionMemory = .packageDefault) throws {
         let loader = try WeightLoader(source: file)
@@ -271,12 +268,7 @@ public final class RWKVXModel: RWKVLanguageModel {
 
     public func forward(_ tokens: [Int], state: inout RWKVState, mode: ForwardMode, positions: LogitPositions) throws -> Logits {
         let V = config.vocabSize, C = config.embeddingSize, T = tokens.count
-        guard state.matches(config) else {
-            throw RWKVError(path, "state shape (\(state.layerCount) layers × \(state.embeddingSize), \(state.attention.count) attention blocks) does not match the model")
-        }
-        if let bad = tokens.first(where: { $0 < 0 || $0 >= V }) {
-            throw RWKVError(path, "token id \(bad) is outside the vocabulary (0..<\(V))")
-        }
+        try checkCall(tokens, state: state)
         let wanted = positions == .all ? T : min(T, 1)
         var out = [Float](repeating: 0, count: wanted * V)
         guard T > 0 else { return Logits(vocabSize: V, values: out) }
@@ -399,7 +391,7 @@ public final class RWKVXModel: RWKVLanguageModel {
         W.output.apply(y.base, rows: T, to: x, accumulate: true)
 
         // FFN: relu(lerp · Kᵀ)² · Vᵀ with its own token shift, in blocks of rows (it is 4·C wide).
-        let block = min(T, Self.queryBlock)
+        let block = min(T, RWKV7Model.sequenceBlockSize)
         let shift = FloatBuffer(count: block * C), mixed = FloatBuffer(count: block * C)
         let hidden = FloatBuffer(count: block * W.ffnKey.outputs)
         Kernels.normalize(x, rows: T, width: C, W.ln2, eps: Kernels.layerNormEpsilon, into: xn.base)
@@ -417,38 +409,12 @@ public final class RWKVXModel: RWKVLanguageModel {
         }
     }
 
-    /// Scaled dot-product attention per head (scale 1/√head size, no positional encoding): query
-    /// row t attends to key rows 0…t (`causal`) or to all `memory` rows. No rows: zero output,
-    /// as torch's scaled_dot_product_attention gives over an empty memory.
+    /// Attention over `M` key/value rows: causal within this call's rows (a prefill), or over all
+    /// of the kept memory (a decode).
     private func attend(_ q: UnsafePointer<Float>, rows T: Int, keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>,
                         memory M: Int, causal: Bool, into y: UnsafeMutablePointer<Float>) {
-        let C = config.embeddingSize, (heads, hs) = config.attentionHeads
-        guard M > 0 else { y.update(repeating: 0, count: T * C); return }
-        let scale = 1 / Float(hs).squareRoot()
-        let block = min(T, Self.queryBlock)
-        let scores = FloatBuffer(count: block * M)
-        for h in 0..<heads {
-            var t0 = 0
-            while t0 < T {
-                let rows = min(block, T - t0)
-                let width = causal ? t0 + rows : M   // keys any row of this block may see
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(width), Int32(hs), scale,
-                            q + t0 * C + h * hs, Int32(C), k + h * hs, Int32(C), 0, scores.base, Int32(width))
-                for r in 0..<rows {
-                    let p = scores.base + r * width
-                    let seen = causal ? t0 + r + 1 : width
-                    var top = -Float.infinity
-                    for s in 0..<seen { top = max(top, p[s]) }
-                    var sum: Float = 0
-                    for s in 0..<seen { p[s] = expf(p[s] - top); sum += p[s] }
-                    let inv = 1 / sum
-                    for s in 0..<seen { p[s] *= inv }
-                    for s in seen..<width { p[s] = 0 }
-                }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(hs), Int32(width), 1,
-                            scores.base, Int32(width), v + h * hs, Int32(C), 0, y + t0 * C + h * hs, Int32(C))
-                t0 += rows
-            }
-        }
+        let (heads, hs) = config.attentionHeads
+        Attention.attend(q, rows: T, keys: k, values: v, keyCount: M, heads: heads, headSize: hs, width: config.embeddingSize,
+                         firstPosition: causal ? 0 : nil, into: y)
     }
 }

@@ -433,6 +433,20 @@ extension TensorSpec {
         return Int(name.dropFirst(blockPrefix.count).prefix { $0 != "." })
     }
 
+    /// One more than the highest block number in `source`'s names (0 without blocks). Every block
+    /// holds tensors, so a number beyond the tensor count is a damaged name, refused here before it
+    /// could size anything (as `RWKVConfig.detect` does).
+    public static func blockCount(of source: TensorSource) throws -> Int {
+        var count = 0
+        for t in source.tensors where t.name.hasPrefix(blockPrefix) {
+            guard let n = layer(of: t.name), n >= 0, n < source.tensors.count else {
+                throw RWKVError(source.path, "tensor \(Printable.escaped(t.name, limit: 80)): not a block number the file's \(source.tensors.count) tensors can hold")
+            }
+            count = max(count, n + 1)
+        }
+        return count
+    }
+
     /// A block tensor's name without its `blocks.N.` prefix (the schema row's name).
     public static func row(of name: String) -> String? {
         guard layer(of: name) != nil else { return nil }

@@ -25,7 +25,7 @@ final class V6Weights {
             throw RWKVError(nil, "internal error: step \(allowed.step) read \(name), which it does not declare")
         }
         if let m = cache[name] { return m }
-        guard let info = source.info(name) else { throw RWKVError(source.path, "missing tensor \(name)") }
+        let info = try source.requiredInfo(name)
         let values = try NonFiniteCount.checked(source.floats(name), path: source.path, tensor: name,
                                                 advice: Self.nonFiniteAdvice)
         let cols = info.shape.last ?? 1
