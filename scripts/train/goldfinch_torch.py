@@ -37,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import rwkv_torch
-from rwkv_torch import _ddd, decay_ramp, token_shift, wkv6
+from rwkv_torch import _ddd, decay_ramp, shift_lora, token_shift, wkv6
 
 GOLD_KV_RATIO = 16          # kv_cache_compression_ratio (configs.py:18)
 INV_OTHER_LAYER_RATIO_UPGRADE = 6   # configs/goldfinch_upgrade.yaml
@@ -104,10 +104,7 @@ class TimeMixC2(nn.Module):
         B, T, C = x.shape
         H, N = self.H, self.N
         xx = token_shift(x) - x
-        xxx = x + xx * self.time_maa_x
-        m = torch.tanh(xxx @ self.time_maa_w1).view(B * T, 5, -1).transpose(0, 1)
-        m = torch.bmm(m, self.time_maa_w2).view(5, B, T, C)
-        mr, mk, mv, mw, mv2 = m.unbind(0)                                  # ORDER r, k, v, w, v2
+        mr, mk, mv, mw, mv2 = shift_lora(self, x, xx)                      # ORDER r, k, v, w, v2
         xr = x + xx * (self.time_maa_r + mr)
         xk = x + xx * (self.time_maa_k + mk)
         xv = x + xx * (self.time_maa_v + mv)

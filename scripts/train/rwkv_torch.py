@@ -19,6 +19,14 @@ import torch.nn.functional as F
 HEAD_SIZE = 64
 
 
+def shift_lora(mix, x, xx):
+    """RWKV-6's token-shift LoRA (also Finch-C2's): tanh((x + xx * time_maa_x) @ time_maa_w1),
+    split into five, each through its slice of time_maa_w2; the five offsets, in the module's order."""
+    B, T, C = x.shape
+    m = torch.tanh((x + xx * mix.time_maa_x) @ mix.time_maa_w1).view(B * T, 5, -1).transpose(0, 1)
+    return torch.bmm(m, mix.time_maa_w2).view(5, B, T, C).unbind(0)
+
+
 def _ddd(C):
     return (torch.arange(C, dtype=torch.float32) / C).reshape(1, 1, C)
 
@@ -252,10 +260,7 @@ class TimeMix6(nn.Module):
         B, T, C = x.shape
         H, N = self.H, self.N
         xx = token_shift(x) - x
-        xxx = x + xx * self.time_maa_x
-        m = torch.tanh(xxx @ self.time_maa_w1).view(B * T, 5, -1).transpose(0, 1)
-        m = torch.bmm(m, self.time_maa_w2).view(5, B, T, C)
-        mw, mk, mv, mr, mg = m.unbind(0)
+        mw, mk, mv, mr, mg = shift_lora(self, x, xx)
         xw = x + xx * (self.time_maa_w + mw)
         xk = x + xx * (self.time_maa_k + mk)
         xv = x + xx * (self.time_maa_v + mv)
